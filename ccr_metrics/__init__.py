@@ -1,0 +1,39 @@
+"""ccr-metrics: exact Recall@K and Mean Rank Variance for cross-lingual cross-modal retrieval.
+
+The functional core: :func:`positive_ranks` counts exact ranks with a stated tie policy,
+:func:`recall_at_k` and :func:`mean_rank_variance` turn ranks into the paper's numbers,
+:func:`image_to_text_ranks` / :func:`text_to_image_ranks` rank the two directions and
+:func:`multilingual_recall` builds the per-language table.
+"""
+
+from .mrv import (
+    CAPTION_REDUCTIONS,
+    REDUCTIONS,
+    instance_rank_variance,
+    mean_rank_variance,
+    ranks_per_image,
+)
+from .ranking import (
+    DEFAULT_TIES,
+    TIES,
+    image_to_text_ranks,
+    positive_ranks,
+    text_to_image_ranks,
+)
+from .recall import multilingual_recall, recall_at_k
+
+__all__ = [
+    "CAPTION_REDUCTIONS",
+    "DEFAULT_TIES",
+    "REDUCTIONS",
+    "TIES",
+    "image_to_text_ranks",
+    "instance_rank_variance",
+    "mean_rank_variance",
+    "multilingual_recall",
+    "positive_ranks",
+    "ranks_per_image",
+    "recall_at_k",
+    "text_to_image_ranks",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,72 @@
+"""Argument checks whose messages name the argument, its shape and the offending place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T", bound=str)
+
+
+def check_choice(name: str, value: T, options: Sequence[T]) -> T:
+    """Return ``value`` if it is one of ``options``, else raise a ValueError listing them."""
+    if not isinstance(value, str) or value not in options:
+        listed = ", ".join(repr(o) for o in options)
+        raise ValueError(f"{name} must be one of {listed}; got {value!r}")
+    return value
+
+
+def shape_str(t: torch.Tensor) -> str:
+    """Shape written as ``[3, 4]`` for messages."""
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def check_numeric(t: torch.Tensor, name: str) -> None:
+    """Refuse bool and complex tensors: neither orders as a score or a rank."""
+    if t.dtype == torch.bool:
+        raise ValueError(f"{name} must hold numbers, got a bool array {shape_str(t)}")
+    if t.is_complex():
+        raise ValueError(f"{name} must be real, got complex dtype {t.dtype}")
+
+
+def check_ndim(t: torch.Tensor, name: str, ndim: int, layout: str) -> None:
+    """Raise unless ``t`` has ``ndim`` dimensions; ``layout`` names them, e.g. ``[Q, G]``."""
+    if t.ndim != ndim:
+        raise ValueError(
+            f"{name} must be {ndim}-D {layout}, got {t.ndim}-D with shape {shape_str(t)}"
+        )
+
+
+def first_nonfinite(t: torch.Tensor) -> tuple[tuple[int, ...], float] | None:
+    """Index and value of the first NaN or infinity in ``t``, or None when all are finite."""
+    if not t.is_floating_point():
+        return None
+    bad = ~torch.isfinite(t)
+    if not bool(bad.any()):
+        return None
+    index = tuple(int(i) for i in bad.nonzero()[0])
+    return index, float(t[index])
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
+    """Raise naming the first non-finite entry of ``t``."""
+    found = first_nonfinite(t)
+    if found is not None:
+        index, value = found
+        raise ValueError(f"{name} contains {value} at index {list(index)}; scores must be finite")
+
+
+def check_positive_ints(name: str, values: int | Iterable[int]) -> tuple[int, ...]:
+    """Normalise an int or an iterable of ints to a tuple of distinct positive ints."""
+    items = [values] if isinstance(values, (int, np.integer)) else list(values)
+    if not items:
+        raise ValueError(f"{name} must name at least one cut-off")
+    checked: list[int] = []
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must hold positive integers, got {v!r}")
+        checked.append(int(v))
+    return tuple(dict.fromkeys(checked))

@@ -1,0 +1,250 @@
+"""Mean Rank Variance (MRV): how much an instance's rank moves across languages."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from ._backend import Array, ArrayLike, to_output, to_tensor
+from ._validation import check_choice, check_ndim, check_numeric, shape_str
+from .ranking import text_owner_index
+
+__all__ = [
+    "CAPTION_REDUCTIONS",
+    "REDUCTIONS",
+    "instance_rank_variance",
+    "mean_rank_variance",
+    "ranks_per_image",
+]
+
+Reduction = Literal["variance", "std"]
+#: ``"variance"`` is the paper's Eq. 7; ``"std"`` is what the released code computed.
+REDUCTIONS: tuple[Reduction, ...] = ("variance", "std")
+CaptionReduction = Literal["first", "mean", "min", "median"]
+#: How :func:`ranks_per_image` turns several captions' ranks into one per image.
+CAPTION_REDUCTIONS: tuple[CaptionReduction, ...] = ("first", "mean", "min", "median")
+
+
+def instance_rank_variance(
+    ranks: ArrayLike,
+    *,
+    reduction: Reduction = "variance",
+    mask: ArrayLike | None = None,
+) -> Array:
+    """Spread of each instance's ranks across languages.
+
+    Parameters
+    ----------
+    ranks : array-like or torch.Tensor, shape [N, K]
+        Rank of instance ``j`` in language ``k`` (rows instances, columns languages).
+        0-based or 1-based alike: the spread does not depend on the offset.
+    reduction : {"variance", "std"}, default "variance"
+        Population variance (ddof = 0) or population standard deviation.
+    mask : array-like of bool, shape [N, K], optional
+        Which ranks exist (False for a language an instance lacks). Entries outside
+        the mask are ignored, NaN included.
+
+    Returns
+    -------
+    spread : numpy.ndarray or torch.Tensor, shape [N], float64
+        The variance (or std) of each row over its present languages; NaN for a row
+        with fewer than two present languages, whose spread is undefined.
+
+    Raises
+    ------
+    ValueError
+        If ``ranks`` is not 2-D or holds non-finite values where the mask is True, if
+        ``mask`` does not have the shape of ``ranks`` or is not boolean, or if
+        ``reduction`` is unknown.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> instance_rank_variance(np.array([[1, 3], [2, 2], [5, 1]]))
+    array([1., 0., 4.])
+    >>> instance_rank_variance(np.array([[1, 3], [2, 2], [5, 1]]), reduction="std")
+    array([1., 0., 2.])
+    """
+    check_choice("reduction", reduction, REDUCTIONS)
+    r, as_torch = to_tensor(ranks, "ranks")
+    check_numeric(r, "ranks")
+    check_ndim(r, "ranks", 2, "[N, K] (instances x languages)")
+    r = r.double()
+    if mask is None:
+        present = torch.ones_like(r, dtype=torch.bool)
+    else:
+        m, _ = to_tensor(mask, "mask")
+        if m.dtype != torch.bool:
+            raise ValueError(f"mask must be a bool array, got dtype {m.dtype}")
+        if m.shape != r.shape:
+            raise ValueError(
+                f"mask must have the shape of ranks {shape_str(r)}, got {shape_str(m)}"
+            )
+        present = m.to(r.device)
+    bad = present & ~torch.isfinite(r)
+    if bool(bad.any()):
+        i, j = (int(v) for v in bad.nonzero()[0])
+        raise ValueError(
+            f"ranks contains {float(r[i, j])} at [{i}, {j}]; mark missing languages "
+            "with mask instead"
+        )
+    count = present.sum(1)
+    values = torch.where(present, r, torch.zeros_like(r))
+    mean = values.sum(1) / count.clamp(min=1)
+    centred = torch.where(present, r - mean[:, None], torch.zeros_like(r))
+    spread = centred.square().sum(1) / count.clamp(min=1)
+    if reduction == "std":
+        spread = spread.sqrt()
+    spread = torch.where(count >= 2, spread, torch.full_like(spread, float("nan")))
+    return to_output(spread, as_torch)
+
+
+def mean_rank_variance(
+    ranks: ArrayLike,
+    *,
+    reduction: Reduction = "variance",
+    mask: ArrayLike | None = None,
+) -> float:
+    """Mean Rank Variance: the mean over instances of the spread of their ranks.
+
+    Parameters
+    ----------
+    ranks : array-like or torch.Tensor, shape [N, K]
+        Rank of instance ``j`` in language ``k`` (rows instances, columns languages),
+        for one direction. 0-based or 1-based alike.
+    reduction : {"variance", "std"}, default "variance"
+        ``"variance"`` is the paper's Eq. 7,
+        ``MRV_K = 1/(N K) * sum_j sum_k (Rank_jk - mean_k Rank_jk)^2``: the mean of
+        each instance's population variance. ``"std"`` is the mean population standard
+        deviation, which is what the released code computed and what the paper's
+        Table 1 reports (e.g. 7.89 for CCR10-E); the variance of the same ranks is
+        roughly its square. Always say which one a number is.
+    mask : array-like of bool, shape [N, K], optional
+        Which ranks exist. A row's spread is taken over its present languages; rows
+        with fewer than two present languages are left out of the mean (they have no
+        spread), so the mean is over the rows with at least two.
+
+    Returns
+    -------
+    mrv : float
+        Non-negative; 0 when every instance has the same rank in every language.
+
+    Raises
+    ------
+    ValueError
+        As :func:`instance_rank_variance`, and if no row has two present languages
+        (for example ``K = 1``).
+
+    Notes
+    -----
+    MRV is invariant to adding a constant to all ranks, so 0-based positions (the
+    released code's ``ranks/*.npy``) give the same value as 1-based ranks. Scaling
+    all ranks by ``c`` scales the variance form by ``c**2`` and the std form by ``c``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ranks = np.array([[1, 3],
+    ...                   [2, 2],
+    ...                   [5, 1]])
+    >>> mean_rank_variance(ranks)
+    1.6666666666666667
+    >>> mean_rank_variance(ranks, reduction="std")
+    1.0
+    >>> mask = np.array([[True, True], [True, False], [True, True]])
+    >>> mean_rank_variance(ranks, mask=mask)  # row 1 has one language: left out
+    2.5
+    """
+    spread, _ = to_tensor(instance_rank_variance(ranks, reduction=reduction, mask=mask), "spread")
+    kept = ~torch.isnan(spread)
+    if not bool(kept.any()):
+        raise ValueError(
+            "mean_rank_variance needs at least one instance ranked in two or more "
+            f"languages; none of the {spread.shape[0]} rows of ranks has two present"
+        )
+    return float(spread[kept].mean())
+
+
+def ranks_per_image(
+    text_ranks: ArrayLike,
+    text_to_image: ArrayLike,
+    n_images: int,
+    *,
+    reduce: CaptionReduction = "first",
+) -> tuple[Array, Array]:
+    """Reduce text-to-image ranks of several captions to one rank per image.
+
+    MRV compares one rank per (instance, language). Text-to-image retrieval gives a
+    rank per caption, and an image can have several captions in a language (or none):
+    this reduces them to one value per image and says which images have any.
+
+    Parameters
+    ----------
+    text_ranks : array-like or torch.Tensor, shape [M]
+        Rank of each caption's image, as :func:`~ccr_metrics.text_to_image_ranks`
+        returns them.
+    text_to_image : array-like of int, shape [M]
+        The image each caption describes, in ``[0, n_images)``.
+    n_images : int
+        Number of images ``N``.
+    reduce : {"first", "mean", "min", "median"}, default "first"
+        ``"first"`` takes the image's first caption in the given order (for data with
+        one caption per language, the only one); ``"min"`` its best-ranked caption;
+        ``"mean"`` and ``"median"`` summarise all its captions.
+
+    Returns
+    -------
+    ranks : numpy.ndarray or torch.Tensor, shape [N], float64
+        One rank per image; NaN for an image without a caption.
+    present : numpy.ndarray or torch.Tensor, shape [N], bool
+        Which images have at least one caption: a column of the ``mask`` that
+        :func:`mean_rank_variance` takes.
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree, an image index is out of range, ``text_ranks`` holds
+        NaN, or ``reduce`` is unknown.
+
+    Examples
+    --------
+    >>> ranks, present = ranks_per_image([4, 2, 7, 1], [0, 0, 2, 2], 3, reduce="min")
+    >>> ranks, present
+    (array([ 2., nan,  1.]), array([ True, False,  True]))
+    >>> ranks_per_image([4, 2, 7, 1], [0, 0, 2, 2], 3, reduce="median")[0]
+    array([ 3., nan,  4.])
+    """
+    check_choice("reduce", reduce, CAPTION_REDUCTIONS)
+    r, as_torch = to_tensor(text_ranks, "text_ranks")
+    check_numeric(r, "text_ranks")
+    check_ndim(r, "text_ranks", 1, "[M] (one rank per caption)")
+    r = r.double()
+    if bool(torch.isnan(r).any()):
+        raise ValueError(
+            f"text_ranks contains NaN at position {int(torch.isnan(r).nonzero()[0, 0])}"
+        )
+    owner = text_owner_index(text_to_image, n_texts=r.shape[0], n_images=n_images, device=r.device)
+    count = torch.bincount(owner, minlength=n_images)
+    present = count > 0
+    if reduce == "first":
+        first = torch.full((n_images,), r.shape[0], dtype=torch.long, device=r.device)
+        first.scatter_reduce_(0, owner, torch.arange(r.shape[0], device=r.device), reduce="amin")
+        out = r[first.clamp(max=max(r.shape[0] - 1, 0))]
+    elif reduce in ("mean", "min"):
+        out = torch.zeros(n_images, dtype=torch.float64, device=r.device)
+        out.scatter_reduce_(
+            0, owner, r, reduce="mean" if reduce == "mean" else "amin", include_self=False
+        )
+    else:
+        # Sort by (image, rank); an image's captions are then a contiguous run whose
+        # middle one or two entries give the median.
+        order = torch.argsort(r, stable=True)
+        order = order[torch.argsort(owner[order], stable=True)]
+        sorted_ranks = r[order]
+        start = torch.cumsum(count, 0) - count
+        low = (start + (count - 1).clamp(min=0) // 2).clamp(max=max(r.shape[0] - 1, 0))
+        high = (start + count // 2).clamp(max=max(r.shape[0] - 1, 0))
+        out = (sorted_ranks[low] + sorted_ranks[high]) / 2 if r.shape[0] else r.new_zeros(n_images)
+    out = torch.where(present, out, torch.full_like(out, float("nan")))
+    return to_output(out, as_torch), to_output(present, as_torch)
