@@ -19,6 +19,11 @@ def check_choice(name: str, value: T, options: Sequence[T]) -> T:
     return value
 
 
+def dtype_str(t: torch.Tensor) -> str:
+    """Dtype written as numpy users know it: ``float32``, not ``torch.float32``."""
+    return str(t.dtype).removeprefix("torch.")
+
+
 def shape_str(t: torch.Tensor) -> str:
     """Shape written as ``[3, 4]`` for messages."""
     return "[" + ", ".join(str(s) for s in t.shape) + "]"
@@ -29,7 +34,7 @@ def check_numeric(t: torch.Tensor, name: str) -> None:
     if t.dtype == torch.bool:
         raise ValueError(f"{name} must hold numbers, got a bool array {shape_str(t)}")
     if t.is_complex():
-        raise ValueError(f"{name} must be real, got complex dtype {t.dtype}")
+        raise ValueError(f"{name} must be real, got complex dtype {dtype_str(t)}")
 
 
 def check_ndim(t: torch.Tensor, name: str, ndim: int, layout: str) -> None:
@@ -61,7 +66,10 @@ def check_finite(t: torch.Tensor, name: str) -> None:
 
 def check_positive_ints(name: str, values: int | Iterable[int]) -> tuple[int, ...]:
     """Normalise an int or an iterable of ints to a tuple of distinct positive ints."""
-    items = [values] if isinstance(values, (int, np.integer)) else list(values)
+    if isinstance(values, (int, np.integer, str)) or not isinstance(values, Iterable):
+        items: list[object] = [values]
+    else:
+        items = list(values)
     if not items:
         raise ValueError(f"{name} must name at least one cut-off")
     checked: list[int] = []

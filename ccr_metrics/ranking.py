@@ -23,7 +23,14 @@ import numpy as np
 import torch
 
 from ._backend import Array, ArrayLike, to_output, to_tensor
-from ._validation import check_choice, check_ndim, check_numeric, first_nonfinite, shape_str
+from ._validation import (
+    check_choice,
+    check_ndim,
+    check_numeric,
+    dtype_str,
+    first_nonfinite,
+    shape_str,
+)
 
 __all__ = [
     "DEFAULT_TIES",
@@ -72,7 +79,9 @@ def positive_ranks(
         - integer array ``[Q]``: one positive column per query;
         - boolean mask ``[Q, G]``;
         - ``Q`` sequences of column indices (ragged, e.g. the captions of each image),
-          or an integer array ``[Q, P]`` of ``P`` positives per query.
+          or an integer array ``[Q, P]`` of ``P`` positives per query. An integer
+          array shaped exactly like ``scores`` is refused as ambiguous (it is usually
+          a 0/1 relevance matrix): pass it as a bool mask or as lists.
     ties : {"average", "optimistic", "pessimistic"}, default "average"
         How items tied with the best positive are ordered; see Notes.
     chunk_size : int, optional
@@ -131,7 +140,9 @@ def positive_ranks(
     s, as_torch = to_tensor(scores, "scores")
     _check_scores(s)
     query, column = positive_pairs(positives, s.shape[0], s.shape[1], s.device)
-    ranks = _ranks_from_pairs(s, query, column, ties=ties, chunk_size=chunk_size, empty=empty)
+    ranks = _ranks_from_pairs(
+        s, query, column, ties=ties, chunk_size=chunk_size, empty=empty, missing="positives"
+    )
     return to_output(ranks, as_torch)
 
 
@@ -182,7 +193,9 @@ def image_to_text_ranks(
     n_images, n_texts = s.shape
     owner = text_owner_index(text_to_image, n_texts=n_texts, n_images=n_images, device=s.device)
     texts = torch.arange(n_texts, device=s.device)
-    ranks = _ranks_from_pairs(s, owner, texts, ties=ties, chunk_size=chunk_size, empty=empty)
+    ranks = _ranks_from_pairs(
+        s, owner, texts, ties=ties, chunk_size=chunk_size, empty=empty, missing="text_to_image"
+    )
     return to_output(ranks, as_torch)
 
 
@@ -231,7 +244,9 @@ def text_to_image_ranks(
     n_texts, n_images = s.shape
     owner = text_owner_index(text_to_image, n_texts=n_texts, n_images=n_images, device=s.device)
     texts = torch.arange(n_texts, device=s.device)
-    ranks = _ranks_from_pairs(s, texts, owner, ties=ties, chunk_size=chunk_size, empty="error")
+    ranks = _ranks_from_pairs(
+        s, texts, owner, ties=ties, chunk_size=chunk_size, empty="error", missing="text_to_image"
+    )
     return to_output(ranks, as_torch)
 
 
@@ -251,7 +266,7 @@ def text_owner_index(
         return torch.arange(n_texts, device=device)
     t, _ = to_tensor(text_to_image, "text_to_image")
     if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        raise ValueError(f"text_to_image must hold integer image indices, got {t.dtype}")
+        raise ValueError(f"text_to_image must hold integer image indices, got {dtype_str(t)}")
     if t.ndim != 1 or t.shape[0] != n_texts:
         raise ValueError(
             f"text_to_image must have shape [{n_texts}] (one image per text), got {shape_str(t)}"
@@ -292,7 +307,7 @@ def positive_pairs(
         query, column = t.to(device).nonzero(as_tuple=True)
     elif t.is_floating_point() or t.is_complex():
         raise ValueError(
-            f"positives must be integer column indices or a bool mask, got dtype {t.dtype}"
+            f"positives must be integer column indices or a bool mask, got dtype {dtype_str(t)}"
         )
     elif t.ndim == 1:
         if t.shape[0] != n_queries:
@@ -379,16 +394,20 @@ def _ranks_from_pairs(
     ties: Ties,
     chunk_size: int | None,
     empty: Empty,
+    missing: str,
 ) -> torch.Tensor:
-    """Ranks ``[Q]`` (float64) from validated scores and deduplicated positive pairs."""
+    """Ranks ``[Q]`` (float64) from validated scores and deduplicated positive pairs.
+
+    ``missing`` names the argument to blame when a query has no positive.
+    """
     n_queries, n_gallery = s.shape
     n_positives = torch.bincount(query, minlength=n_queries)
     has_positive = n_positives > 0
     if empty == "error" and not bool(has_positive.all()):
         q = int((~has_positive).nonzero()[0, 0])
         raise ValueError(
-            f"query {q} has no positive among the {n_gallery} candidates; "
-            "pass empty='miss' to count such queries as misses"
+            f"{missing} gives query row {q} of scores no positive among its {n_gallery} "
+            "candidates; pass empty='miss' to count such queries as misses"
         )
     rows = _block_rows(chunk_size, n_gallery, s.device)
 
