@@ -400,6 +400,9 @@ def _ranks_from_pairs(
 
     ``missing`` names the argument to blame when a query has no positive.
     """
+    # Ranks have no gradient; without this, scores that require grad would record
+    # every block's arithmetic in the autograd graph.
+    s = s.detach()
     n_queries, n_gallery = s.shape
     n_positives = torch.bincount(query, minlength=n_queries)
     has_positive = n_positives > 0

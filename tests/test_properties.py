@@ -157,3 +157,12 @@ def test_cuda_matches_cpu(dtype, ties):
     gpu = cm.positive_ranks(scores.cuda(), positives.cuda(), ties=ties, chunk_size=64)
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=0)
+
+
+def test_scores_requiring_grad_are_ranked_without_a_graph():
+    scores = torch.randn(6, 9, requires_grad=True)
+    ranks = cm.positive_ranks(scores, torch.arange(6))
+    assert not ranks.requires_grad
+    np.testing.assert_array_equal(
+        ranks.numpy(), cm.positive_ranks(scores.detach().numpy(), np.arange(6))
+    )
