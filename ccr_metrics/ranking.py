@@ -140,7 +140,7 @@ def positive_ranks(
     s, as_torch = to_tensor(scores, "scores")
     _check_scores(s)
     query, column = positive_pairs(positives, s.shape[0], s.shape[1], s.device)
-    ranks = _ranks_from_pairs(
+    ranks = ranks_from_pairs(
         s, query, column, ties=ties, chunk_size=chunk_size, empty=empty, missing="positives"
     )
     return to_output(ranks, as_torch)
@@ -193,7 +193,7 @@ def image_to_text_ranks(
     n_images, n_texts = s.shape
     owner = text_owner_index(text_to_image, n_texts=n_texts, n_images=n_images, device=s.device)
     texts = torch.arange(n_texts, device=s.device)
-    ranks = _ranks_from_pairs(
+    ranks = ranks_from_pairs(
         s, owner, texts, ties=ties, chunk_size=chunk_size, empty=empty, missing="text_to_image"
     )
     return to_output(ranks, as_torch)
@@ -244,7 +244,7 @@ def text_to_image_ranks(
     n_texts, n_images = s.shape
     owner = text_owner_index(text_to_image, n_texts=n_texts, n_images=n_images, device=s.device)
     texts = torch.arange(n_texts, device=s.device)
-    ranks = _ranks_from_pairs(
+    ranks = ranks_from_pairs(
         s, texts, owner, ties=ties, chunk_size=chunk_size, empty="error", missing="text_to_image"
     )
     return to_output(ranks, as_torch)
@@ -386,7 +386,7 @@ def _check_scores(s: torch.Tensor) -> None:
         )
 
 
-def _ranks_from_pairs(
+def ranks_from_pairs(
     s: torch.Tensor,
     query: torch.Tensor,
     column: torch.Tensor,
@@ -398,33 +398,57 @@ def _ranks_from_pairs(
 ) -> torch.Tensor:
     """Ranks ``[Q]`` (float64) from validated scores and deduplicated positive pairs.
 
-    ``missing`` names the argument to blame when a query has no positive.
+    The building block behind every public ranking function and the streaming
+    evaluation. ``missing`` names the argument to blame when a query has no positive.
     """
     # Ranks have no gradient; without this, scores that require grad would record
     # every block's arithmetic in the autograd graph.
     s = s.detach()
     n_queries, n_gallery = s.shape
-    n_positives = torch.bincount(query, minlength=n_queries)
-    has_positive = n_positives > 0
+    has_positive = torch.bincount(query, minlength=n_queries) > 0
     if empty == "error" and not bool(has_positive.all()):
         q = int((~has_positive).nonzero()[0, 0])
         raise ValueError(
             f"{missing} gives query row {q} of scores no positive among its {n_gallery} "
             "candidates; pass empty='miss' to count such queries as misses"
         )
-    rows = _block_rows(chunk_size, n_gallery, s.device)
+    best = best_positive_scores(s, query, column)
+    tied_positives = count_tied_positives(s, query, column, best)
+    above, tied = count_above_and_tied(s, best, block_rows(chunk_size, n_gallery, s.device))
+    return ranks_from_counts(above, tied, tied_positives, has_positive, ties)
 
-    pos_scores = s[query, column]
-    best = torch.zeros(n_queries, dtype=s.dtype, device=s.device)
-    best.scatter_reduce_(0, query, pos_scores, reduce="amax", include_self=False)
-    tied_positives = torch.bincount(
-        query, weights=(pos_scores == best[query]).double(), minlength=n_queries
-    )
 
-    above, tied = _count_above_and_tied(s, best, rows)
-    p = tied_positives
-    n = tied.double() - p
+def best_positive_scores(
+    s: torch.Tensor, query: torch.Tensor, column: torch.Tensor
+) -> torch.Tensor:
+    """Best positive score of each query ``[Q]`` (0 for a query without positives)."""
+    best = torch.zeros(s.shape[0], dtype=s.dtype, device=s.device)
+    return best.scatter_reduce_(0, query, s[query, column], reduce="amax", include_self=False)
+
+
+def count_tied_positives(
+    s: torch.Tensor, query: torch.Tensor, column: torch.Tensor, best: torch.Tensor
+) -> torch.Tensor:
+    """How many of each query's positives score exactly its ``best`` ``[Q]``, float64."""
+    at_best = (s[query, column] == best[query]).double()
+    return torch.bincount(query, weights=at_best, minlength=s.shape[0])
+
+
+def ranks_from_counts(
+    above: torch.Tensor,
+    tied: torch.Tensor,
+    tied_positives: torch.Tensor,
+    has_positive: torch.Tensor,
+    ties: Ties,
+) -> torch.Tensor:
+    """Apply the tie policy to the counts ``g = above``, ``p = tied_positives``, ``n``.
+
+    ``tied`` counts every item equal to the best positive, positives included, so
+    ``n = tied - p``. Queries without a positive get ``inf``.
+    """
     g = above.double()
+    p = tied_positives.double()
+    n = tied.double() - p
     if ties == "optimistic":
         ranks = g + 1
     elif ties == "pessimistic":
@@ -434,7 +458,8 @@ def _ranks_from_pairs(
     return torch.where(has_positive, ranks, torch.full_like(ranks, float("inf")))
 
 
-def _block_rows(chunk_size: int | None, n_gallery: int, device: torch.device) -> int:
+def block_rows(chunk_size: int | None, n_gallery: int, device: torch.device) -> int:
+    """Rows per block: ``chunk_size`` checked, or a cache-sized default for the device."""
     if chunk_size is None:
         budget = _CUDA_BLOCK_ELEMENTS if device.type == "cuda" else _CPU_BLOCK_ELEMENTS
         return max(1, budget // n_gallery)
@@ -443,7 +468,7 @@ def _block_rows(chunk_size: int | None, n_gallery: int, device: torch.device) ->
     return chunk_size
 
 
-def _count_above_and_tied(
+def count_above_and_tied(
     s: torch.Tensor, best: torch.Tensor, rows: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row of ``s [Q, G]``: how many entries are > ``best`` and how many are == it."""
