@@ -6,6 +6,8 @@ The functional core: :func:`positive_ranks` counts exact ranks with a stated tie
 :func:`multilingual_recall` builds the per-language table.
 """
 
+from . import losses, sampling
+from .evaluate import evaluate, evaluate_scores
 from .mrv import (
     CAPTION_REDUCTIONS,
     REDUCTIONS,
@@ -21,19 +23,25 @@ from .ranking import (
     text_to_image_ranks,
 )
 from .recall import multilingual_recall, recall_at_k
+from .report import Report
 
 __all__ = [
     "CAPTION_REDUCTIONS",
     "DEFAULT_TIES",
     "REDUCTIONS",
     "TIES",
+    "Report",
+    "evaluate",
+    "evaluate_scores",
     "image_to_text_ranks",
     "instance_rank_variance",
+    "losses",
     "mean_rank_variance",
     "multilingual_recall",
     "positive_ranks",
     "ranks_per_image",
     "recall_at_k",
+    "sampling",
     "text_to_image_ranks",
 ]
 __version__ = "0.1.0"

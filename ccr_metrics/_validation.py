@@ -61,7 +61,7 @@ def check_finite(t: torch.Tensor, name: str) -> None:
     found = first_nonfinite(t)
     if found is not None:
         index, value = found
-        raise ValueError(f"{name} contains {value} at index {list(index)}; scores must be finite")
+        raise ValueError(f"{name} contains {value} at index {list(index)}; it must be finite")
 
 
 def check_positive_ints(name: str, values: int | Iterable[int]) -> tuple[int, ...]:

@@ -1,0 +1,131 @@
+"""Gathering tensors across processes: the one module of the package that uses torch.distributed.
+
+Every function asks torch.distributed for the rank and world size when it is called,
+never earlier, so objects built before ``init_process_group`` work once it has run.
+When torch.distributed is unavailable or not initialised the program is one process:
+rank 0, world size 1, and gathering returns its input unchanged.
+
+Gradients through a gather
+--------------------------
+:func:`all_gather_with_grad` is differentiable. In the backward pass each process
+receives, for its own rows, the **sum over all processes** of the gradient that reached
+those rows of the gathered tensor. So if every process ``r`` computes a loss ``L_r``
+from gathered features, the gradient of a process's local features ``x`` is
+``sum_r dL_r / dx``. When every process computes the same global loss ``L``, that is
+``world_size * dL / dx``, and DistributedDataParallel, which averages parameter
+gradients over processes, turns it back into exactly ``dL / dtheta``.
+
+Every process must call these functions in the same order (they are collectives), with
+tensors of the same number of dimensions and, beyond the first, the same sizes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+
+from ._validation import shape_str
+
+__all__ = [
+    "all_gather_shapes",
+    "all_gather_with_grad",
+    "get_rank",
+    "get_world_size",
+    "is_distributed",
+]
+
+
+def is_distributed() -> bool:
+    """Whether torch.distributed is available and a default process group is initialised."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    """Return this process's rank in the default group, 0 when not distributed."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size() -> int:
+    """Return the number of processes in the default group, 1 when not distributed."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def all_gather_shapes(tensor: torch.Tensor) -> list[tuple[int, ...]]:
+    """Return the shape of ``tensor`` on every process, in rank order.
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        This process's tensor; every process must pass one with the same number of
+        dimensions.
+
+    Returns
+    -------
+    list of tuple of int
+        ``world_size`` shapes; ``[tensor.shape]`` when not distributed.
+    """
+    if not is_distributed():
+        return [tuple(tensor.shape)]
+    shape = torch.tensor(tensor.shape, dtype=torch.long, device=tensor.device)
+    shapes = [torch.empty_like(shape) for _ in range(dist.get_world_size())]
+    dist.all_gather(shapes, shape)
+    return [tuple(int(n) for n in s.tolist()) for s in shapes]
+
+
+def all_gather_with_grad(
+    tensor: torch.Tensor, *, shapes: Sequence[Sequence[int]] | None = None
+) -> torch.Tensor:
+    """Concatenate every process's ``tensor`` along dim 0, in rank order, keeping gradients.
+
+    Parameters
+    ----------
+    tensor : torch.Tensor, shape [n_r, ...]
+        This process's rows. Processes may hold different numbers of rows; the other
+        dimensions must agree. Any dtype (bool masks too; only floating tensors carry
+        gradients).
+    shapes : sequence of sequence of int, optional
+        The shape of ``tensor`` on every process, as :func:`all_gather_shapes`
+        returns it; pass it to save that extra collective when it is known.
+
+    Returns
+    -------
+    torch.Tensor, shape [sum_r n_r, ...]
+        The gathered rows; ``tensor`` itself when not distributed. Backward sums the
+        gradients of all processes into each process's rows (see the module notes).
+
+    Raises
+    ------
+    ValueError
+        If the processes' shapes differ beyond dim 0 (raised on every process).
+    """
+    if not is_distributed():
+        return tensor
+    if shapes is None:
+        shapes = all_gather_shapes(tensor)
+    trailing = {tuple(s[1:]) for s in shapes}
+    if len(trailing) > 1:
+        listed = ", ".join(f"rank {r}: {list(s)}" for r, s in enumerate(shapes))
+        raise ValueError(
+            f"all_gather_with_grad needs the same shape beyond dim 0 on every process, "
+            f"got {listed} (this process: {shape_str(tensor)})"
+        )
+    sizes = [int(s[0]) for s in shapes]
+    longest = max(sizes)
+    padded = tensor
+    if tensor.shape[0] < longest:
+        # all_gather needs equal shapes: pad with rows that are sliced off afterwards.
+        filler = tensor.new_zeros((longest - tensor.shape[0], *tensor.shape[1:]))
+        padded = torch.cat([tensor, filler])
+    # Imported here, where distribution is known to be available: builds of torch
+    # without distributed support cannot import torch.distributed.nn.
+    from torch.distributed.nn.functional import all_gather
+
+    with warnings.catch_warnings():
+        # Deprecated in recent torch in favour of a private API; it remains the public,
+        # differentiable all-gather of every torch version this package supports.
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*all_gather.*")
+        parts = all_gather(padded)  # type: ignore[no-untyped-call]
+    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])

@@ -1,0 +1,433 @@
+"""Multilingual evaluation: embeddings or saved score matrices in, a :class:`Report` out.
+
+Scores are produced block by block (a block of queries against the whole gallery of
+one language) and ranked as they come, so the full ``N x M`` matrix is never held:
+extra memory is ``O(chunk x gallery)``. Embeddings are moved to the device once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._backend import ArrayLike, to_tensor
+from ._validation import (
+    check_choice,
+    check_finite,
+    check_ndim,
+    check_numeric,
+    check_positive_ints,
+    dtype_str,
+    shape_str,
+)
+from .mrv import CAPTION_REDUCTIONS, CaptionReduction
+from .ranking import DEFAULT_TIES, TIES, Ties, block_rows, ranks_from_pairs, text_owner_index
+from .report import Report
+
+__all__ = ["evaluate", "evaluate_scores", "resolve_device"]
+
+Block = Callable[[int, int], torch.Tensor]
+
+
+def evaluate(
+    image_embeds: ArrayLike,
+    text_embeds: Mapping[str, ArrayLike],
+    text_to_image: Mapping[str, ArrayLike] | None = None,
+    *,
+    ks: int | Iterable[int] = (1, 5, 10),
+    ties: Ties = DEFAULT_TIES,
+    languages: Sequence[str] | None = None,
+    caption_reduce: CaptionReduction = "first",
+    chunk_size: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> Report:
+    """Evaluate image-text retrieval in every language from embeddings.
+
+    Parameters
+    ----------
+    image_embeds : array-like or torch.Tensor, shape [N, D]
+        Image embeddings. Scores are dot products: L2-normalise first for cosine.
+    text_embeds : mapping of str to array-like, each shape [M_l, D]
+        Text embeddings per language.
+    text_to_image : mapping of str to array-like of int, each shape [M_l], optional
+        The image of each text, per language. A language without an entry needs
+        ``M_l == N`` (text ``i`` describes image ``i``).
+    ks : int or iterable of int, default (1, 5, 10)
+        Recall cut-offs.
+    ties : {"average", "optimistic", "pessimistic"}, default "average"
+        Tie policy, as for :func:`~ccr_metrics.positive_ranks`.
+    languages : sequence of str, optional
+        The languages to evaluate (and to take MRV over), in this order. Default: all.
+    caption_reduce : {"first", "mean", "min", "median"}, default "first"
+        How text-to-image MRV turns the ranks of an image's several captions in one
+        language into one (see :func:`~ccr_metrics.ranks_per_image`). "first" uses the
+        first caption, which for one caption per language (xFlickr&CO) is the only one.
+    chunk_size : int, optional
+        Queries per block; extra memory is ``O(chunk_size x gallery)``. Default: about
+        2**20 scores per block on CPU, 2**27 on CUDA.
+    device : str or torch.device, optional
+        Where to compute. None or "auto": CUDA when available, else CPU.
+    progress : bool, default False
+        Show a progress bar over blocks (tqdm, on stderr).
+
+    Returns
+    -------
+    Report
+        Ranks for both directions in every selected language, with recall, mean
+        recall, averages and MRV computed from them.
+
+    Raises
+    ------
+    ValueError
+        If an embedding array is not 2-D, not real, holds NaN or infinity, or its
+        dimension differs from the images'; if a mapping is missing where ``M_l != N``,
+        has the wrong length or an index out of range; if ``languages`` names an
+        unknown language; or if an option is invalid.
+
+    Notes
+    -----
+    Image-to-text: each image queries one language's texts; its rank is that of its
+    best caption; images without a text in the language are not queries there.
+    Text-to-image: each text queries all images. The products are computed in the
+    embeddings' common dtype (float32 stays float32), so the ranks equal
+    :func:`evaluate_scores` on ``image_embeds @ text_embeds.T`` and its transpose's
+    counterpart ``text_embeds @ image_embeds.T``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.standard_normal((50, 16)).astype(np.float32)
+    >>> texts = {"en": images + 0.5 * rng.standard_normal((50, 16)).astype(np.float32),
+    ...          "de": images + 0.9 * rng.standard_normal((50, 16)).astype(np.float32)}
+    >>> report = evaluate(images, texts, device="cpu")
+    >>> report.recall()["en"]["t2i"]
+    {1: 0.98, 5: 1.0, 10: 1.0}
+    >>> round(report.to_dict()["mrv"]["t2i"]["std"], 3)
+    0.45
+    """
+    cutoffs = check_positive_ints("ks", ks)
+    check_choice("ties", ties, TIES)
+    check_choice("caption_reduce", caption_reduce, CAPTION_REDUCTIONS)
+    dev = resolve_device(device)
+    images = _embeddings(image_embeds, "image_embeds")
+    if not isinstance(text_embeds, Mapping) or not text_embeds:
+        raise ValueError("text_embeds must map each language to its text embeddings [M, D]")
+    selected = _select_languages(languages, list(text_embeds))
+    texts = {lang: _embeddings(text_embeds[lang], f"text_embeds[{lang!r}]") for lang in selected}
+    n_images, dim = images.shape
+    for lang, t in texts.items():
+        if t.shape[1] != dim:
+            raise ValueError(
+                f"text_embeds[{lang!r}] has dimension {t.shape[1]} ({shape_str(t)}) but "
+                f"image_embeds has {dim} ({shape_str(images)})"
+            )
+    owners = _owners(text_to_image, {lang: t.shape[0] for lang, t in texts.items()}, n_images)
+    dtype = images.dtype
+    for t in texts.values():
+        dtype = torch.promote_types(dtype, t.dtype)
+    images = images.to(device=dev, dtype=dtype)
+
+    rows_i2t = {lang: block_rows(chunk_size, t.shape[0], dev) for lang, t in texts.items()}
+    rows_t2i = block_rows(chunk_size, n_images, dev)
+    total = sum(
+        _n_blocks(n_images, rows_i2t[lang]) + _n_blocks(t.shape[0], rows_t2i)
+        for lang, t in texts.items()
+    )
+    ranks: dict[str, dict[str, np.ndarray]] = {}
+    with _progress(progress, total) as bar:
+        for lang in selected:
+            t = texts[lang].to(device=dev, dtype=dtype)
+            owner = owners[lang].to(dev)
+            ranks[lang] = {
+                "i2t": _image_to_text(
+                    _products(images, t), n_images, owner, rows_i2t[lang], ties, bar
+                ),
+                "t2i": _text_to_image(_products(t, images), owner, rows_t2i, ties, bar),
+            }
+    return Report(
+        ranks=ranks,
+        text_to_image={lang: owners[lang].cpu().numpy() for lang in selected},
+        n_images=n_images,
+        ks=cutoffs,
+        settings=_settings(ties, caption_reduce, selected, "embeddings", dev, dtype),
+    )
+
+
+def evaluate_scores(
+    i2t: Mapping[str, ArrayLike] | None = None,
+    t2i: Mapping[str, ArrayLike] | None = None,
+    text_to_image: Mapping[str, ArrayLike] | None = None,
+    *,
+    ks: int | Iterable[int] = (1, 5, 10),
+    ties: Ties = DEFAULT_TIES,
+    languages: Sequence[str] | None = None,
+    caption_reduce: CaptionReduction = "first",
+    chunk_size: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> Report:
+    """Evaluate saved score matrices, per language and direction.
+
+    Parameters
+    ----------
+    i2t : mapping of str to array-like, each shape [N, M_l], optional
+        Image-to-text scores per language (row: image, column: text).
+    t2i : mapping of str to array-like, each shape [M_l, N], optional
+        Text-to-image scores per language (row: text, column: image). At least one of
+        ``i2t`` and ``t2i`` is needed; a language may have one direction only.
+    text_to_image, ks, ties, languages, caption_reduce, chunk_size, device, progress
+        As for :func:`evaluate`.
+
+    Returns
+    -------
+    Report
+
+    Raises
+    ------
+    ValueError
+        If no matrix is given, the matrices disagree on ``N`` or ``M_l``, scores are
+        not finite, or as :func:`evaluate`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = np.array([[0.9, 0.1, 0.3],
+    ...               [0.2, 0.8, 0.7]])
+    >>> report = evaluate_scores(i2t={"en": s}, t2i={"en": s.T},
+    ...                          text_to_image={"en": [0, 1, 0]}, ks=(1,), device="cpu")
+    >>> report.recall()
+    {'en': {'i2t': {1: 1.0}, 't2i': {1: 0.6666666666666666}}}
+    """
+    cutoffs = check_positive_ints("ks", ks)
+    check_choice("ties", ties, TIES)
+    check_choice("caption_reduce", caption_reduce, CAPTION_REDUCTIONS)
+    dev = resolve_device(device)
+    given = {"i2t": dict(i2t or {}), "t2i": dict(t2i or {})}
+    available = list(dict.fromkeys([*given["i2t"], *given["t2i"]]))
+    if not available:
+        raise ValueError("evaluate_scores needs i2t or t2i score matrices for some language")
+    selected = _select_languages(languages, available)
+    matrices: dict[str, dict[str, torch.Tensor]] = {lang: {} for lang in selected}
+    for direction, by_lang in given.items():
+        for lang in selected:
+            if lang in by_lang:
+                m, _ = to_tensor(by_lang[lang], f"{direction}[{lang!r}]")
+                check_ndim(m, f"{direction}[{lang!r}]", 2, _LAYOUT[direction])
+                check_numeric(m, f"{direction}[{lang!r}]")
+                check_finite(m, f"{direction}[{lang!r}]")
+                matrices[lang][direction] = m
+    n_images, n_texts = _score_shapes(matrices)
+    owners = _owners(text_to_image, n_texts, n_images)
+    dtype = next(m.dtype for by_dir in matrices.values() for m in by_dir.values())
+
+    total = 0
+    for by_dir in matrices.values():
+        for m in by_dir.values():
+            total += _n_blocks(m.shape[0], block_rows(chunk_size, m.shape[1], dev))
+    ranks: dict[str, dict[str, np.ndarray]] = {}
+    with _progress(progress, total) as bar:
+        for lang in selected:
+            owner = owners[lang].to(dev)
+            ranks[lang] = {}
+            for direction, m in matrices[lang].items():
+                rows = block_rows(chunk_size, m.shape[1], dev)
+                block = _slices(m, dev)
+                if direction == "i2t":
+                    ranks[lang]["i2t"] = _image_to_text(block, n_images, owner, rows, ties, bar)
+                else:
+                    ranks[lang]["t2i"] = _text_to_image(block, owner, rows, ties, bar)
+    return Report(
+        ranks=ranks,
+        text_to_image={lang: owners[lang].cpu().numpy() for lang in selected},
+        n_images=n_images,
+        ks=cutoffs,
+        settings=_settings(ties, caption_reduce, selected, "scores", dev, dtype),
+    )
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Return the device to compute on: CUDA when available for None or "auto".
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not a device name, or names CUDA where none is available.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available")
+    return dev
+
+
+_LAYOUT = {"i2t": "[N, M] (images x texts)", "t2i": "[M, N] (texts x images)"}
+
+
+def _image_to_text(
+    block: Block, n_images: int, owner: torch.Tensor, rows: int, ties: Ties, bar: Any
+) -> np.ndarray:
+    """Ranks ``[N]`` of each image's best text; NaN for an image without text."""
+    order = torch.argsort(owner, stable=True)
+    sorted_owner = owner[order]
+    starts = torch.arange(0, n_images + rows, rows, device=owner.device).clamp(max=n_images)
+    bounds = torch.searchsorted(sorted_owner, starts).tolist()
+    out = torch.empty(n_images, dtype=torch.float64, device=owner.device)
+    for i, a in enumerate(range(0, n_images, rows)):
+        b = min(a + rows, n_images)
+        lo, hi = bounds[i], bounds[i + 1]
+        out[a:b] = ranks_from_pairs(
+            block(a, b),
+            sorted_owner[lo:hi] - a,
+            order[lo:hi],
+            ties=ties,
+            chunk_size=b - a,
+            empty="miss",
+            missing="text_to_image",
+        )
+        bar.update()
+    out[torch.isinf(out)] = float("nan")
+    return out.cpu().numpy()
+
+
+def _text_to_image(
+    block: Block, owner: torch.Tensor, rows: int, ties: Ties, bar: Any
+) -> np.ndarray:
+    """Ranks ``[M]`` of each text's image."""
+    n_texts = owner.shape[0]
+    out = torch.empty(n_texts, dtype=torch.float64, device=owner.device)
+    for a in range(0, n_texts, rows):
+        b = min(a + rows, n_texts)
+        out[a:b] = ranks_from_pairs(
+            block(a, b),
+            torch.arange(b - a, device=owner.device),
+            owner[a:b],
+            ties=ties,
+            chunk_size=b - a,
+            empty="error",
+            missing="text_to_image",
+        )
+        bar.update()
+    return out.cpu().numpy()
+
+
+def _embeddings(x: ArrayLike, name: str) -> torch.Tensor:
+    t, _ = to_tensor(x, name)
+    check_ndim(t, name, 2, "[count, D]")
+    check_numeric(t, name)
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be floating point, got dtype {dtype_str(t)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} is empty ({shape_str(t)})")
+    check_finite(t, name)
+    return t
+
+
+def _select_languages(languages: Sequence[str] | None, available: list[str]) -> list[str]:
+    if languages is None:
+        return available
+    if isinstance(languages, str):
+        languages = [languages]
+    unknown = [lang for lang in languages if lang not in available]
+    if unknown:
+        raise ValueError(f"unknown language(s) {unknown}; available: {available}")
+    if not languages:
+        raise ValueError("languages must name at least one language")
+    return list(dict.fromkeys(languages))
+
+
+def _owners(
+    text_to_image: Mapping[str, ArrayLike] | None, n_texts: Mapping[str, int], n_images: int
+) -> dict[str, torch.Tensor]:
+    mapping = dict(text_to_image or {})
+    owners = {}
+    for lang, m in n_texts.items():
+        try:
+            owners[lang] = text_owner_index(
+                mapping.get(lang), n_texts=m, n_images=n_images, device=torch.device("cpu")
+            )
+        except ValueError as exc:
+            raise ValueError(f"language {lang!r}: {exc}") from None
+    return owners
+
+
+def _score_shapes(
+    matrices: Mapping[str, Mapping[str, torch.Tensor]],
+) -> tuple[int, dict[str, int]]:
+    """``N`` and each language's ``M_l`` from the matrices, checked to agree."""
+    n_images: int | None = None
+    n_texts: dict[str, int] = {}
+    for lang, by_dir in matrices.items():
+        for direction, m in by_dir.items():
+            n, k = (m.shape[0], m.shape[1]) if direction == "i2t" else (m.shape[1], m.shape[0])
+            name = f"{direction}[{lang!r}] {shape_str(m)}"
+            if n_images is None:
+                n_images = n
+            elif n != n_images:
+                raise ValueError(f"{name} has {n} images but other matrices have {n_images}")
+            if n_texts.setdefault(lang, k) != k:
+                raise ValueError(
+                    f"{name} has {k} texts but the other direction has {n_texts[lang]}"
+                )
+    if n_images is None:
+        raise ValueError("evaluate_scores needs i2t or t2i score matrices for some language")
+    return n_images, n_texts
+
+
+def _products(queries: torch.Tensor, gallery: torch.Tensor) -> Block:
+    """Blocks of ``queries @ gallery.T``, computed when asked for."""
+    return lambda a, b: queries[a:b] @ gallery.T
+
+
+def _slices(scores: torch.Tensor, device: torch.device) -> Block:
+    """Blocks of rows of a stored matrix, moved to ``device`` one at a time."""
+    return lambda a, b: scores[a:b].to(device)
+
+
+def _n_blocks(n: int, rows: int) -> int:
+    return -(-n // rows)
+
+
+def _progress(enabled: bool, total: int) -> Any:
+    if not enabled:
+        return nullcontext(_NoBar())
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="block", desc="ranking")
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        """Do nothing: progress is off."""
+
+
+def _settings(
+    ties: str,
+    caption_reduce: str,
+    languages: list[str],
+    source: str,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> dict[str, Any]:
+    return {
+        "ties": ties,
+        "caption_reduce": caption_reduce,
+        "languages": languages,
+        "source": source,
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+    }

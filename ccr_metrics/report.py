@@ -1,0 +1,287 @@
+"""The result of an evaluation: per-query ranks, and every number derived from them.
+
+A :class:`Report` keeps the rank arrays and the text-to-image index; recall, mean
+recall, averages and MRV are computed from them on demand, so later analyses never
+rank twice and a saved report can be re-analysed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from .mrv import REDUCTIONS, mean_rank_variance, ranks_per_image
+from .recall import DIRECTIONS, multilingual_recall
+
+__all__ = ["Report"]
+
+FORMAT = "ccr-metrics-report/1"
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, eq=False)
+class Report:
+    """Ranks of a multilingual evaluation and the paper's numbers computed from them.
+
+    Made by :func:`~ccr_metrics.evaluate` and :func:`~ccr_metrics.evaluate_scores`;
+    rarely built by hand.
+
+    Parameters
+    ----------
+    ranks : mapping
+        ``{language: {"i2t": [N], "t2i": [M_l]}}`` float64 1-based ranks. An ``i2t``
+        entry is NaN for an image without a caption in that language (it is no query
+        there). A language may carry one direction only.
+    text_to_image : mapping
+        ``{language: [M_l]}`` int64: the image of each text.
+    n_images : int
+        ``N``.
+    ks : tuple of int, default (1, 5, 10)
+        The recall cut-offs reported.
+    settings : mapping, optional
+        How the ranks were made (ties, caption_reduce, ...); recorded in outputs.
+        ``caption_reduce`` decides how text-to-image MRV reduces several captions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> report = Report(
+    ...     ranks={"en": {"i2t": np.array([1.0, 2.0]), "t2i": np.array([1.0, 3.0])},
+    ...            "de": {"i2t": np.array([1.0, 4.0]), "t2i": np.array([2.0, 1.0])}},
+    ...     text_to_image={"en": np.array([0, 1]), "de": np.array([0, 1])},
+    ...     n_images=2, ks=(1, 5), settings={"caption_reduce": "first"},
+    ... )
+    >>> report.recall()["en"]
+    {'i2t': {1: 0.5, 5: 1.0}, 't2i': {1: 0.5, 5: 1.0}}
+    >>> report.mrv()["i2t"]
+    {'variance': 0.5, 'std': 0.5}
+    """
+
+    ranks: Mapping[str, Mapping[str, FloatArray]]
+    text_to_image: Mapping[str, IntArray]
+    n_images: int
+    ks: tuple[int, ...] = (1, 5, 10)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def languages(self) -> list[str]:
+        """The evaluated languages, in order."""
+        return list(self.ranks)
+
+    @property
+    def directions(self) -> list[str]:
+        """The directions present for at least one language ("i2t", "t2i")."""
+        return [d for d in DIRECTIONS if any(d in by_dir for by_dir in self.ranks.values())]
+
+    def has_caption(self, language: str) -> npt.NDArray[np.bool_]:
+        """Which images have at least one text in ``language``, ``[N]`` bool."""
+        counts = np.bincount(self.text_to_image[language], minlength=self.n_images)
+        return np.asarray(counts > 0)
+
+    def query_ranks(self, language: str, direction: str) -> FloatArray:
+        """Ranks of the queries of one language and direction (images without text dropped)."""
+        r = self.ranks[language][direction]
+        return r[self.has_caption(language)] if direction == "i2t" else r
+
+    def recall(self) -> dict[str, dict[str, dict[int, float]]]:
+        """R@K per language and direction: ``{lang: {dir: {k: fraction}}}``."""
+        table: dict[str, dict[str, dict[int, float]]] = self._table()["recall"]
+        return table
+
+    def rank_matrix(self, direction: str) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        """One rank per (image, language) for MRV: ``(ranks [N, L], mask [N, L])``.
+
+        Image-to-text gives one rank per image already; text-to-image ranks of several
+        captions are reduced with ``settings["caption_reduce"]``. The mask is False
+        where an image has no text in a language.
+        """
+        columns, present = [], []
+        for language in self.languages:
+            r = self.ranks[language][direction]
+            if direction == "t2i":
+                reduce = self.settings.get("caption_reduce", "first")
+                per_image, _ = ranks_per_image(
+                    r, self.text_to_image[language], self.n_images, reduce=reduce
+                )
+                r = np.asarray(per_image, dtype=np.float64)
+            columns.append(r)
+            present.append(self.has_caption(language))
+        return np.stack(columns, axis=1), np.stack(present, axis=1)
+
+    def mrv(self) -> dict[str, dict[str, float] | None]:
+        """MRV per direction, both reductions; None where it is undefined.
+
+        Undefined means fewer than two languages carry the direction, or no image has
+        a text in two of them.
+        """
+        out: dict[str, dict[str, float] | None] = {}
+        for direction in self.directions:
+            if not all(direction in self.ranks[lang] for lang in self.languages):
+                out[direction] = None
+                continue
+            ranks, mask = self.rank_matrix(direction)
+            if ranks.shape[1] < 2 or not (mask.sum(1) >= 2).any():
+                out[direction] = None
+                continue
+            out[direction] = {
+                r: mean_rank_variance(ranks, reduction=r, mask=mask) for r in REDUCTIONS
+            }
+        return out
+
+    def _table(self) -> dict[str, Any]:
+        by_language = {
+            lang: {d: self.query_ranks(lang, d) for d in by_dir}
+            for lang, by_dir in self.ranks.items()
+        }
+        return multilingual_recall(by_language, k=self.ks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary, recall as fractions.
+
+        Returns
+        -------
+        summary : dict
+            ``{"languages", "recall": {lang: {dir: {"1": f, ...}}}, "mean_recall":
+            {lang: f}, "average": {dir: {"1": f, ...}, "mean_recall": f},
+            "mrv": {dir: {"variance": f, "std": f} or None}, "n_images": N,
+            "n_texts": {lang: M}, "settings": {...}}``.
+        """
+        table = self._table()
+
+        def keyed(by_k: Mapping[int, float]) -> dict[str, float]:
+            return {str(k): v for k, v in by_k.items()}
+
+        average: dict[str, Any] = {d: keyed(v) for d, v in table["average"]["recall"].items()}
+        average["mean_recall"] = table["average"]["mean_recall"]
+        return {
+            "languages": self.languages,
+            "recall": {
+                lang: {d: keyed(by_k) for d, by_k in dirs.items()}
+                for lang, dirs in table["recall"].items()
+            },
+            "mean_recall": table["mean_recall"],
+            "average": average,
+            "mrv": self.mrv(),
+            "n_images": self.n_images,
+            "n_texts": {lang: len(self.text_to_image[lang]) for lang in self.languages},
+            "settings": {**self.settings, "ks": list(self.ks)},
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per language x direction (and the average over languages).
+
+        Returns
+        -------
+        frame : pandas.DataFrame
+            Columns ``language``, ``direction``, ``R@k`` for each cut-off (fractions)
+            and ``queries`` (NaN for the average rows).
+        """
+        table = self._table()
+        rows = []
+        for lang, dirs in table["recall"].items():
+            for d, by_k in dirs.items():
+                n = len(self.query_ranks(lang, d))
+                rows.append({"language": lang, "direction": d, **_rk(by_k), "queries": n})
+        for d, by_k in table["average"]["recall"].items():
+            rows.append({"language": "average", "direction": d, **_rk(by_k), "queries": math.nan})
+        return pd.DataFrame(rows)
+
+    def to_table(self) -> str:
+        """Format the paper's table as text: percentages per language, averages, MRV."""
+        table = self._table()
+        columns = [f"{d} R@{k}" for d in self.directions for k in self.ks]
+        rows: dict[str, dict[str, float]] = {}
+        for lang, dirs in table["recall"].items():
+            rows[lang] = {
+                f"{d} R@{k}": 100 * v for d, by_k in dirs.items() for k, v in by_k.items()
+            }
+            rows[lang]["mean recall"] = 100 * table["mean_recall"][lang]
+        rows["average"] = {
+            f"{d} R@{k}": 100 * v
+            for d, by_k in table["average"]["recall"].items()
+            for k, v in by_k.items()
+        }
+        rows["average"]["mean recall"] = 100 * table["average"]["mean_recall"]
+        frame = pd.DataFrame(rows).T.reindex(columns=[*columns, "mean recall"])
+        lines = [
+            f"Recall (%): {self.n_images} images, languages {', '.join(self.languages)}",
+            frame.to_string(float_format=lambda v: f"{v:.2f}", na_rep="-"),
+            "",
+            f"Mean Rank Variance over {len(self.languages)} languages "
+            "(variance = paper Eq. 7; std = the released code's number):",
+        ]
+        for direction, values in self.mrv().items():
+            if values is None:
+                lines.append(f"  {direction}: undefined (needs two languages per image)")
+            else:
+                lines.append(
+                    f"  {direction}: variance {values['variance']:.2f}   std {values['std']:.2f}"
+                )
+        settings = ", ".join(f"{k}={v}" for k, v in self.settings.items() if k != "languages")
+        if settings:
+            lines.append(f"settings: {settings}")
+        return "\n".join(lines)
+
+    def save(self, path: str | Path) -> None:
+        """Write the report, ranks included, as JSON readable by :meth:`load`."""
+        payload = {
+            "format": FORMAT,
+            **self.to_dict(),
+            "text_to_image": {k: v.tolist() for k, v in self.text_to_image.items()},
+            "ranks": {
+                lang: {
+                    d: [None if math.isnan(x) else x for x in r.tolist()] for d, r in dirs.items()
+                }
+                for lang, dirs in self.ranks.items()
+            },
+        }
+        Path(path).write_text(json.dumps(payload, allow_nan=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Report:
+        """Read a report written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            If the file is not JSON or not a ccr-metrics report.
+        """
+        try:
+            payload = json.loads(Path(path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not a JSON report: {exc}") from None
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a ccr-metrics report (format {FORMAT!r})")
+        try:
+            settings = dict(payload["settings"])
+            ks = tuple(int(k) for k in settings.pop("ks"))
+            return cls(
+                ranks={
+                    lang: {
+                        d: np.asarray([math.nan if x is None else x for x in r], dtype=np.float64)
+                        for d, r in dirs.items()
+                    }
+                    for lang, dirs in payload["ranks"].items()
+                },
+                text_to_image={
+                    k: np.asarray(v, dtype=np.int64) for k, v in payload["text_to_image"].items()
+                },
+                n_images=int(payload["n_images"]),
+                ks=ks,
+                settings=settings,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path} is a malformed ccr-metrics report: {exc!r}") from None
+
+
+def _rk(by_k: Mapping[int, float]) -> dict[str, float]:
+    return {f"R@{k}": v for k, v in by_k.items()}

@@ -1,0 +1,171 @@
+"""Two CPU processes (gloo) against one process on the concatenated batch.
+
+Each rank holds an uneven share of a global batch. After the gather's backward sums the
+ranks' contributions, a rank's local feature gradients must be ``W`` (= 2) times the
+single-process gradients of its rows; the loss must equal the single-process loss
+(global mode) or average to it over the ranks (``local_loss``). See the notes in
+``ccr_metrics.losses``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from ccr_metrics import distributed
+from ccr_metrics.losses import OneToKContrastiveLoss
+
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo"
+)
+
+WORLD_SIZE = 2
+ROWS = {0: slice(0, 3), 1: slice(3, 5)}  # 3 images on rank 0, 2 on rank 1
+N_IMAGES, N_LANGUAGES, DIM = 5, 3, 8
+SCENARIOS = [
+    {"variant": "paper", "local_loss": False, "masked": False},
+    {"variant": "paper", "local_loss": False, "masked": True},
+    {"variant": "paper", "local_loss": True, "masked": True},
+    {"variant": "paper", "local_loss": True, "masked": False},
+    {"variant": "released", "local_loss": False, "masked": True},
+    {"variant": "released", "local_loss": True, "masked": False},
+]
+
+
+def global_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    images = F.normalize(torch.randn(N_IMAGES, DIM, generator=g, dtype=torch.float64), dim=-1)
+    texts = F.normalize(
+        torch.randn(N_IMAGES, N_LANGUAGES, DIM, generator=g, dtype=torch.float64), dim=-1
+    )
+    mask = torch.tensor([[1, 0, 1], [1, 1, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]]).bool()
+    return images, texts, mask
+
+
+def run_scenario(
+    module: OneToKContrastiveLoss,
+    images: torch.Tensor,
+    texts: torch.Tensor,
+    mask: torch.Tensor | None,
+) -> dict[str, torch.Tensor]:
+    images = images.clone().requires_grad_(True)
+    texts = texts.clone().requires_grad_(True)
+    module.zero_grad()
+    terms = module(images, texts, mask)
+    terms.total.backward()
+    assert images.grad is not None and texts.grad is not None
+    assert module.log_logit_scale.grad is not None
+    return {
+        "total": terms.total.detach(),
+        "i2t": terms.i2t.detach(),
+        "t2i": terms.t2i.detach(),
+        "image_grad": images.grad,
+        "text_grad": texts.grad,
+        "scale_grad": module.log_logit_scale.grad.clone(),
+    }
+
+
+def worker(rank: int, port: int, out_dir: str) -> None:
+    # Built before the process group exists: nothing about ranks may be frozen here.
+    modules = [
+        OneToKContrastiveLoss(temperature=0.1, variant=s["variant"], local_loss=s["local_loss"])
+        for s in SCENARIOS
+    ]
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=WORLD_SIZE,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        images, texts, mask = global_batch()
+        rows = ROWS[rank]
+        results: dict[str, Any] = {
+            "rank": distributed.get_rank(),
+            "world_size": distributed.get_world_size(),
+            "scenarios": [],
+        }
+        for module, scenario in zip(modules, SCENARIOS, strict=True):
+            local_mask = mask[rows] if scenario["masked"] else None
+            results["scenarios"].append(
+                run_scenario(module.double(), images[rows], texts[rows], local_mask)
+            )
+        # Processes that disagree on K must all get the same ValueError, not a hang.
+        k = 2 if rank == 0 else 3
+        try:
+            OneToKContrastiveLoss()(torch.zeros(2, 4), torch.zeros(2, k, 4))
+        except ValueError as exc:
+            results["mismatch_error"] = str(exc)
+        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    out_dir = tmp_path_factory.mktemp("ranks")
+    mp.spawn(worker, args=(free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=True)
+    return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD_SIZE)]
+
+
+def single_process(scenario: dict[str, Any]) -> dict[str, torch.Tensor]:
+    images, texts, mask = global_batch()
+    module = OneToKContrastiveLoss(
+        temperature=0.1, variant=scenario["variant"], local_loss=scenario["local_loss"]
+    ).double()
+    return run_scenario(module, images, texts, mask if scenario["masked"] else None)
+
+
+def test_ranks_are_read_at_call_time(rank_results: list[dict[str, Any]]) -> None:
+    assert [r["rank"] for r in rank_results] == [0, 1]
+    assert all(r["world_size"] == WORLD_SIZE for r in rank_results)
+    # Here, in the parent, there is no process group.
+    assert not distributed.is_distributed()
+    assert distributed.get_rank() == 0 and distributed.get_world_size() == 1
+    x = torch.zeros(2, 3)
+    assert distributed.all_gather_with_grad(x) is x
+    assert distributed.all_gather_shapes(x) == [(2, 3)]
+
+
+@pytest.mark.parametrize("index", range(len(SCENARIOS)))
+def test_gathered_loss_and_gradients_match_one_process(
+    rank_results: list[dict[str, Any]], index: int
+) -> None:
+    scenario = SCENARIOS[index]
+    reference = single_process(scenario)
+    per_rank = [r["scenarios"][index] for r in rank_results]
+    for name in ("total", "i2t", "t2i"):
+        values = torch.stack([r[name] for r in per_rank])
+        if scenario["local_loss"]:
+            torch.testing.assert_close(values.mean(), reference[name])
+        else:
+            for value in values:
+                torch.testing.assert_close(value, reference[name])
+    for rank, result in enumerate(per_rank):
+        rows = ROWS[rank]
+        torch.testing.assert_close(result["image_grad"], WORLD_SIZE * reference["image_grad"][rows])
+        torch.testing.assert_close(result["text_grad"], WORLD_SIZE * reference["text_grad"][rows])
+    # What DistributedDataParallel does with the temperature: average over the ranks.
+    scale_grads = torch.stack([r["scale_grad"] for r in per_rank])
+    torch.testing.assert_close(scale_grads.mean(), reference["scale_grad"])
+
+
+def test_mismatched_languages_raise_on_every_rank(rank_results: list[dict[str, Any]]) -> None:
+    for result in rank_results:
+        assert "same shape beyond dim 0" in result["mismatch_error"]
+        assert "rank 0: [2, 2, 4], rank 1: [2, 3, 4]" in result["mismatch_error"]
