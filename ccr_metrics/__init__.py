@@ -7,7 +7,7 @@ The functional core: :func:`positive_ranks` counts exact ranks with a stated tie
 """
 
 from . import losses, sampling
-from .evaluate import evaluate, evaluate_scores
+from .evaluate import evaluate, evaluate_scores, evaluate_sharded
 from .mrv import (
     CAPTION_REDUCTIONS,
     REDUCTIONS,
@@ -33,6 +33,7 @@ __all__ = [
     "Report",
     "evaluate",
     "evaluate_scores",
+    "evaluate_sharded",
     "image_to_text_ranks",
     "instance_rank_variance",
     "losses",

@@ -21,8 +21,8 @@ tensors of the same number of dimensions and, beyond the first, the same sizes.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -32,6 +32,10 @@ from ._validation import shape_str
 __all__ = [
     "all_gather_shapes",
     "all_gather_with_grad",
+    "all_reduce_sum",
+    "any_process",
+    "broadcast",
+    "gather_objects",
     "get_rank",
     "get_world_size",
     "is_distributed",
@@ -73,6 +77,27 @@ def all_gather_shapes(tensor: torch.Tensor) -> list[tuple[int, ...]]:
     shapes = [torch.empty_like(shape) for _ in range(dist.get_world_size())]
     dist.all_gather(shapes, shape)
     return [tuple(int(n) for n in s.tolist()) for s in shapes]
+
+
+class _AllGather(torch.autograd.Function):
+    """all_gather whose backward sums each process's share of the gradient.
+
+    Written here rather than taken from ``torch.distributed.nn``: that one is
+    deprecated, and with gloo it leaves processes that abort at exit.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return tuple(parts)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> torch.Tensor:
+        # Every process holds a gradient for every part; a process's rows get the sum.
+        total = torch.stack(grads)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total[dist.get_rank()]
 
 
 def all_gather_with_grad(
@@ -119,13 +144,54 @@ def all_gather_with_grad(
         # all_gather needs equal shapes: pad with rows that are sliced off afterwards.
         filler = tensor.new_zeros((longest - tensor.shape[0], *tensor.shape[1:]))
         padded = torch.cat([tensor, filler])
-    # Imported here, where distribution is known to be available: builds of torch
-    # without distributed support cannot import torch.distributed.nn.
-    from torch.distributed.nn.functional import all_gather
-
-    with warnings.catch_warnings():
-        # Deprecated in recent torch in favour of a private API; it remains the public,
-        # differentiable all-gather of every torch version this package supports.
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*all_gather.*")
-        parts = all_gather(padded)  # type: ignore[no-untyped-call]
+    parts = _AllGather.apply(padded)  # type: ignore[no-untyped-call]
     return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+
+
+def broadcast(tensor: torch.Tensor, src: int) -> torch.Tensor:
+    """Return process ``src``'s ``tensor`` on every process (filled in place elsewhere).
+
+    Every process passes a tensor of the same shape and dtype; on processes other than
+    ``src`` its values are overwritten. Returns ``tensor`` unchanged when not
+    distributed.
+    """
+    if is_distributed():
+        dist.broadcast(tensor, src=src)
+    return tensor
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Return the element-wise sum of ``tensor`` over all processes (in place).
+
+    Exact for integer tensors, which is what rank counting sends.
+    """
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def any_process(flag: bool) -> bool:
+    """Whether ``flag`` is True on any process.
+
+    Lets every process fail together when one of them rejects its input, instead of
+    leaving the others waiting in the next collective.
+    """
+    if not is_distributed():
+        return flag
+    # NCCL only moves CUDA tensors; the other backends take CPU ones.
+    device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    value = torch.tensor([int(flag)], device=device)
+    return bool(all_reduce_sum(value).item() > 0)
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every process's ``obj`` (small, picklable metadata), in rank order.
+
+    Used to check that all processes were called alike. The objects travel between the
+    program's own processes; nothing is read from a file.
+    """
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

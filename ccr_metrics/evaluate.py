@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
+from . import distributed
 from ._backend import ArrayLike, to_tensor
 from ._validation import (
     check_choice,
@@ -25,10 +26,21 @@ from ._validation import (
     shape_str,
 )
 from .mrv import CAPTION_REDUCTIONS, CaptionReduction
-from .ranking import DEFAULT_TIES, TIES, Ties, block_rows, ranks_from_pairs, text_owner_index
+from .ranking import (
+    DEFAULT_TIES,
+    TIES,
+    Ties,
+    best_positive_scores,
+    block_rows,
+    count_above_and_tied,
+    count_tied_positives,
+    ranks_from_counts,
+    ranks_from_pairs,
+    text_owner_index,
+)
 from .report import Report
 
-__all__ = ["evaluate", "evaluate_scores", "resolve_device"]
+__all__ = ["evaluate", "evaluate_scores", "evaluate_sharded", "resolve_device"]
 
 Block = Callable[[int, int], torch.Tensor]
 
@@ -111,6 +123,240 @@ def evaluate(
     >>> round(report.to_dict()["mrv"]["t2i"]["std"], 3)
     0.45
     """
+    p = _prepare(
+        image_embeds, text_embeds, text_to_image, ks, ties, languages, caption_reduce, device
+    )
+    n_images = p.images.shape[0]
+    rows_i2t = {lang: block_rows(chunk_size, t.shape[0], p.device) for lang, t in p.texts.items()}
+    rows_t2i = block_rows(chunk_size, n_images, p.device)
+    total = sum(
+        _n_blocks(n_images, rows_i2t[lang]) + _n_blocks(t.shape[0], rows_t2i)
+        for lang, t in p.texts.items()
+    )
+    ranks: dict[str, dict[str, np.ndarray]] = {}
+    with _progress(progress, total) as bar:
+        for lang, t in p.texts.items():
+            owner = p.owners[lang].to(p.device)
+            ranks[lang] = {
+                "i2t": _image_to_text(
+                    _products(p.images, t), n_images, owner, rows_i2t[lang], ties, bar
+                ),
+                "t2i": _text_to_image(_products(t, p.images), owner, rows_t2i, ties, bar),
+            }
+    return Report(
+        ranks=ranks,
+        text_to_image={lang: o.cpu().numpy() for lang, o in p.owners.items()},
+        n_images=n_images,
+        ks=p.ks,
+        settings=_settings(
+            ties, caption_reduce, list(p.texts), "embeddings", p.device, dtype_str(p.images)
+        ),
+    )
+
+
+def evaluate_sharded(
+    image_embeds: ArrayLike,
+    text_embeds: Mapping[str, ArrayLike],
+    text_to_image: Mapping[str, ArrayLike] | None = None,
+    *,
+    ks: int | Iterable[int] = (1, 5, 10),
+    ties: Ties = DEFAULT_TIES,
+    languages: Sequence[str] | None = None,
+    caption_reduce: CaptionReduction = "first",
+    chunk_size: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> Report:
+    """Evaluate a test set whose embeddings are sharded across torch.distributed processes.
+
+    The DDP case: each process embedded its own share of the instances. Call this on
+    every process, with the same options, passing that process's shard; every process
+    gets the same :class:`Report`, equal to :func:`evaluate` on the shards concatenated
+    in rank order.
+
+    Parameters
+    ----------
+    image_embeds : array-like or torch.Tensor, shape [N_r, D]
+        This process's images.
+    text_embeds : mapping of str to array-like, each shape [M_lr, D]
+        This process's texts per language; every process names the same languages.
+    text_to_image : mapping of str to array-like of int, each shape [M_lr], optional
+        The image of each local text as an index into this process's ``image_embeds``
+        (an instance's image and texts live on the same process).
+    ks, ties, languages, caption_reduce, chunk_size, device, progress
+        As for :func:`evaluate`; ``progress`` shows a bar on rank 0 only.
+
+    Returns
+    -------
+    Report
+        Over all ``N = sum_r N_r`` images, numbered in rank order (rank 0's first),
+        and all texts likewise.
+
+    Raises
+    ------
+    ValueError
+        On every process, when any process's shard is invalid (as for
+        :func:`evaluate`), or when processes disagree on the languages, the embedding
+        dimension or dtype, or the options.
+
+    Notes
+    -----
+    Gallery shards stay where they are. Query blocks are broadcast from the process that
+    holds them, together with each query's best positive score (its positives are
+    local to it); every process counts how many of its gallery items score above, or
+    tie with, that score, and the counts are summed across processes: exact, and
+    ``O(queries)`` integers per block on top of the broadcast query embeddings. Only
+    the final rank arrays are gathered. Without an initialised process group this is
+    :func:`evaluate`.
+    """
+    error: ValueError | None = None
+    try:
+        p = _prepare(
+            image_embeds, text_embeds, text_to_image, ks, ties, languages, caption_reduce, device
+        )
+    except ValueError as exc:
+        error = exc
+    if distributed.any_process(error is not None):
+        raise error or ValueError("another process rejected its shard of the input")
+    layout = {
+        "languages": list(p.texts),
+        "dim": p.images.shape[1],
+        "dtype": str(p.dtype),
+        "options": (p.ks, ties, caption_reduce, chunk_size),
+    }
+    views = distributed.gather_objects(
+        {**layout, "sizes": [p.images.shape[0], *(t.shape[0] for t in p.texts.values())]}
+    )
+    for r, view in enumerate(views):
+        differing = [k for k in layout if view[k] != layout[k]]
+        if differing:
+            theirs = {k: view[k] for k in differing}
+            ours = {k: layout[k] for k in differing}
+            raise ValueError(f"process {r} was called with {theirs}, this process with {ours}")
+    rank = distributed.get_rank()
+    n_images_by_rank = [view["sizes"][0] for view in views]
+    image_offsets = np.cumsum([0, *n_images_by_rank])
+    n_images = int(image_offsets[-1])
+    languages_ = list(p.texts)
+    ranks: dict[str, dict[str, np.ndarray]] = {}
+    owners: dict[str, np.ndarray] = {}
+    with _progress(progress and rank == 0, 2 * len(languages_) * len(views)) as bar:
+        for i, lang in enumerate(languages_):
+            t = p.texts[lang]
+            owner = p.owners[lang].to(p.device)
+            n_texts_by_rank = [view["sizes"][1 + i] for view in views]
+            rows = block_rows(chunk_size, max(n_images, sum(n_texts_by_rank)), p.device)
+            order = torch.argsort(owner, stable=True)
+            sorted_owner = owner[order]
+
+            def image_positives(
+                a: int,
+                b: int,
+                order: torch.Tensor = order,
+                sorted_owner: torch.Tensor = sorted_owner,
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+                lo, hi = torch.searchsorted(sorted_owner, torch.tensor([a, b], device=p.device))
+                return sorted_owner[lo:hi] - a, order[lo:hi]
+
+            def text_positives(
+                a: int, b: int, owner: torch.Tensor = owner
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+                return torch.arange(b - a, device=p.device), owner[a:b]
+
+            i2t = _sharded_ranks(p.images, t, image_positives, n_images_by_rank, rows, ties, bar)
+            t2i = _sharded_ranks(t, p.images, text_positives, n_texts_by_rank, rows, ties, bar)
+            i2t[torch.isinf(i2t)] = float("nan")
+            global_owner = owner + int(image_offsets[rank])
+            ranks[lang] = {
+                "i2t": _gather_rows(i2t).cpu().numpy(),
+                "t2i": _gather_rows(t2i).cpu().numpy(),
+            }
+            owners[lang] = _gather_rows(global_owner).cpu().numpy()
+    return Report(
+        ranks=ranks,
+        text_to_image=owners,
+        n_images=n_images,
+        ks=p.ks,
+        settings={
+            **_settings(
+                ties, caption_reduce, languages_, "embeddings", p.device, dtype_str(p.images)
+            ),
+            "processes": len(views),
+        },
+    )
+
+
+def _sharded_ranks(
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    positives: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]],
+    n_queries_by_rank: list[int],
+    rows: int,
+    ties: Ties,
+    bar: Any,
+) -> torch.Tensor:
+    """Rank this process's queries against the gallery shards of all processes.
+
+    ``positives(a, b)`` gives the positive pairs of local queries ``a:b`` as
+    (query offset in the block, local gallery column).
+    """
+    rank = distributed.get_rank()
+    dim, dtype, dev = queries.shape[1], queries.dtype, queries.device
+    out = torch.empty(queries.shape[0], dtype=torch.float64, device=dev)
+    for src, n_src in enumerate(n_queries_by_rank):
+        for a in range(0, n_src, rows):
+            b = min(a + rows, n_src)
+            if src == rank:
+                block = queries[a:b].contiguous()
+                query, column = positives(a, b)
+                scores = block @ gallery.T
+                best = best_positive_scores(scores, query, column)
+                tied_positives = count_tied_positives(scores, query, column, best)
+                has_positive = torch.bincount(query, minlength=b - a) > 0
+            else:
+                block = torch.empty((b - a, dim), dtype=dtype, device=dev)
+                best = torch.empty(b - a, dtype=dtype, device=dev)
+            distributed.broadcast(block, src)
+            distributed.broadcast(best, src)
+            if src != rank:
+                scores = block @ gallery.T
+            counts = torch.stack(count_above_and_tied(scores, best, b - a))
+            distributed.all_reduce_sum(counts)
+            if src == rank:
+                out[a:b] = ranks_from_counts(
+                    counts[0], counts[1], tied_positives, has_positive, ties
+                )
+        bar.update()
+    return out
+
+
+def _gather_rows(t: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return distributed.all_gather_with_grad(t)
+
+
+class _Prepared(NamedTuple):
+    """Checked embeddings on the compute device, in their common dtype."""
+
+    images: torch.Tensor  # [N, D]
+    texts: dict[str, torch.Tensor]  # selected languages, in order: [M_l, D]
+    owners: dict[str, torch.Tensor]  # [M_l] on the CPU
+    ks: tuple[int, ...]
+    device: torch.device
+    dtype: torch.dtype
+
+
+def _prepare(
+    image_embeds: ArrayLike,
+    text_embeds: Mapping[str, ArrayLike],
+    text_to_image: Mapping[str, ArrayLike] | None,
+    ks: int | Iterable[int],
+    ties: str,
+    languages: Sequence[str] | None,
+    caption_reduce: str,
+    device: str | torch.device | None,
+) -> _Prepared:
+    """Validate the arguments of :func:`evaluate` and move the embeddings once."""
     cutoffs = check_positive_ints("ks", ks)
     check_choice("ties", ties, TIES)
     check_choice("caption_reduce", caption_reduce, CAPTION_REDUCTIONS)
@@ -120,42 +366,24 @@ def evaluate(
         raise ValueError("text_embeds must map each language to its text embeddings [M, D]")
     selected = _select_languages(languages, list(text_embeds))
     texts = {lang: _embeddings(text_embeds[lang], f"text_embeds[{lang!r}]") for lang in selected}
-    n_images, dim = images.shape
+    dim = images.shape[1]
     for lang, t in texts.items():
         if t.shape[1] != dim:
             raise ValueError(
                 f"text_embeds[{lang!r}] has dimension {t.shape[1]} ({shape_str(t)}) but "
                 f"image_embeds has {dim} ({shape_str(images)})"
             )
-    owners = _owners(text_to_image, {lang: t.shape[0] for lang, t in texts.items()}, n_images)
+    owners = _owners(text_to_image, {lang: t.shape[0] for lang, t in texts.items()}, len(images))
     dtype = images.dtype
     for t in texts.values():
         dtype = torch.promote_types(dtype, t.dtype)
-    images = images.to(device=dev, dtype=dtype)
-
-    rows_i2t = {lang: block_rows(chunk_size, t.shape[0], dev) for lang, t in texts.items()}
-    rows_t2i = block_rows(chunk_size, n_images, dev)
-    total = sum(
-        _n_blocks(n_images, rows_i2t[lang]) + _n_blocks(t.shape[0], rows_t2i)
-        for lang, t in texts.items()
-    )
-    ranks: dict[str, dict[str, np.ndarray]] = {}
-    with _progress(progress, total) as bar:
-        for lang in selected:
-            t = texts[lang].to(device=dev, dtype=dtype)
-            owner = owners[lang].to(dev)
-            ranks[lang] = {
-                "i2t": _image_to_text(
-                    _products(images, t), n_images, owner, rows_i2t[lang], ties, bar
-                ),
-                "t2i": _text_to_image(_products(t, images), owner, rows_t2i, ties, bar),
-            }
-    return Report(
-        ranks=ranks,
-        text_to_image={lang: owners[lang].cpu().numpy() for lang in selected},
-        n_images=n_images,
+    return _Prepared(
+        images=images.to(device=dev, dtype=dtype),
+        texts={lang: t.to(device=dev, dtype=dtype) for lang, t in texts.items()},
+        owners=owners,
         ks=cutoffs,
-        settings=_settings(ties, caption_reduce, selected, "embeddings", dev, dtype),
+        device=dev,
+        dtype=dtype,
     )
 
 
@@ -224,7 +452,8 @@ def evaluate_scores(
                 matrices[lang][direction] = m
     n_images, n_texts = _score_shapes(matrices)
     owners = _owners(text_to_image, n_texts, n_images)
-    dtype = next(m.dtype for by_dir in matrices.values() for m in by_dir.values())
+    # Each matrix is ranked in its own dtype; the settings list them all.
+    dtypes = sorted({dtype_str(m) for by_dir in matrices.values() for m in by_dir.values()})
 
     total = 0
     for by_dir in matrices.values():
@@ -247,7 +476,7 @@ def evaluate_scores(
         text_to_image={lang: owners[lang].cpu().numpy() for lang in selected},
         n_images=n_images,
         ks=cutoffs,
-        settings=_settings(ties, caption_reduce, selected, "scores", dev, dtype),
+        settings=_settings(ties, caption_reduce, selected, "scores", dev, ", ".join(dtypes)),
     )
 
 
@@ -421,7 +650,7 @@ def _settings(
     languages: list[str],
     source: str,
     device: torch.device,
-    dtype: torch.dtype,
+    dtype: str,
 ) -> dict[str, Any]:
     return {
         "ties": ties,
@@ -429,5 +658,5 @@ def _settings(
         "languages": languages,
         "source": source,
         "device": str(device),
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": dtype,
     }

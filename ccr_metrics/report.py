@@ -183,7 +183,7 @@ class Report:
         -------
         frame : pandas.DataFrame
             Columns ``language``, ``direction``, ``R@k`` for each cut-off (fractions)
-            and ``queries`` (NaN for the average rows).
+            and ``queries`` (an integer column, NA for the average rows).
         """
         table = self._table()
         rows = []
@@ -192,8 +192,10 @@ class Report:
                 n = len(self.query_ranks(lang, d))
                 rows.append({"language": lang, "direction": d, **_rk(by_k), "queries": n})
         for d, by_k in table["average"]["recall"].items():
-            rows.append({"language": "average", "direction": d, **_rk(by_k), "queries": math.nan})
-        return pd.DataFrame(rows)
+            rows.append({"language": "average", "direction": d, **_rk(by_k), "queries": None})
+        frame = pd.DataFrame(rows)
+        frame["queries"] = frame["queries"].astype("Int64")  # NA on the average rows
+        return frame
 
     def to_table(self) -> str:
         """Format the paper's table as text: percentages per language, averages, MRV."""

@@ -107,6 +107,9 @@ def worker(rank: int, port: int, out_dir: str) -> None:
             results["mismatch_error"] = str(exc)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
+        # Tear down only once every process is done: a process that destroys the group
+        # while its peer still talks to it makes gloo abort the peer.
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -1,0 +1,351 @@
+"""The ``ccr-metrics`` command: evaluate embedding, score or rank files from the shell.
+
+``ccr-metrics evaluate FILE`` ranks embeddings, ``ccr-metrics scores FILE`` ranks saved
+score matrices, and ``ccr-metrics mrv --ranks LANG=PATH ...`` takes MRV of rank arrays
+saved by other code. This module parses arguments, prints and sets exit statuses; files
+are read by :mod:`ccr_metrics.io` and every number comes from the library.
+
+Exit statuses: 0 success, 1 bad data (a missing or malformed file, arrays that do not
+fit together, an unknown language), 2 bad usage (argparse's status, also for a device
+that is not available), 130 interrupted. Errors are one line on stderr,
+``ccr-metrics: error: ...``; an unexpected exception keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from . import __version__
+from .evaluate import evaluate, evaluate_scores, resolve_device
+from .io import load_embeddings, load_rank_matrix, load_scores
+from .mrv import CAPTION_REDUCTIONS, REDUCTIONS, mean_rank_variance
+from .ranking import DEFAULT_TIES, TIES
+from .report import Report
+
+__all__ = ["main"]
+
+PROG = "ccr-metrics"
+MRV_FORMAT = "ccr-metrics-mrv/1"
+_REDUCTION_NOTES = {"variance": "paper Eq. 7", "std": "the released code's number"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``ccr-metrics`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    status : int
+        0 on success (``--help`` included), 1 for bad data, 2 for bad usage, 130 if
+        interrupted. argparse's exits are returned too, not raised as SystemExit.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> np.save(f"{tmp.name}/en.npy", np.array([0, 1, 2, 3]))
+    >>> np.save(f"{tmp.name}/de.npy", np.array([0, 3, 2, 0]))
+    >>> main(["mrv", "--ranks", f"en={tmp.name}/en.npy", f"de={tmp.name}/de.npy"])
+    Mean Rank Variance over 2 languages (en, de), 4 instances:
+      variance        0.8125  (paper Eq. 7)                   <- --reduction
+      std             0.6250  (the released code's number)
+    0
+    >>> tmp.cleanup()
+    """
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0
+    run: Callable[[argparse.Namespace], None] = args.run
+    try:
+        run(args)
+    except _UsageError as exc:
+        return _fail(str(exc), 2)
+    except BrokenPipeError:
+        # The reader went away (`ccr-metrics ... | head`): stop quietly, as Unix tools
+        # do, and keep Python from complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ValueError, OSError) as exc:
+        return _fail(str(exc), 1)
+    except (MemoryError, torch.cuda.OutOfMemoryError):
+        return _fail("out of memory; try a smaller --chunk-size, or --device cpu", 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    return 0
+
+
+class _UsageError(Exception):
+    """Arguments argparse accepted one by one but that do not make sense together."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: ``ccr-metrics: error: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line with a pointer to ``--help``, and exit 2."""
+        self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _fail(message: str, status: int) -> int:
+    # Library messages may wrap; the contract is one line on stderr.
+    one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"{PROG}: error: {one_line}", file=sys.stderr)
+    return status
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Recall@K and Mean Rank Variance for cross-lingual cross-modal retrieval.",
+        epilog="Run 'ccr-metrics COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", required=True)
+
+    options = _Parser(add_help=False)
+    options.add_argument(
+        "-k",
+        "--k",
+        dest="ks",
+        nargs="+",
+        type=_positive_int,
+        default=[1, 5, 10],
+        metavar="K",
+        help="recall cut-offs (default: 1 5 10)",
+    )
+    options.add_argument(
+        "--ties",
+        choices=TIES,
+        default=DEFAULT_TIES,
+        help=f"how scores tied with the positive count (default: {DEFAULT_TIES})",
+    )
+    options.add_argument(
+        "--languages",
+        nargs="+",
+        metavar="LANG",
+        help="languages to evaluate and take MRV over, in this order (default: all in the file)",
+    )
+    options.add_argument(
+        "--caption-reduce",
+        choices=CAPTION_REDUCTIONS,
+        default="first",
+        help="how text-to-image MRV reduces an image's several captions (default: first)",
+    )
+    options.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)",
+    )
+    options.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        metavar="N",
+        help="queries ranked per block; lower it to use less memory (default: automatic)",
+    )
+    _add_json(options, "write the full report, ranks included, as JSON (fractions)")
+    options.add_argument(
+        "--csv",
+        type=_output_path,
+        metavar="PATH",
+        help="write recall per language and direction as CSV (fractions)",
+    )
+    options.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="show a progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+    evaluate_ = commands.add_parser(
+        "evaluate",
+        parents=[options],
+        help="rank image and text embeddings",
+        description="Rank image and text embeddings (dot products; normalise for cosine) "
+        "and print recall per language and direction, mean recall and MRV.",
+    )
+    evaluate_.add_argument(
+        "file",
+        type=Path,
+        metavar="FILE",
+        help="a .npz, .safetensors or .pt file with keys image [N, D], text.<lang> [M, D] "
+        "and optionally text_to_image.<lang> [M]",
+    )
+    evaluate_.set_defaults(run=_run_evaluate)
+
+    scores = commands.add_parser(
+        "scores",
+        parents=[options],
+        help="rank saved score matrices",
+        description="Rank saved score matrices and print recall per language and "
+        "direction, mean recall and MRV.",
+    )
+    scores.add_argument(
+        "file",
+        type=Path,
+        metavar="FILE",
+        help="a .npz, .safetensors or .pt file with keys i2t.<lang> [N, M] and/or "
+        "t2i.<lang> [M, N], and optionally text_to_image.<lang> [M]",
+    )
+    scores.set_defaults(run=_run_scores)
+
+    mrv = commands.add_parser(
+        "mrv",
+        help="Mean Rank Variance of saved rank arrays",
+        description="Mean Rank Variance of per-language rank arrays saved by other code "
+        "(0-based or 1-based: MRV does not depend on the offset). Every file ranks the "
+        "same N instances in the same order.",
+    )
+    mrv.add_argument(
+        "--ranks",
+        nargs="+",
+        action=_RankFiles,
+        required=True,
+        metavar="LANG=PATH",
+        help="a rank file per language: .npy (1-D), or .txt / .csv with one rank per line",
+    )
+    mrv.add_argument(
+        "--reduction",
+        choices=REDUCTIONS,
+        default="variance",
+        help="the MRV asked for: variance (paper Eq. 7) or std (the released code's number); "
+        "both are printed (default: variance)",
+    )
+    _add_json(mrv, "write both reductions, the languages and N as JSON")
+    mrv.set_defaults(run=_run_mrv)
+    return parser
+
+
+def _add_json(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--json", type=_output_path, metavar="PATH", help=help)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _device(text: str) -> torch.device:
+    # Checked while parsing, so a missing GPU is reported before a large file is read.
+    try:
+        return resolve_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _output_path(text: str) -> Path:
+    # Checked while parsing, so a typo does not cost a long evaluation's result.
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"directory {str(path.parent)!r} does not exist")
+    return path
+
+
+class _RankFiles(argparse.Action):
+    """Collect ``LANG=PATH`` values (also over repeated ``--ranks``) into a dict."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        files: dict[str, Path] = dict(getattr(namespace, self.dest) or {})
+        for value in values or []:
+            lang, _, path = str(value).partition("=")
+            if not lang or not path:
+                raise argparse.ArgumentError(self, f"expected LANG=PATH, got {value!r}")
+            if lang in files:
+                raise argparse.ArgumentError(self, f"language {lang!r} is given twice")
+            files[lang] = Path(path)
+        setattr(namespace, self.dest, files)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    image, texts, text_to_image = load_embeddings(args.file)
+    with _naming(args.file):
+        report = evaluate(image, texts, text_to_image, **_evaluation_options(args))
+    _print_report(report, args)
+
+
+def _run_scores(args: argparse.Namespace) -> None:
+    i2t, t2i, text_to_image = load_scores(args.file)
+    with _naming(args.file):
+        report = evaluate_scores(i2t, t2i, text_to_image, **_evaluation_options(args))
+    _print_report(report, args)
+
+
+def _evaluation_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "ks": args.ks,
+        "ties": args.ties,
+        "languages": args.languages,
+        "caption_reduce": args.caption_reduce,
+        "chunk_size": args.chunk_size,
+        "device": args.device,
+        "progress": sys.stderr.isatty() if args.progress is None else args.progress,
+    }
+
+
+@contextmanager
+def _naming(file: Path) -> Iterator[None]:
+    """Prefix the file name to a ValueError: the library's messages name arrays only."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ValueError(f"{file}: {exc}") from None
+
+
+def _print_report(report: Report, args: argparse.Namespace) -> None:
+    print(report.to_table())
+    if args.json is not None:
+        report.save(args.json)
+    if args.csv is not None:
+        report.to_frame().to_csv(args.csv, index=False)
+
+
+def _run_mrv(args: argparse.Namespace) -> None:
+    files: dict[str, Path] = args.ranks
+    if len(files) < 2:
+        raise _UsageError(
+            f"MRV needs rank files for at least two languages, got {list(files)} "
+            "(see 'ccr-metrics mrv --help')"
+        )
+    ranks = load_rank_matrix(files)
+    values = {r: mean_rank_variance(ranks, reduction=r) for r in REDUCTIONS}
+    n, k = ranks.shape
+    print(f"Mean Rank Variance over {k} languages ({', '.join(files)}), {n} instances:")
+    for reduction, value in values.items():
+        asked = "   <- --reduction" if reduction == args.reduction else ""
+        note = f"({_REDUCTION_NOTES[reduction]})"
+        print(f"  {reduction:<9} {value:12.4f}  {note:<29}{asked}".rstrip())
+    if args.json is not None:
+        payload = {
+            "format": MRV_FORMAT,
+            "reduction": args.reduction,
+            "mrv": values,
+            "languages": list(files),
+            "n_instances": n,
+            "files": {lang: str(path) for lang, path in files.items()},
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")

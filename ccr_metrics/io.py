@@ -1,0 +1,490 @@
+"""Read embeddings, score matrices and rank arrays from files, without unpickling.
+
+Files users pass in are untrusted, so nothing here runs code stored in a file: ``.npz``
+and ``.npy`` are read with ``allow_pickle=False``, ``.pt`` with
+``torch.load(weights_only=True)`` (tensors and plain containers only), and
+``.safetensors`` cannot hold code at all. A file that asks for more is refused with a
+ValueError before any of it runs.
+
+Only names and file structure are checked here; shapes, dtypes and values are checked
+by :func:`~ccr_metrics.evaluate`, :func:`~ccr_metrics.evaluate_scores` and
+:func:`~ccr_metrics.mean_rank_variance`, which name the offending array.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import warnings
+import zipfile
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import safetensors
+import safetensors.torch
+import torch
+
+__all__ = [
+    "ARRAY_SUFFIXES",
+    "RANK_SUFFIXES",
+    "Embeddings",
+    "Scores",
+    "load_arrays",
+    "load_embeddings",
+    "load_rank_matrix",
+    "load_ranks",
+    "load_scores",
+]
+
+PathLike = str | os.PathLike[str]
+#: An array read from a file: numpy from ``.npz``, torch from ``.pt`` and ``.safetensors``.
+LoadedArray = npt.NDArray[Any] | torch.Tensor
+
+#: File types :func:`load_arrays` reads.
+ARRAY_SUFFIXES = (".npz", ".safetensors", ".pt")
+#: File types :func:`load_ranks` reads.
+RANK_SUFFIXES = (".npy", ".txt", ".csv")
+
+_EMBEDDING_LAYOUT = "'image' [N, D], 'text.<lang>' [M, D] and optional 'text_to_image.<lang>' [M]"
+_SCORE_LAYOUT = (
+    "'i2t.<lang>' [N, M] and/or 't2i.<lang>' [M, N], and optional 'text_to_image.<lang>' [M]"
+)
+_NO_PICKLE = "ccr-metrics never unpickles files, as that can run code stored in them"
+
+
+class Embeddings(NamedTuple):
+    """What an embeddings file holds, ready for :func:`~ccr_metrics.evaluate`."""
+
+    image: LoadedArray
+    """Image embeddings ``[N, D]`` (key ``image``)."""
+    texts: dict[str, LoadedArray]
+    """Text embeddings ``[M_l, D]`` per language (keys ``text.<lang>``), in file order."""
+    text_to_image: dict[str, LoadedArray]
+    """Image index ``[M_l]`` of each text (keys ``text_to_image.<lang>``); may be empty."""
+
+
+class Scores(NamedTuple):
+    """What a score file holds, ready for :func:`~ccr_metrics.evaluate_scores`."""
+
+    i2t: dict[str, LoadedArray]
+    """Image-to-text scores ``[N, M_l]`` per language (keys ``i2t.<lang>``)."""
+    t2i: dict[str, LoadedArray]
+    """Text-to-image scores ``[M_l, N]`` per language (keys ``t2i.<lang>``)."""
+    text_to_image: dict[str, LoadedArray]
+    """Image index ``[M_l]`` of each text (keys ``text_to_image.<lang>``); may be empty."""
+
+
+def load_arrays(path: PathLike) -> dict[str, LoadedArray]:
+    """Read every named array of a ``.npz``, ``.safetensors`` or ``.pt`` file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file. Its extension picks the reader; a ``.pt`` file must hold a dict of
+        tensors with string keys (what ``torch.save({...}, path)`` writes).
+
+    Returns
+    -------
+    arrays : dict of str to numpy.ndarray or torch.Tensor
+        In file order (sorted by key for ``.safetensors``, which keeps no order); numpy
+        arrays from ``.npz``, CPU tensors from the others.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the extension is not one of :data:`ARRAY_SUFFIXES`, the file is corrupt or
+        empty, a ``.pt`` file is not a dict of tensors, or the file holds pickled
+        Python objects (refused unread: nothing in it runs).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = f"{tmp.name}/embeddings.npz"
+    >>> np.savez(path, image=np.eye(2), **{"text.en": np.eye(2)})
+    >>> {key: a.shape for key, a in load_arrays(path).items()}
+    {'image': (2, 2), 'text.en': (2, 2)}
+    >>> tmp.cleanup()
+    """
+    file = _existing_file(path, ARRAY_SUFFIXES)
+    arrays = _READERS[file.suffix.lower()](file)
+    if not arrays:
+        raise ValueError(f"{file}: the file holds no arrays")
+    return arrays
+
+
+def load_embeddings(path: PathLike) -> Embeddings:
+    """Read an embeddings file: keys ``image``, ``text.<lang>``, ``text_to_image.<lang>``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.npz``, ``.safetensors`` or ``.pt`` file with key ``image`` ``[N, D]``, one
+        ``text.<lang>`` ``[M_l, D]`` per language and, for languages where text ``i``
+        does not simply describe image ``i``, ``text_to_image.<lang>`` ``[M_l]`` (int).
+
+    Returns
+    -------
+    Embeddings
+        ``(image, texts, text_to_image)``, to pass to :func:`~ccr_metrics.evaluate`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        As :func:`load_arrays`; if ``image`` or every ``text.<lang>`` is missing, a key
+        is not one of the above, or ``text_to_image.<lang>`` names a language without
+        ``text.<lang>``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = f"{tmp.name}/embeddings.npz"
+    >>> np.savez(path, image=np.eye(3), **{"text.en": np.eye(3), "text.de": np.eye(3)[:2],
+    ...                                     "text_to_image.de": np.array([0, 2])})
+    >>> image, texts, text_to_image = load_embeddings(path)
+    >>> image.shape, list(texts), text_to_image["de"].tolist()
+    ((3, 3), ['en', 'de'], [0, 2])
+    >>> tmp.cleanup()
+    """
+    arrays = load_arrays(path)
+    groups = _group_keys(arrays, path, ("text", "text_to_image"), "image")
+    if "image" not in arrays:
+        raise ValueError(
+            f"{path}: no 'image' key (the image embeddings [N, D]); keys: {list(arrays)}"
+        )
+    texts = groups["text"]
+    if not texts:
+        raise ValueError(
+            f"{path}: no 'text.<lang>' key (text embeddings [M, D] per language); "
+            f"keys: {list(arrays)}"
+        )
+    _check_mapped_languages(path, groups["text_to_image"], texts, "a 'text.<lang>' key")
+    return Embeddings(arrays["image"], texts, groups["text_to_image"])
+
+
+def load_scores(path: PathLike) -> Scores:
+    """Read a score file: keys ``i2t.<lang>``, ``t2i.<lang>``, ``text_to_image.<lang>``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.npz``, ``.safetensors`` or ``.pt`` file with ``i2t.<lang>`` ``[N, M_l]``
+        (row: image, column: text) and/or ``t2i.<lang>`` ``[M_l, N]`` (row: text, column:
+        image) per language, and optionally ``text_to_image.<lang>`` ``[M_l]`` (int).
+
+    Returns
+    -------
+    Scores
+        ``(i2t, t2i, text_to_image)``, to pass to :func:`~ccr_metrics.evaluate_scores`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        As :func:`load_arrays`; if no ``i2t.<lang>`` or ``t2i.<lang>`` key exists, a key
+        is not one of the above, or ``text_to_image.<lang>`` names a language without
+        scores.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = f"{tmp.name}/scores.npz"
+    >>> s = np.array([[0.9, 0.1], [0.2, 0.8]])
+    >>> np.savez(path, **{"i2t.en": s, "t2i.en": s.T})
+    >>> i2t, t2i, text_to_image = load_scores(path)
+    >>> list(i2t), list(t2i), text_to_image
+    (['en'], ['en'], {})
+    >>> tmp.cleanup()
+    """
+    arrays = load_arrays(path)
+    groups = _group_keys(arrays, path, ("i2t", "t2i", "text_to_image"), None)
+    scored = {**groups["i2t"], **groups["t2i"]}
+    if not scored:
+        raise ValueError(
+            f"{path}: no 'i2t.<lang>' or 't2i.<lang>' key (score matrices per language); "
+            f"keys: {list(arrays)}"
+        )
+    _check_mapped_languages(path, groups["text_to_image"], scored, "scores")
+    return Scores(groups["i2t"], groups["t2i"], groups["text_to_image"])
+
+
+def load_ranks(path: PathLike) -> npt.NDArray[np.float64]:
+    """Read one rank per instance from a ``.npy`` array or a text file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.npy`` file holding a 1-D numeric array, or a ``.txt`` / ``.csv`` file with
+        one number per line (blank lines and lines starting with ``#`` are skipped).
+        0-based and 1-based ranks alike.
+
+    Returns
+    -------
+    ranks : numpy.ndarray, shape [N], float64
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the extension is not one of :data:`RANK_SUFFIXES`, the file is unreadable
+        or holds pickled objects, a line is not one number, or the ranks are not a
+        non-empty 1-D array of finite numbers.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = f"{tmp.name}/ranks_en.txt"
+    >>> np.savetxt(path, [0, 4, 2], fmt="%d")
+    >>> load_ranks(path)
+    array([0., 4., 2.])
+    >>> tmp.cleanup()
+    """
+    file = _existing_file(path, RANK_SUFFIXES)
+    ranks = _read_npy(file) if file.suffix.lower() == ".npy" else _read_lines(file)
+    if ranks.dtype.kind not in "iuf":
+        raise ValueError(f"{file}: ranks must be numbers, got dtype {ranks.dtype}")
+    if ranks.ndim != 1 or ranks.size == 0:
+        raise ValueError(
+            f"{file}: ranks must be a non-empty 1-D array [N], got shape {list(ranks.shape)}"
+        )
+    out = ranks.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if bad.size:
+        raise ValueError(f"{file}: rank {bad[0]} is {out[bad[0]]}; ranks must be finite")
+    return out
+
+
+def load_rank_matrix(files: Mapping[str, PathLike]) -> npt.NDArray[np.float64]:
+    """Read one rank file per language into the ``[N, K]`` matrix MRV takes.
+
+    Parameters
+    ----------
+    files : mapping of str to path
+        ``{language: rank file}``, each read with :func:`load_ranks`; every file must
+        rank the same ``N`` instances in the same order.
+
+    Returns
+    -------
+    ranks : numpy.ndarray, shape [N, K], float64
+        Column ``k`` is the ``k``-th language of ``files``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a file does not exist.
+    ValueError
+        As :func:`load_ranks`; if ``files`` is empty or the files differ in length.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> np.save(f"{tmp.name}/en.npy", np.array([0, 1, 2]))
+    >>> np.save(f"{tmp.name}/de.npy", np.array([0, 3, 2]))
+    >>> load_rank_matrix({"en": f"{tmp.name}/en.npy", "de": f"{tmp.name}/de.npy"})
+    array([[0., 0.],
+           [1., 3.],
+           [2., 2.]])
+    >>> tmp.cleanup()
+    """
+    if not files:
+        raise ValueError("files must map at least one language to a rank file")
+    columns = {lang: load_ranks(path) for lang, path in files.items()}
+    first, n = next((lang, len(r)) for lang, r in columns.items())
+    for lang, r in columns.items():
+        if len(r) != n:
+            raise ValueError(
+                f"{files[lang]} ({lang}) has {len(r)} ranks but {files[first]} ({first}) "
+                f"has {n}; every language must rank the same instances"
+            )
+    return np.stack(list(columns.values()), axis=1)
+
+
+def _existing_file(path: PathLike, suffixes: tuple[str, ...]) -> Path:
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"{file}: no such file")
+    if not file.is_file():
+        raise ValueError(f"{file}: not a file")
+    if file.suffix.lower() not in suffixes:
+        raise ValueError(
+            f"{file}: unknown file type {file.suffix or '(no extension)'!r}; "
+            f"expected one of {', '.join(suffixes)}"
+        )
+    return file
+
+
+def _read_npz(file: Path) -> dict[str, LoadedArray]:
+    # Opened here, not by np.load, so the handle is closed when the archive is corrupt.
+    with open(file, "rb") as handle:
+        try:
+            archive = np.load(handle, allow_pickle=False)
+        except ValueError as exc:
+            raise _unreadable(file, ".npz archive", exc) from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{file}: not a readable .npz archive ({exc})") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(
+                f"{file}: holds a single array {list(archive.shape)}, not named arrays; "
+                "save with np.savez(path, image=..., **{'text.en': ...})"
+            )
+        with archive:
+            return {key: _npz_member(archive, key, file) for key in archive.files}
+
+
+def _npz_member(archive: Any, key: str, file: Path) -> npt.NDArray[Any]:
+    try:
+        return np.asarray(archive[key])
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ValueError(
+                f"{file}: key {key!r} is an object array of pickled Python objects "
+                f"({_NO_PICKLE}); save numeric arrays"
+            ) from None
+        raise ValueError(f"{file}: key {key!r} is unreadable ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{file}: key {key!r} is unreadable ({exc})") from None
+
+
+def _unreadable(file: Path, kind: str, exc: ValueError) -> ValueError:
+    """Translate a ValueError of np.load: pickled content, or a broken header."""
+    if "Object arrays" in str(exc):
+        return ValueError(f"{file}: holds an object array of pickled Python objects ({_NO_PICKLE})")
+    if "allow_pickle" in str(exc):
+        # Neither zip nor .npy: numpy's last resort would be to unpickle it.
+        return ValueError(f"{file}: not a {kind}; it could only be read as a pickle ({_NO_PICKLE})")
+    return ValueError(f"{file}: not a readable {kind} ({exc})")
+
+
+def _read_safetensors(file: Path) -> dict[str, LoadedArray]:
+    try:
+        # The torch API, not the numpy one: it also reads bfloat16.
+        return dict(safetensors.torch.load_file(file, device="cpu"))
+    except safetensors.SafetensorError as exc:
+        raise ValueError(f"{file}: not a readable safetensors file ({exc})") from None
+
+
+def _read_pt(file: Path) -> dict[str, LoadedArray]:
+    try:
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols it did not write; the outcome is what counts.
+            warnings.simplefilter("ignore")
+            obj = torch.load(file, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        # Both a corrupt file and one that asks for code end here: say what torch saw.
+        found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n|$)", str(exc))
+        reason = f": {found.group(1).strip()}" if found else ""
+        raise ValueError(
+            f"{file}: refused: not a dict of tensors readable without unpickling objects"
+            f"{reason} ({_NO_PICKLE}; re-save as a dict of tensors, .safetensors or .npz)"
+        ) from None
+    except (RuntimeError, OSError, EOFError) as exc:
+        first_line = str(exc).split("\n", 1)[0].split(". ", 1)[0]
+        raise ValueError(f"{file}: not a readable PyTorch file ({first_line})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(
+            f"{file}: holds a {type(obj).__name__}, not a dict of tensors; "
+            "save with torch.save({'image': ..., 'text.en': ...}, path)"
+        )
+    not_tensors = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ValueError(f"{file}: the values of keys {not_tensors} are not tensors")
+    not_named = [k for k in obj if not isinstance(k, str)]
+    if not_named:
+        raise ValueError(f"{file}: keys {not_named} are not strings")
+    return dict(obj)
+
+
+_READERS = {".npz": _read_npz, ".safetensors": _read_safetensors, ".pt": _read_pt}
+
+
+def _read_npy(file: Path) -> npt.NDArray[Any]:
+    with open(file, "rb") as handle:
+        try:
+            loaded = np.load(handle, allow_pickle=False)
+        except ValueError as exc:
+            raise _unreadable(file, ".npy file", exc) from None
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{file}: not a readable .npy file ({exc})") from None
+        if not isinstance(loaded, np.ndarray):
+            loaded.close()
+            raise ValueError(f"{file}: is an .npz archive, not one .npy array")
+        return loaded
+
+
+def _read_lines(file: Path) -> npt.NDArray[np.float64]:
+    try:
+        lines = file.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{file}: not a text file") from None
+    values = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            values.append(float(text))
+        except ValueError:
+            raise ValueError(
+                f"{file}: line {number} is {text!r}, not one number (one rank per line)"
+            ) from None
+    return np.asarray(values, dtype=np.float64)
+
+
+def _group_keys(
+    arrays: Mapping[str, LoadedArray],
+    path: PathLike,
+    prefixes: tuple[str, ...],
+    single: str | None,
+) -> dict[str, dict[str, LoadedArray]]:
+    """Split ``<prefix>.<lang>`` keys by prefix; refuse any other key but ``single``."""
+    groups: dict[str, dict[str, LoadedArray]] = {prefix: {} for prefix in prefixes}
+    unexpected = []
+    for key, value in arrays.items():
+        prefix, _, lang = key.partition(".")
+        if key == single:
+            continue
+        if prefix in groups and lang:
+            groups[prefix][lang] = value
+        else:
+            unexpected.append(key)
+    if unexpected:
+        embeddings = single == "image"
+        layout = _EMBEDDING_LAYOUT if embeddings else _SCORE_LAYOUT
+        # The likeliest mix-up: a score file read as embeddings, or the other way round.
+        other = ("i2t.", "t2i.") if embeddings else ("image", "text.")
+        hint = ""
+        if any(key.startswith(other) for key in unexpected):
+            hint = (
+                " (scores: read them with load_scores, or `ccr-metrics scores`)"
+                if embeddings
+                else " (embeddings: read them with load_embeddings, or `ccr-metrics evaluate`)"
+            )
+        raise ValueError(f"{path}: unexpected key(s) {unexpected}{hint}; expected {layout}")
+    return groups
+
+
+def _check_mapped_languages(
+    path: PathLike,
+    mapping: Mapping[str, LoadedArray],
+    present: Mapping[str, LoadedArray],
+    what: str,
+) -> None:
+    orphans = [lang for lang in mapping if lang not in present]
+    if orphans:
+        keys = [f"text_to_image.{lang}" for lang in orphans]
+        raise ValueError(f"{path}: {keys} given for language(s) {orphans} without {what}")

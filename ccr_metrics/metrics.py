@@ -1,0 +1,444 @@
+"""torchmetrics Metrics for validation loops: Recall@K and Mean Rank Variance.
+
+Both metrics rank each batch as it arrives, with :func:`~ccr_metrics.positive_ranks`,
+and keep only the ranks: one float64 per query for :class:`RecallAtK`, one per
+(instance, language) for :class:`MeanRankVariance`. Scores are never stored.
+``compute`` hands the accumulated ranks to :func:`~ccr_metrics.recall_at_k` or
+:func:`~ccr_metrics.mean_rank_variance`, so a metric fed in batches gives exactly the
+number one functional call on the concatenated data gives.
+
+The rank lists are torchmetrics list states reduced by concatenation: under
+DistributedDataParallel, ``compute`` gathers every process's ranks and each process
+returns the value over all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+import torch
+from torchmetrics import Metric
+
+from ._backend import ArrayLike, to_tensor
+from ._validation import (
+    check_choice,
+    check_ndim,
+    check_numeric,
+    check_positive_ints,
+    dtype_str,
+    first_nonfinite,
+    shape_str,
+)
+from .mrv import REDUCTIONS, Reduction, mean_rank_variance
+from .ranking import DEFAULT_TIES, EMPTY, TIES, Empty, Ties, positive_ranks
+from .recall import recall_at_k
+
+__all__ = ["MeanRankVariance", "RecallAtK"]
+
+
+class _RankMetric(Metric):
+    """A Metric whose states are lists of 1-D float64 tensors joined by concatenation."""
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Float64, the dtype of every state.
+
+        Under DDP, torchmetrics gives a process that saw no update an empty tensor of
+        the metric's dtype to gather with the others' ranks; it must be theirs.
+        """
+        return torch.float64
+
+    def _joined(self, state: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """Join a list state; after a DDP sync torchmetrics leaves one tensor instead."""
+        if isinstance(state, list):
+            state = torch.cat(state) if state else torch.empty(0)
+        if state.shape[0] == 0:
+            raise ValueError(
+                f"{type(self).__name__}.compute() needs at least one update() since the "
+                "metric was built or last reset()"
+            )
+        return state
+
+
+class RecallAtK(_RankMetric):
+    """Recall@K over all queries seen since the last reset, as a torchmetrics Metric.
+
+    Parameters
+    ----------
+    k : int or iterable of int, default (1, 5, 10)
+        Cut-offs.
+    ties : {"average", "optimistic", "pessimistic"}, default "average"
+        Tie policy, as for :func:`~ccr_metrics.positive_ranks`.
+    empty : {"error", "miss"}, default "error"
+        What a query without any positive gets: a ValueError in ``update``, or a miss
+        at every cut-off.
+    **kwargs
+        torchmetrics options such as ``sync_on_compute``, ``process_group`` or
+        ``compute_on_cpu``.
+
+    Raises
+    ------
+    ValueError
+        If a cut-off is not a positive integer, or ``ties`` or ``empty`` is not a
+        valid choice.
+
+    Notes
+    -----
+    ``update(scores, positives)`` ranks a batch of ``B`` queries against the
+    ``G`` candidates its scores cover, usually the full gallery. The state is the
+    float64 ranks ``[B]`` of every batch, on the metric's device; scores may live on
+    any device. ``compute()`` returns ``{k: tensor}`` of float64 scalar tensors (the
+    torchmetrics convention) holding the fractions :func:`~ccr_metrics.recall_at_k`
+    gives for all accumulated ranks.
+
+    A query counts at ``k`` when its best positive's rank is ``<= k``, with ties
+    resolved by ``ties``. This is neither torchmetrics' ``RetrievalRecall`` (the
+    fraction of a query's positives found) nor its ``RetrievalHitRate`` (which breaks
+    ties by sort order); see ``docs/metrics.md``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> metric = RecallAtK(k=(1, 2))
+    >>> metric.update(torch.tensor([[0.9, 0.1, 0.5],
+    ...                             [0.2, 0.8, 0.8]]), torch.tensor([2, 1]))
+    >>> metric.update(torch.tensor([[0.3, 0.2, 0.1]]), [[0, 2]])  # two positives
+    >>> metric.compute()
+    {1: tensor(0.3333, dtype=torch.float64), 2: tensor(1., dtype=torch.float64)}
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+    plot_lower_bound = 0.0
+    plot_upper_bound = 1.0
+
+    #: Float64 ranks ``[B]`` per batch; one tensor of all ranks while synchronised.
+    ranks: list[torch.Tensor]
+
+    def __init__(
+        self,
+        k: int | Iterable[int] = (1, 5, 10),
+        *,
+        ties: Ties = DEFAULT_TIES,
+        empty: Empty = "error",
+        **kwargs: Any,
+    ) -> None:
+        cutoffs = check_positive_ints("k", k)
+        check_choice("ties", ties, TIES)
+        check_choice("empty", empty, EMPTY)
+        super().__init__(**kwargs)
+        self.k = cutoffs
+        self.ties = ties
+        self.empty = empty
+        self.add_state("ranks", default=[], dist_reduce_fx="cat")
+
+    def update(self, scores: ArrayLike, positives: ArrayLike | Sequence[Sequence[int]]) -> None:
+        """Rank a batch of queries and keep their ranks.
+
+        Parameters
+        ----------
+        scores : torch.Tensor or array-like, shape [B, G]
+            Similarity of each of the batch's ``B`` queries to each of ``G``
+            candidates; any real dtype and device.
+        positives : torch.Tensor, array-like or sequence of sequences of int
+            The relevant columns of each query in any form
+            :func:`~ccr_metrics.positive_ranks` accepts: indices ``[B]``, a bool mask
+            ``[B, G]``, or ``B`` lists of column indices.
+
+        Raises
+        ------
+        ValueError
+            As :func:`~ccr_metrics.positive_ranks`: ``scores`` not 2-D, empty or
+            non-finite; ``positives`` of the wrong shape, out of range, or leaving a
+            query without a positive while ``empty="error"``. The state is unchanged.
+        """
+        s, _ = to_tensor(scores, "scores")
+        ranks = positive_ranks(s, positives, ties=self.ties, empty=self.empty)
+        self.ranks.append(cast(torch.Tensor, ranks).to(self.device))
+
+    def compute(self) -> dict[int, torch.Tensor]:
+        """Recall at each cut-off over every query seen (on every process, under DDP).
+
+        Returns
+        -------
+        recall : dict of int to torch.Tensor
+            ``{k: fraction}``, float64 scalar tensors on the metric's device, in the
+            order the cut-offs were given.
+
+        Raises
+        ------
+        ValueError
+            If no query was added since construction or the last ``reset()``.
+        """
+        ranks = self._joined(self.ranks)
+        recall = recall_at_k(ranks, self.k)
+        return {
+            k: torch.tensor(v, dtype=torch.float64, device=self.device) for k, v in recall.items()
+        }
+
+
+class MeanRankVariance(_RankMetric):
+    """Mean Rank Variance over all instances seen since the last reset, as a Metric.
+
+    Parameters
+    ----------
+    reduction : {"variance", "std"}, default "variance"
+        As for :func:`~ccr_metrics.mean_rank_variance`: the paper's Eq. 7, or the mean
+        standard deviation that the released code computed.
+    ties : {"average", "optimistic", "pessimistic"}, default "average"
+        Tie policy used by ``update`` to rank the scores, as for
+        :func:`~ccr_metrics.positive_ranks`.
+    **kwargs
+        torchmetrics options such as ``sync_on_compute``, ``process_group`` or
+        ``compute_on_cpu``.
+
+    Raises
+    ------
+    ValueError
+        If ``reduction`` or ``ties`` is not a valid choice.
+
+    Notes
+    -----
+    ``update(scores, positives, mask=None)`` takes ``B`` instances, each queried in
+    ``K`` languages against the same ``G`` candidates: for text-to-image retrieval,
+    ``scores[j, k]`` holds the similarities of instance ``j``'s language-``k``
+    caption to every image, and ``positives[j]`` is image ``j``'s index. The batch
+    is ranked in one call of :func:`~ccr_metrics.positive_ranks` on its ``B * K``
+    query rows; rows outside ``mask`` are not ranked.
+
+    :meth:`update_ranks` adds ranks computed elsewhere instead: image-to-text ranks
+    whose text galleries differ in size between languages, or a re-ranker's ranks.
+    Both forms feed the same state and can be mixed.
+
+    The state is each batch's float64 ranks ``[B, K]`` (kept flattened, NaN where a
+    language is missing) and its ``K``, on the metric's device. Every batch must have
+    the same ``K``. ``compute()``
+    returns a float64 scalar tensor: :func:`~ccr_metrics.mean_rank_variance` of all
+    accumulated rows, with the missing entries masked. Calling the metric (torchmetrics'
+    ``forward``) takes ``update``'s arguments and returns the batch's value.
+
+    Examples
+    --------
+    >>> import torch
+    >>> metric = MeanRankVariance()
+    >>> scores = torch.tensor([[[0.9, 0.1, 0.5],    # instance 0, language 0: rank 1
+    ...                         [0.2, 0.1, 0.7]],   # instance 0, language 1: rank 2
+    ...                        [[0.3, 0.6, 0.2],    # instance 1, language 0: rank 1
+    ...                         [0.8, 0.4, 0.9]]])  # instance 1, language 1: rank 3
+    >>> metric.update(scores, torch.tensor([0, 1]))  # [B, K, G] = [2, 2, 3]
+    >>> metric.compute()  # instance variances 0.25 and 1
+    tensor(0.6250, dtype=torch.float64)
+    >>> metric.update_ranks(torch.tensor([[4.0, 9.0]]))  # variance 6.25
+    >>> metric.compute()
+    tensor(2.5000, dtype=torch.float64)
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+    plot_lower_bound = 0.0
+
+    #: Float64 ranks ``[B * K]`` per batch (rows of ``[B, K]``, NaN where a language is
+    #: missing); one tensor of all ranks while synchronised.
+    ranks: list[torch.Tensor]
+    #: ``K`` of each batch as a float64 ``[1]``; all batches must agree.
+    languages: list[torch.Tensor]
+
+    def __init__(
+        self,
+        *,
+        reduction: Reduction = "variance",
+        ties: Ties = DEFAULT_TIES,
+        **kwargs: Any,
+    ) -> None:
+        check_choice("reduction", reduction, REDUCTIONS)
+        check_choice("ties", ties, TIES)
+        super().__init__(**kwargs)
+        self.reduction = reduction
+        self.ties = ties
+        # Flat 1-D rows rather than [B, K]: a process without updates sends torchmetrics'
+        # 1-D empty placeholder, which must have the others' number of dimensions.
+        self.add_state("ranks", default=[], dist_reduce_fx="cat")
+        self.add_state("languages", default=[], dist_reduce_fx="cat")
+
+    def update(
+        self,
+        scores: ArrayLike,
+        positives: ArrayLike,
+        mask: ArrayLike | None = None,
+    ) -> None:
+        """Rank a batch of instances in every language and keep the ranks ``[B, K]``.
+
+        Parameters
+        ----------
+        scores : torch.Tensor or array-like, shape [B, K, G]
+            Similarity of instance ``j``'s query in language ``k`` to each of ``G``
+            candidates; any real dtype and device.
+        positives : torch.Tensor or array-like of int, shape [B] or [B, K]
+            The relevant candidate of each instance, the same in every language
+            (``[B]``, e.g. the image of a caption) or per language (``[B, K]``).
+            Entries outside ``mask`` are not read.
+        mask : torch.Tensor or array-like of bool, shape [B, K], optional
+            Which languages each instance has. Rows outside it are neither checked nor
+            ranked, so they may hold filler (NaN scores, index -1).
+
+        Raises
+        ------
+        ValueError
+            If ``scores`` is not 3-D, is empty, holds NaN or infinity in a row inside
+            ``mask``, or has a ``K`` other than earlier batches'; if ``positives`` is
+            not integer, has the wrong shape, or holds an index outside ``[0, G)``
+            inside ``mask``; if ``mask`` is not bool ``[B, K]``. The state is unchanged.
+        """
+        s, _ = to_tensor(scores, "scores")
+        check_ndim(s, "scores", 3, "[B, K, G] (instances x languages x gallery)")
+        check_numeric(s, "scores")
+        n, k, g = s.shape
+        if n == 0 or k == 0 or g == 0:
+            raise ValueError(
+                "scores must have at least one instance, language and candidate, "
+                f"got {shape_str(s)}"
+            )
+        self._check_languages(k, "scores")
+        present = _checked_mask(mask, n, k, s.device)
+        columns = _positive_columns(positives, present, g)
+        ranks = torch.full((n, k), float("nan"), dtype=torch.float64, device=s.device)
+        if bool(present.any()):
+            rows = s.reshape(n * k, g)
+            keep = present.reshape(-1)
+            # Boolean indexing copies the rows: only pay for it when some are missing.
+            if not bool(keep.all()):
+                rows = rows[keep]
+            try:
+                ranks[present] = cast(
+                    torch.Tensor, positive_ranks(rows, columns[present], ties=self.ties)
+                )
+            except ValueError:
+                # The core names a position among the flattened rows; name it in [B, K, G].
+                found = first_nonfinite(torch.where(present[..., None], s, torch.zeros_like(s)))
+                if found is None:
+                    raise
+                index, value = found
+                raise ValueError(
+                    f"scores contains {value} at {list(index)}; scores must be finite "
+                    "(mark missing languages with mask)"
+                ) from None
+        self._keep(ranks)
+
+    def update_ranks(self, ranks: ArrayLike, mask: ArrayLike | None = None) -> None:
+        """Keep ranks computed elsewhere, one per instance and language.
+
+        Parameters
+        ----------
+        ranks : torch.Tensor or array-like, shape [B, K]
+            Rank of instance ``j`` in language ``k``, 0-based or 1-based alike (MRV
+            does not depend on the offset), on any device.
+        mask : torch.Tensor or array-like of bool, shape [B, K], optional
+            Which ranks exist; entries outside it may hold anything, NaN included.
+
+        Raises
+        ------
+        ValueError
+            If ``ranks`` is not 2-D and numeric, is empty, has a ``K`` other than
+            earlier batches', or holds NaN or infinity inside ``mask``; if ``mask`` is
+            not bool ``[B, K]``. The state is unchanged.
+        """
+        r, _ = to_tensor(ranks, "ranks")
+        check_numeric(r, "ranks")
+        check_ndim(r, "ranks", 2, "[B, K] (instances x languages)")
+        n, k = r.shape
+        if n == 0 or k == 0:
+            raise ValueError(
+                f"ranks must have at least one instance and language, got {shape_str(r)}"
+            )
+        self._check_languages(k, "ranks")
+        present = _checked_mask(mask, n, k, r.device)
+        r = r.double()
+        bad = present & ~torch.isfinite(r)
+        if bool(bad.any()):
+            i, j = (int(v) for v in bad.nonzero()[0])
+            raise ValueError(
+                f"ranks contains {float(r[i, j])} at [{i}, {j}]; mark missing languages "
+                "with mask instead"
+            )
+        kept = torch.where(present, r, torch.full_like(r, float("nan")))
+        # torchmetrics wraps only `update` to count the call and drop a cached result;
+        # the same wrapper makes this a second, equally valid way to update.
+        self._wrap_update(self._keep)(kept)
+
+    def compute(self) -> torch.Tensor:
+        """MRV over every instance seen (on every process, under DDP).
+
+        Returns
+        -------
+        mrv : torch.Tensor
+            Float64 scalar on the metric's device.
+
+        Raises
+        ------
+        ValueError
+            If nothing was added since construction or the last ``reset()``, or no
+            instance has ranks in two or more languages.
+        """
+        widths = torch.unique(self._joined(self.languages))
+        if widths.shape[0] > 1:
+            # update() refuses a second K, so the batches that differ came from other processes.
+            raise ValueError(
+                f"processes hold ranks for different numbers of languages "
+                f"{[int(w) for w in widths]}; every batch needs the same K"
+            )
+        ranks = self._joined(self.ranks).reshape(-1, int(widths[0]))
+        value = mean_rank_variance(ranks, reduction=self.reduction, mask=~torch.isnan(ranks))
+        return torch.tensor(value, dtype=torch.float64, device=self.device)
+
+    def _check_languages(self, k: int, name: str) -> None:
+        if self.languages and int(self.languages[-1]) != k:
+            raise ValueError(
+                f"{name} covers {k} languages, earlier batches {int(self.languages[-1])}; "
+                "every batch needs the same K (mark missing languages with mask)"
+            )
+
+    def _keep(self, ranks: torch.Tensor) -> None:
+        """Add a batch's ranks ``[B, K]`` to the state."""
+        self.ranks.append(ranks.reshape(-1).to(self.device))
+        k = torch.tensor([ranks.shape[1]], dtype=torch.float64, device=self.device)
+        self.languages.append(k)
+
+
+def _checked_mask(mask: ArrayLike | None, n: int, k: int, device: torch.device) -> torch.Tensor:
+    """``mask`` as a bool tensor ``[n, k]`` on ``device``; all True when None."""
+    if mask is None:
+        return torch.ones(n, k, dtype=torch.bool, device=device)
+    m, _ = to_tensor(mask, "mask")
+    if m.dtype != torch.bool:
+        raise ValueError(f"mask must be a bool array, got dtype {dtype_str(m)}")
+    if tuple(m.shape) != (n, k):
+        raise ValueError(
+            f"mask must have shape [{n}, {k}] (instances x languages), got {shape_str(m)}"
+        )
+    return m.to(device)
+
+
+def _positive_columns(positives: ArrayLike, present: torch.Tensor, g: int) -> torch.Tensor:
+    """``positives`` as a LongTensor ``[B, K]``, range-checked where ``present``."""
+    n, k = present.shape
+    p, _ = to_tensor(positives, "positives")
+    if p.dtype == torch.bool or p.is_floating_point() or p.is_complex():
+        raise ValueError(f"positives must hold integer gallery indices, got dtype {dtype_str(p)}")
+    if tuple(p.shape) == (n,):
+        p = p[:, None].expand(n, k)
+    elif tuple(p.shape) != (n, k):
+        raise ValueError(
+            f"positives must have shape [{n}] (one candidate per instance) or [{n}, {k}] "
+            f"(one per instance and language), got {shape_str(p)}"
+        )
+    p = p.to(device=present.device, dtype=torch.long)
+    bad = present & ((p < 0) | (p >= g))
+    if bool(bad.any()):
+        i, j = (int(v) for v in bad.nonzero()[0])
+        raise ValueError(
+            f"positives has candidate index {int(p[i, j])} at [{i}, {j}], outside [0, {g})"
+        )
+    return p

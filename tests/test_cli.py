@@ -1,0 +1,601 @@
+"""The ccr-metrics command end to end: files in, table / JSON / CSV / exit status out.
+
+Numbers are checked against a naive oracle: a per-query Python loop over the scores.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ccr_metrics import cli
+from ccr_metrics.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FORMATS = ["npz", "safetensors", "pt"]
+TIES = ["average", "optimistic", "pessimistic"]
+N, D = 6, 3
+# en: image 5 has no caption; de: no mapping key (text i is image i); fr: shuffled.
+OWNERS = {"en": [0, 0, 1, 2, 2, 3, 4, 4], "de": None, "fr": [5, 3, 1, 0, 2, 4, 1]}
+
+
+def save(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``arrays`` in the format named by the suffix of ``path``."""
+    if path.suffix == ".npz":
+        np.savez(path, **arrays)
+    elif path.suffix == ".safetensors":
+        save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, path)
+    else:
+        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, path)
+    return path
+
+
+def dataset(seed: int = 0):
+    """Small embeddings with entries in {-1, 0, 1}: exact products, and many ties."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(-1, 2, (N, D)).astype(np.float32)
+    texts, owners = {}, {}
+    for lang, owner in OWNERS.items():
+        owners[lang] = np.arange(N) if owner is None else np.array(owner)
+        noise = rng.integers(-1, 2, (len(owners[lang]), D))
+        texts[lang] = np.clip(image[owners[lang]] + noise, -1, 1).astype(np.float32)
+    return image, texts, owners
+
+
+def embedding_arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    image, texts, owners = dataset(seed)
+    arrays = {"image": image}
+    for lang in texts:
+        arrays[f"text.{lang}"] = texts[lang]
+        if OWNERS[lang] is not None:
+            arrays[f"text_to_image.{lang}"] = owners[lang]
+    return arrays
+
+
+def score_arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    image, texts, owners = dataset(seed)
+    arrays = {}
+    for lang, t in texts.items():
+        arrays[f"i2t.{lang}"] = image.astype(np.float64) @ t.T
+        arrays[f"t2i.{lang}"] = t.astype(np.float64) @ image.T
+        if OWNERS[lang] is not None:
+            arrays[f"text_to_image.{lang}"] = owners[lang]
+    return arrays
+
+
+# ------------------------------------------------------------------------- oracle
+
+
+def oracle_rank(scores, positives, ties):
+    """Rank of the best positive: g above it, n negatives and p positives tied with it."""
+    b = max(scores[j] for j in positives)
+    g = sum(1 for s in scores if s > b)
+    n = sum(1 for j, s in enumerate(scores) if s == b and j not in positives)
+    p = sum(1 for j in positives if scores[j] == b)
+    return {"average": g + (n + p + 1) / (p + 1), "optimistic": g + 1, "pessimistic": g + n + 1}[
+        ties
+    ]
+
+
+def oracle(ties="average"):
+    """``{lang: {"i2t": [N] (NaN: no caption), "t2i": [M]}}`` by per-query loops."""
+    image, texts, owners = dataset()
+    ranks = {}
+    for lang, t in texts.items():
+        scores = image.astype(np.float64) @ t.T.astype(np.float64)
+        i2t = []
+        for i in range(N):
+            positives = {j for j, o in enumerate(owners[lang]) if o == i}
+            i2t.append(oracle_rank(list(scores[i]), positives, ties) if positives else np.nan)
+        t2i = [oracle_rank(list(scores[:, j]), {o}, ties) for j, o in enumerate(owners[lang])]
+        ranks[lang] = {"i2t": np.array(i2t), "t2i": np.array(t2i)}
+    return ranks
+
+
+def oracle_recall(ranks, k):
+    queries = ranks[~np.isnan(ranks)]
+    return float(np.mean(queries <= k))
+
+
+def oracle_mrv(ranks, direction, reduction):
+    """Mean over images with >= 2 languages of np.var / np.std of their ranks.
+
+    Text-to-image takes each image's first caption per language (caption_reduce="first").
+    """
+    _, _, owners = dataset()
+    spread = np.var if reduction == "variance" else np.std
+    values = []
+    for i in range(N):
+        row = []
+        for lang in OWNERS:
+            if direction == "i2t":
+                r = ranks[lang]["i2t"][i]
+            else:
+                mine = np.flatnonzero(owners[lang] == i)
+                r = ranks[lang]["t2i"][mine[0]] if len(mine) else np.nan
+            if not np.isnan(r):
+                row.append(r)
+        if len(row) >= 2:
+            values.append(spread(row))
+    return float(np.mean(values))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def run(argv, capsys):
+    """``main(argv)`` in-process: (status, stdout, stderr)."""
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status, err, expected_status, fragment):
+    assert status == expected_status, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ccr-metrics: error: ")
+    assert "Traceback" not in err
+    assert fragment in lines[0]
+
+
+def input_file(tmp_path, command, fmt):
+    arrays = embedding_arrays() if command == "evaluate" else score_arrays()
+    return save(tmp_path / f"input.{fmt}", arrays)
+
+
+# ------------------------------------------------------------------- evaluate, scores
+
+
+@pytest.mark.parametrize("ties", TIES)
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("command", ["evaluate", "scores"])
+def test_json_matches_oracle(tmp_path, capsys, command, fmt, ties):
+    path = input_file(tmp_path, command, fmt)
+    out_json = tmp_path / "report.json"
+    argv = [command, path, "--k", 1, 2, 5, "--ties", ties, "--device", "cpu", "--json", out_json]
+    status, out, err = run(argv, capsys)
+    assert (status, err) == (0, "")
+    report = json.loads(out_json.read_text())
+    expected = oracle(ties)
+    # safetensors keeps no key order: its languages come sorted.
+    assert report["languages"] == (sorted(OWNERS) if fmt == "safetensors" else list(OWNERS))
+    assert report["settings"]["ties"] == ties
+    assert report["settings"]["source"] == ("embeddings" if command == "evaluate" else "scores")
+    for lang, by_dir in expected.items():
+        for direction, ranks in by_dir.items():
+            saved = [np.nan if r is None else r for r in report["ranks"][lang][direction]]
+            np.testing.assert_allclose(saved, ranks)
+            for k in (1, 2, 5):
+                got = report["recall"][lang][direction][str(k)]
+                assert got == pytest.approx(oracle_recall(ranks, k))
+    for direction in ("i2t", "t2i"):
+        for reduction in ("variance", "std"):
+            got = report["mrv"][direction][reduction]
+            assert got == pytest.approx(oracle_mrv(expected, direction, reduction))
+    assert "Recall (%)" in out
+
+
+@pytest.mark.parametrize("command", ["evaluate", "scores"])
+def test_csv_matches_oracle(tmp_path, capsys, command):
+    path = input_file(tmp_path, command, "npz")
+    status, _, _ = run([command, path, "--device", "cpu", "--csv", tmp_path / "r.csv"], capsys)
+    assert status == 0
+    frame = pd.read_csv(tmp_path / "r.csv")
+    assert list(frame.columns) == ["language", "direction", "R@1", "R@5", "R@10", "queries"]
+    expected = oracle()
+    for _, row in frame[frame.language != "average"].iterrows():
+        ranks = expected[row["language"]][row["direction"]]
+        assert row["queries"] == np.count_nonzero(~np.isnan(ranks))
+        for k in (1, 5, 10):
+            assert row[f"R@{k}"] == pytest.approx(oracle_recall(ranks, k))
+    averages = frame[frame.language == "average"].set_index("direction")
+    for direction in ("i2t", "t2i"):
+        mean = np.mean([oracle_recall(expected[lang][direction], 1) for lang in OWNERS])
+        assert averages.loc[direction, "R@1"] == pytest.approx(mean)
+
+
+def test_table_is_printed_in_percent(tmp_path, capsys):
+    path = input_file(tmp_path, "evaluate", "npz")
+    status, out, _ = run(["evaluate", path, "--device", "cpu", "--k", 1], capsys)
+    assert status == 0
+    en = next(line for line in out.splitlines() if line.startswith("en "))
+    expected = 100 * oracle_recall(oracle()["en"]["i2t"], 1)
+    assert f"{expected:.2f}" in en.split()
+    assert "Mean Rank Variance over 3 languages" in out
+
+
+def test_languages_select_and_order(tmp_path, capsys):
+    path = input_file(tmp_path, "evaluate", "pt")
+    argv = ["evaluate", path, "--languages", "fr", "en", "--device", "cpu"]
+    status, _, _ = run([*argv, "--json", tmp_path / "r.json"], capsys)
+    assert status == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["languages"] == ["fr", "en"]
+    assert list(report["ranks"]) == ["fr", "en"]
+
+
+def test_scores_with_one_direction(tmp_path, capsys):
+    arrays = {k: v for k, v in score_arrays().items() if not k.startswith("t2i.")}
+    path = save(tmp_path / "s.npz", arrays)
+    status, out, _ = run(["scores", path, "--device", "cpu", "--json", tmp_path / "r.json"], capsys)
+    assert status == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report["recall"]["en"]) == {"i2t"}
+    assert "t2i R@1" not in out
+
+
+def test_saved_report_loads_back(tmp_path, capsys):
+    from ccr_metrics import Report
+
+    path = input_file(tmp_path, "evaluate", "safetensors")
+    run(["evaluate", path, "--device", "cpu", "--json", tmp_path / "r.json"], capsys)
+    report = Report.load(tmp_path / "r.json")
+    np.testing.assert_allclose(report.ranks["fr"]["t2i"], oracle()["fr"]["t2i"])
+
+
+@pytest.mark.parametrize(
+    ("flag", "shown"), [([], False), (["--no-progress"], False), (["--progress"], True)]
+)
+def test_progress_bar(tmp_path, capsys, flag, shown):
+    # Under capsys stderr is no terminal, so the default is off.
+    path = input_file(tmp_path, "evaluate", "npz")
+    status, _, err = run(["evaluate", path, "--device", "cpu", *flag], capsys)
+    assert status == 0
+    assert ("ranking" in err) == shown
+
+
+# ------------------------------------------------------------------------------ mrv
+
+
+@pytest.mark.parametrize("reduction", ["variance", "std"])
+def test_mrv_matches_numpy(tmp_path, capsys, reduction):
+    rng = np.random.default_rng(1)
+    ranks = rng.integers(0, 50, (40, 3))  # 0-based, as the released code saves them
+    np.save(tmp_path / "en.npy", ranks[:, 0])
+    np.savetxt(tmp_path / "de.txt", ranks[:, 1], fmt="%d")
+    np.savetxt(tmp_path / "ja.csv", ranks[:, 2], fmt="%d", header="ranks")
+    files = [f"en={tmp_path / 'en.npy'}", f"de={tmp_path / 'de.txt'}", f"ja={tmp_path / 'ja.csv'}"]
+    argv = ["mrv", "--ranks", *files, "--reduction", reduction, "--json", tmp_path / "m.json"]
+    status, out, err = run(argv, capsys)
+    assert (status, err) == (0, "")
+    expected = {
+        "variance": float(np.mean(np.var(ranks, axis=1))),
+        "std": float(np.mean(np.std(ranks, axis=1))),
+    }
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["mrv"] == pytest.approx(expected)
+    assert saved["reduction"] == reduction
+    assert saved["languages"] == ["en", "de", "ja"]
+    assert saved["n_instances"] == 40
+    assert "over 3 languages (en, de, ja), 40 instances" in out
+    asked = next(line for line in out.splitlines() if "<- --reduction" in line)
+    assert asked.split()[:2] == [reduction, f"{expected[reduction]:.4f}"]
+    # MRV does not depend on the offset: 1-based files give the same numbers.
+    np.save(tmp_path / "en.npy", ranks[:, 0] + 1)
+    np.savetxt(tmp_path / "de.txt", ranks[:, 1] + 1, fmt="%d")
+    np.savetxt(tmp_path / "ja.csv", ranks[:, 2] + 1, fmt="%d")
+    run(argv, capsys)
+    assert json.loads((tmp_path / "m.json").read_text())["mrv"] == pytest.approx(expected)
+
+
+def test_mrv_repeated_flag(tmp_path, capsys):
+    np.save(tmp_path / "en.npy", np.array([0, 1]))
+    np.save(tmp_path / "de.npy", np.array([1, 0]))
+    argv = ["mrv", "--ranks", f"en={tmp_path / 'en.npy'}", "--ranks", f"de={tmp_path / 'de.npy'}"]
+    status, out, _ = run(argv, capsys)
+    assert status == 0
+    assert "(en, de), 2 instances" in out
+
+
+# ------------------------------------------------------------------------- bad input
+
+
+def with_arrays(change):
+    """A case writing the embeddings after ``change(arrays)``: (tmp_path) -> file."""
+
+    def make(tmp_path):
+        arrays = embedding_arrays()
+        change(arrays)
+        return save(tmp_path / "bad.npz", arrays)
+
+    return make
+
+
+def setitem(key, value):
+    return lambda arrays: arrays.__setitem__(key, value)
+
+
+def delitem(key):
+    return lambda arrays: arrays.__delitem__(key)
+
+
+def nan_at(key, index, value=np.nan):
+    def change(arrays):
+        arrays[key] = arrays[key].copy()
+        arrays[key][index] = value
+
+    return change
+
+
+def missing(tmp_path):
+    return tmp_path / "nope.npz"
+
+
+def corrupt(tmp_path):
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file at all")
+    return tmp_path / "bad.safetensors"
+
+
+def unknown_extension(tmp_path):
+    return save(tmp_path / "bad.npz", embedding_arrays()).rename(tmp_path / "bad.h5")
+
+
+BAD_EMBEDDINGS = {
+    "missing file": (missing, [], "nope.npz: no such file"),
+    "unknown extension": (unknown_extension, [], "unknown file type '.h5'"),
+    "corrupt file": (corrupt, [], "not a readable safetensors file"),
+    "missing image key": (with_arrays(delitem("image")), [], "no 'image' key"),
+    "no text keys": (
+        with_arrays(lambda a: [a.pop(k) for k in list(a) if k.startswith("text")]),
+        [],
+        "no 'text.<lang>' key",
+    ),
+    "unexpected key": (with_arrays(setitem("labels", np.ones(3))), [], "['labels']"),
+    "mapping without texts": (
+        with_arrays(setitem("text_to_image.ja", np.zeros(2, dtype=int))),
+        [],
+        "['text_to_image.ja']",
+    ),
+    "image not 2-D": (with_arrays(setitem("image", np.ones(6))), [], "image_embeds must be 2-D"),
+    "dimension mismatch": (
+        with_arrays(setitem("text.de", np.ones((6, 4), dtype=np.float32))),
+        [],
+        "has dimension 4",
+    ),
+    "NaN embedding": (with_arrays(nan_at("text.fr", (2, 1))), [], "nan at index [2, 1]"),
+    "inf embedding": (with_arrays(nan_at("image", (0, 0), np.inf)), [], "inf at index [0, 0]"),
+    "mapping out of range": (
+        with_arrays(setitem("text_to_image.fr", np.array([5, 3, 1, 0, 2, 4, 6]))),
+        [],
+        "language 'fr'",
+    ),
+    "mapping wrong length": (
+        with_arrays(setitem("text_to_image.en", np.arange(3))),
+        [],
+        "language 'en'",
+    ),
+    "unknown language": (with_arrays(lambda a: None), ["--languages", "en", "xx"], "['xx']"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_EMBEDDINGS))
+def test_bad_embeddings_exit_1(tmp_path, capsys, case):
+    make, extra, fragment = BAD_EMBEDDINGS[case]
+    status, out, err = run(["evaluate", make(tmp_path), "--device", "cpu", *extra], capsys)
+    assert_one_line_error(status, err, 1, fragment)
+    assert out == ""
+
+
+def test_data_errors_name_the_file(tmp_path, capsys):
+    path = with_arrays(nan_at("text.fr", (2, 1)))(tmp_path)
+    _, _, err = run(["evaluate", path, "--device", "cpu"], capsys)
+    assert f"error: {path}: text_embeds['fr'] contains nan" in err
+
+
+def score_case(change):
+    def make(tmp_path):
+        arrays = score_arrays()
+        change(arrays)
+        return save(tmp_path / "bad.pt", arrays)
+
+    return make
+
+
+BAD_SCORES = {
+    "embeddings given": (lambda p: save(p / "e.npz", embedding_arrays()), "load_embeddings"),
+    "no matrices": (score_case(lambda a: [a.pop(k) for k in list(a) if "2" in k]), "no 'i2t"),
+    "directions disagree": (score_case(setitem("t2i.en", np.ones((8, 5)))), "t2i['en']"),
+    "not 2-D": (score_case(setitem("i2t.de", np.ones(6))), "i2t['de'] must be 2-D"),
+    "NaN score": (score_case(nan_at("i2t.en", (1, 2))), "nan at index [1, 2]"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SCORES))
+def test_bad_scores_exit_1(tmp_path, capsys, case):
+    make, fragment = BAD_SCORES[case]
+    status, out, err = run(["scores", make(tmp_path), "--device", "cpu"], capsys)
+    assert_one_line_error(status, err, 1, fragment)
+    assert out == ""
+
+
+class Hostile:
+    """Unpickling this writes ``marker``: what a malicious file would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('ran')",))
+
+
+@pytest.mark.parametrize("command", ["evaluate", "scores"])
+def test_hostile_pt_is_refused_unrun(tmp_path, capsys, command):
+    marker = tmp_path / "marker"
+    torch.save({"image": Hostile(marker), "text.en": torch.ones(2, 2)}, tmp_path / "evil.pt")
+    status, _, err = run([command, tmp_path / "evil.pt"], capsys)
+    assert_one_line_error(status, err, 1, "evil.pt: refused")
+    assert "never unpickles" in err
+    assert not marker.exists()
+
+
+def test_hostile_raw_pickle_is_refused_unrun(tmp_path, capsys):
+    marker = tmp_path / "marker"
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"image": Hostile(marker)}))
+    status, _, err = run(["evaluate", tmp_path / "evil.pt"], capsys)
+    assert_one_line_error(status, err, 1, "evil.pt: refused")
+    assert not marker.exists()
+
+
+def test_hostile_npz_is_refused_unrun(tmp_path, capsys):
+    marker = tmp_path / "marker"
+    arrays = {**embedding_arrays(), "text.en": np.array([Hostile(marker)], dtype=object)}
+    np.savez(tmp_path / "evil.npz", **arrays)
+    status, _, err = run(["evaluate", tmp_path / "evil.npz"], capsys)
+    assert_one_line_error(status, err, 1, "key 'text.en' is an object array")
+    assert not marker.exists()
+
+
+def test_hostile_rank_file_is_refused_unrun(tmp_path, capsys):
+    marker = tmp_path / "marker"
+    np.save(tmp_path / "en.npy", np.array([Hostile(marker)], dtype=object))
+    np.save(tmp_path / "de.npy", np.array([0]))
+    argv = ["mrv", "--ranks", f"en={tmp_path / 'en.npy'}", f"de={tmp_path / 'de.npy'}"]
+    status, _, err = run(argv, capsys)
+    assert_one_line_error(status, err, 1, "object array of pickled Python objects")
+    assert not marker.exists()
+
+
+def rank_files(tmp_path):
+    np.save(tmp_path / "en.npy", np.array([0, 1, 2]))
+    np.save(tmp_path / "de.npy", np.array([2, 1, 0]))
+    np.save(tmp_path / "ja.npy", np.array([2, 1]))
+    return {lang: f"{lang}={tmp_path / f'{lang}.npy'}" for lang in ("en", "de", "ja")}
+
+
+BAD_MRV = {
+    "no '='": (lambda f, p: ["--ranks", f["en"], str(p / "de.npy")], 2, "expected LANG=PATH"),
+    "empty language": (lambda f, p: ["--ranks", f["en"], f"={p / 'de.npy'}"], 2, "LANG=PATH"),
+    "empty path": (lambda f, p: ["--ranks", f["en"], "de="], 2, "expected LANG=PATH, got 'de='"),
+    "language twice": (lambda f, p: ["--ranks", f["en"], f["en"]], 2, "'en' is given twice"),
+    "one language": (lambda f, p: ["--ranks", f["en"]], 2, "at least two languages"),
+    "no --ranks": (lambda f, p: [], 2, "--ranks"),
+    "bad reduction": (
+        lambda f, p: ["--ranks", f["en"], f["de"], "--reduction", "mean"],
+        2,
+        "invalid choice: 'mean'",
+    ),
+    "lengths differ": (lambda f, p: ["--ranks", f["en"], f["ja"]], 1, "has 2 ranks"),
+    "missing file": (lambda f, p: ["--ranks", f["en"], "de=nope.npy"], 1, "nope.npy: no such"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_MRV))
+def test_bad_mrv_input(tmp_path, capsys, case):
+    argv, expected_status, fragment = BAD_MRV[case]
+    status, out, err = run(["mrv", *argv(rank_files(tmp_path), tmp_path)], capsys)
+    assert_one_line_error(status, err, expected_status, fragment)
+    assert out == ""
+
+
+BAD_USAGE = {
+    "no command": ([], "the following arguments are required: command"),
+    "unknown command": (["rank"], "invalid choice: 'rank'"),
+    "no file": (["evaluate"], "the following arguments are required: FILE"),
+    "k zero": (["evaluate", "{file}", "--k", "0"], "expected a positive integer, got '0'"),
+    "k not int": (["evaluate", "{file}", "--k", "five"], "got 'five'"),
+    "no k": (["evaluate", "{file}", "--k"], "expected at least one argument"),
+    "bad ties": (["scores", "{file}", "--ties", "random"], "argument --ties"),
+    "bad caption reduce": (["evaluate", "{file}", "--caption-reduce", "max"], "max"),
+    "bad chunk size": (["evaluate", "{file}", "--chunk-size", "-3"], "got '-3'"),
+    "bad device": (["evaluate", "{file}", "--device", "tpu"], "argument --device"),
+    "json to missing dir": (["evaluate", "{file}", "--json", "no/dir/r.json"], "'no/dir'"),
+    "csv to missing dir": (["scores", "{file}", "--csv", "no/dir/r.csv"], "'no/dir'"),
+    "unknown option": (["evaluate", "{file}", "--top", "5"], "unrecognized arguments"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_USAGE))
+def test_bad_usage_exit_2(tmp_path, capsys, case):
+    argv, fragment = BAD_USAGE[case]
+    file = str(input_file(tmp_path, "evaluate", "npz"))
+    status, out, err = run([a.replace("{file}", file) for a in argv], capsys)
+    assert_one_line_error(status, err, 2, fragment)
+    assert "--help" in err
+    assert out == ""
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda(tmp_path, capsys):
+    path = input_file(tmp_path, "evaluate", "npz")
+    status, out, err = run(["evaluate", path, "--device", "cuda"], capsys)
+    assert_one_line_error(status, err, 2, "CUDA is not available")
+    assert out == ""
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(tmp_path, capsys):
+    path = input_file(tmp_path, "evaluate", "npz")
+    for device in ("cpu", "cuda"):
+        run(["evaluate", path, "--device", device, "--json", tmp_path / f"{device}.json"], capsys)
+    cpu, cuda = (json.loads((tmp_path / f"{d}.json").read_text()) for d in ("cpu", "cuda"))
+    assert cpu["ranks"] == cuda["ranks"]
+
+
+def test_internal_errors_keep_their_traceback(tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "evaluate", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["evaluate", str(input_file(tmp_path, "evaluate", "npz")), "--device", "cpu"])
+
+
+def test_interrupt_exits_130(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "evaluate", interrupted)
+    status, _, err = run(["evaluate", input_file(tmp_path, "evaluate", "npz")], capsys)
+    assert_one_line_error(status, err, 130, "interrupted")
+
+
+def test_help_exits_0(capsys):
+    status, out, _ = run(["evaluate", "--help"], capsys)
+    assert status == 0
+    assert "--caption-reduce" in out
+
+
+# ----------------------------------------------------------------------- the README
+
+
+def test_python_m_on_the_bundled_example():
+    result = subprocess.run(
+        [sys.executable, "-m", "ccr_metrics", "evaluate", "examples/multi30k_synthetic.npz"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # not a terminal: no progress bar
+    assert result.stdout.startswith("Recall (%): 300 images, languages en, de, fr, cs")
+    assert "average" in result.stdout
+    assert "Mean Rank Variance over 4 languages" in result.stdout
+
+
+def test_closed_stdout_is_quiet(tmp_path):
+    # `ccr-metrics ... | head`: the reader leaves early; no traceback, no complaint.
+    path = input_file(tmp_path, "evaluate", "npz")
+    result = subprocess.run(
+        f"{shlex.quote(sys.executable)} -m ccr_metrics evaluate {shlex.quote(str(path))} "
+        "--device cpu | head -c 0",
+        shell=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.stderr == ""

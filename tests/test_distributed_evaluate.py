@@ -1,0 +1,139 @@
+"""evaluate_sharded on two CPU processes (gloo) against evaluate on the whole test set."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import ccr_metrics as cm
+
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo"
+)
+
+WORLD_SIZE = 2
+N_IMAGES, SPLIT, DIM = 12, 7, 5  # rank 0 holds images 0..6, rank 1 images 7..11
+CASES = [
+    {"ties": "average", "chunk_size": None},
+    {"ties": "optimistic", "chunk_size": 2},
+    {"ties": "pessimistic", "chunk_size": 5},
+]
+
+
+def whole_problem() -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Small-integer embeddings (exact products, many ties), texts grouped by rank."""
+    rng = np.random.default_rng(7)
+    images = rng.integers(-2, 3, (N_IMAGES, DIM)).astype(np.float32)
+    owners = {
+        "en": np.repeat(np.arange(N_IMAGES), 2),
+        "de": np.array([i for i in range(N_IMAGES) if i % 4]),  # some images lack German
+    }
+    texts = {
+        lang: (images[o] + rng.integers(-1, 2, (len(o), DIM))).astype(np.float32)
+        for lang, o in owners.items()
+    }
+    return images, texts, owners
+
+
+def shard(rank: int) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    images, texts, owners = whole_problem()
+    lo, hi = (0, SPLIT) if rank == 0 else (SPLIT, N_IMAGES)
+    keep = {lang: (o >= lo) & (o < hi) for lang, o in owners.items()}
+    return (
+        images[lo:hi],
+        {lang: t[keep[lang]] for lang, t in texts.items()},
+        {lang: o[keep[lang]] - lo for lang, o in owners.items()},
+    )
+
+
+def worker(rank: int, port: int, out_dir: str) -> None:
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=WORLD_SIZE,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        images, texts, owners = shard(rank)
+        errors = {}
+        for i, case in enumerate(CASES):
+            report = cm.evaluate_sharded(images, texts, owners, device="cpu", **case)
+            report.save(Path(out_dir) / f"case{i}-rank{rank}.json")
+        # One process with a NaN: every process must raise, none may hang.
+        bad = images.copy()
+        if rank == 1:
+            bad[0, 0] = np.nan
+        try:
+            cm.evaluate_sharded(bad, texts, owners, device="cpu")
+        except ValueError as exc:
+            errors["nan"] = str(exc)
+        try:
+            cm.evaluate_sharded(images, texts, owners, device="cpu", languages=["en", "de"][rank:])
+        except ValueError as exc:
+            errors["languages"] = str(exc)
+        (Path(out_dir) / f"errors-rank{rank}.json").write_text(json.dumps(errors))
+    finally:
+        # Tear down only once every process is done: a process that destroys the group
+        # while its peer still talks to it makes gloo abort the peer.
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sharded")
+    mp.spawn(worker, args=(free_port(), str(out)), nprocs=WORLD_SIZE, join=True)
+    return out
+
+
+@pytest.mark.parametrize("index", range(len(CASES)))
+def test_every_rank_gets_the_single_process_report(out_dir: Path, index: int) -> None:
+    images, texts, owners = whole_problem()
+    expected = cm.evaluate(images, texts, owners, device="cpu", **CASES[index])
+    for rank in range(WORLD_SIZE):
+        got = cm.Report.load(out_dir / f"case{index}-rank{rank}.json")
+        for lang in texts:
+            np.testing.assert_array_equal(got.text_to_image[lang], owners[lang])
+            for d in ("i2t", "t2i"):
+                np.testing.assert_array_equal(got.ranks[lang][d], expected.ranks[lang][d])
+        summary = got.to_dict()
+        assert summary["settings"].pop("processes") == WORLD_SIZE
+        assert summary == expected.to_dict()
+
+
+def test_bad_shard_on_one_process_fails_on_all(out_dir: Path) -> None:
+    errors = [json.loads((out_dir / f"errors-rank{r}.json").read_text()) for r in range(2)]
+    assert "image_embeds contains nan" in errors[1]["nan"]
+    assert "another process rejected its shard" in errors[0]["nan"]
+    for e in errors:
+        assert "was called with {'languages'" in e["languages"]
+
+
+def test_without_process_group_it_is_evaluate() -> None:
+    images, texts, owners = whole_problem()
+    got = cm.evaluate_sharded(images, texts, owners, device="cpu")
+    expected = cm.evaluate(images, texts, owners, device="cpu")
+    for lang in texts:
+        for d in ("i2t", "t2i"):
+            np.testing.assert_array_equal(got.ranks[lang][d], expected.ranks[lang][d])
+
+
+def test_results_use_all_fields(out_dir: Path) -> None:
+    report: Any = cm.Report.load(out_dir / "case0-rank0.json")
+    assert report.n_images == N_IMAGES
+    assert report.languages == ["en", "de"]
