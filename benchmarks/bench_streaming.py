@@ -1,0 +1,116 @@
+"""Streaming evaluation against the bare matrix products it cannot avoid.
+
+``evaluate`` computes the scores block by block and ranks each block as it comes, so the
+full images x texts matrix (8 GB in float32 at the default size) is never held. This
+times it, in one run on the same embeddings, against the bare chunked matmul of the same
+blocks (both directions), and measures each one's peak resident memory in a fresh
+process (the difference to a process that only made the embeddings is the extra memory).
+
+    python benchmarks/bench_streaming.py                 # 20,000 x 100,000, D = 256
+    python benchmarks/bench_streaming.py --images 2000 --texts 10000   # quick look
+
+Targets on a 2-core CPU: evaluate within 1.3x of the bare matmul; peak RSS under 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import torch
+
+import ccr_metrics as cm
+from ccr_metrics.evaluate import _stream_rows
+
+
+def make(n_images: int, n_texts: int, dim: int, seed: int) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.nn.functional.normalize(torch.randn(n_images, dim, generator=gen), dim=1)
+    owner = torch.arange(n_texts) * n_images // n_texts  # equal captions per image
+    noise = torch.randn(n_texts, dim, generator=gen) * 4.0 / dim**0.5
+    texts = torch.nn.functional.normalize(images[owner] + noise, dim=1)
+    return images, texts, owner
+
+
+def bare_matmul(images: torch.Tensor, texts: torch.Tensor) -> None:
+    """The products evaluate computes, in the same blocks, and nothing else."""
+    for queries, gallery in ((images, texts), (texts, images)):
+        rows = _stream_rows(None, gallery.shape[0], queries.device)
+        for a in range(0, queries.shape[0], rows):
+            queries[a : a + rows] @ gallery.T
+
+
+def run_one(kind: str, args: argparse.Namespace) -> dict[str, float]:
+    """Run one measurement in this process and return seconds and peak RSS."""
+    import resource
+
+    images, texts, owner = make(args.images, args.texts, args.dim, args.seed)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    if kind == "evaluate":
+        report = cm.evaluate(images, {"en": texts}, {"en": owner}, device="cpu")
+        recall = report.to_dict()["recall"]["en"]
+    elif kind == "matmul":
+        bare_matmul(images, texts)
+        recall = {}
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "seconds": seconds,
+        "peak_mb": peak / 1024,
+        "baseline_mb": baseline / 1024,
+        "recall": recall,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--texts", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each; the best counts")
+    parser.add_argument("--child", choices=["evaluate", "matmul"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_one(args.child, args)))
+        return
+
+    matrix_gb = args.images * args.texts * 4 / 1e9
+    print(
+        f"{args.images:,} images x {args.texts:,} texts, D = {args.dim}, float32, "
+        f"{torch.get_num_threads()} threads; the full matrix would be {matrix_gb:.1f} GB"
+    )
+    results: dict[str, list[dict[str, float]]] = {"matmul": [], "evaluate": []}
+    for _ in range(args.repeat):
+        for kind in results:  # interleaved, so drifting load hits both alike
+            sizes = ["--images", str(args.images), "--texts", str(args.texts)]
+            sizes += ["--dim", str(args.dim), "--seed", str(args.seed)]
+            out = subprocess.run(
+                [sys.executable, __file__, *sizes, "--child", kind],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            results[kind].append(json.loads(out.stdout))
+    best = {kind: min(runs, key=lambda r: r["seconds"]) for kind, runs in results.items()}
+    ratio = best["evaluate"]["seconds"] / best["matmul"]["seconds"]
+    for kind, r in best.items():
+        extra = r["peak_mb"] - r["baseline_mb"]
+        print(
+            f"{kind:9s} {r['seconds']:7.2f} s   peak RSS {r['peak_mb']:7.0f} MB "
+            f"(extra over the embeddings: {extra:6.0f} MB)"
+        )
+    verdict = "PASS" if ratio <= 1.3 else "MISS"
+    print(f"evaluate / bare matmul: {ratio:.2f}x  (target <= 1.3x: {verdict})")
+    peak = best["evaluate"]["peak_mb"]
+    verdict = "PASS" if peak < 1536 else "MISS"
+    print(f"evaluate peak RSS {peak / 1024:.2f} GB (target < 1.5 GB: {verdict})")
+    print("R@1/5/10:", best["evaluate"]["recall"])
+
+
+if __name__ == "__main__":
+    main()
