@@ -36,11 +36,20 @@ def make(n_images: int, n_texts: int, dim: int, seed: int) -> tuple[torch.Tensor
 
 
 def bare_matmul(images: torch.Tensor, texts: torch.Tensor) -> None:
-    """The products evaluate computes, in the same blocks, and nothing else."""
+    """The products evaluate computes, in the same blocks and buffer, and nothing else."""
     for queries, gallery in ((images, texts), (texts, images)):
         rows = _stream_rows(None, gallery.shape[0], queries.device)
+        buffer = queries.new_empty((min(rows, queries.shape[0]), gallery.shape[0]))
         for a in range(0, queries.shape[0], rows):
-            queries[a : a + rows] @ gallery.T
+            b = min(a + rows, queries.shape[0])
+            torch.mm(queries[a:b], gallery.T, out=buffer[: b - a])
+
+
+def current_rss_mb() -> float:
+    """Resident memory now (not the peak so far), from /proc."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
 
 
 def run_one(kind: str, args: argparse.Namespace) -> dict[str, float]:
@@ -48,7 +57,7 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, float]:
     import resource
 
     images, texts, owner = make(args.images, args.texts, args.dim, args.seed)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline = current_rss_mb()
     start = time.perf_counter()
     if kind == "evaluate":
         report = cm.evaluate(images, {"en": texts}, {"en": owner}, device="cpu")
@@ -61,7 +70,7 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, float]:
     return {
         "seconds": seconds,
         "peak_mb": peak / 1024,
-        "baseline_mb": baseline / 1024,
+        "baseline_mb": baseline,
         "recall": recall,
     }
 
@@ -102,7 +111,7 @@ def main() -> None:
         extra = r["peak_mb"] - r["baseline_mb"]
         print(
             f"{kind:9s} {r['seconds']:7.2f} s   peak RSS {r['peak_mb']:7.0f} MB "
-            f"(extra over the embeddings: {extra:6.0f} MB)"
+            f"(extra over the process holding the embeddings: {extra:6.0f} MB)"
         )
     verdict = "PASS" if ratio <= 1.3 else "MISS"
     print(f"evaluate / bare matmul: {ratio:.2f}x  (target <= 1.3x: {verdict})")

@@ -471,33 +471,32 @@ def block_rows(chunk_size: int | None, n_gallery: int, device: torch.device) -> 
 def count_above_and_tied(
     s: torch.Tensor, best: torch.Tensor, rows: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row of ``s [Q, G]``: how many entries are > ``best`` and how many are == it."""
+    """Per row of ``s [Q, G]``: how many entries are > ``best`` and how many are == it.
+
+    Blocks hold about ``rows x G`` elements. A column-major ``s`` (a transposed view,
+    as when a text-to-image matrix is the transpose of an image-to-text one) is walked
+    along its contiguous axis instead: blocks of gallery items, reduced over the
+    gallery axis into per-query totals, so that every block is one contiguous read.
+    """
     n_queries, n_gallery = s.shape
-    above = torch.empty(n_queries, dtype=torch.long, device=s.device)
-    tied = torch.empty(n_queries, dtype=torch.long, device=s.device)
-    floating = s.is_floating_point()
-    # Sums of +-1/0 are exact in float32 up to 2**24 terms.
-    acc = torch.float32 if n_gallery <= 1 << 24 else torch.float64
-    suspicious = torch.zeros(n_queries, dtype=torch.bool, device=s.device)
-    for start in range(0, n_queries, rows):
-        stop = min(start + rows, n_queries)
-        block = s[start:stop]
-        b = best[start:stop, None]
-        if floating:
-            d = block - b
-            # A NaN or infinity anywhere in the row makes this sum non-finite; a finite
-            # row can only trip it by overflow, which the exact check below clears.
-            suspicious[start:stop] = ~torch.isfinite(d.sum(1, dtype=acc))
-            d.sign_()
-            above_minus_below = d.sum(1, dtype=acc)
-            d.square_()
-            above_plus_below = d.sum(1, dtype=acc)
-            above[start:stop] = ((above_minus_below + above_plus_below) / 2).round().long()
-            tied[start:stop] = n_gallery - above_plus_below.round().long()
-        else:
-            above[start:stop] = (block > b).sum(1)
-            tied[start:stop] = (block == b).sum(1)
-    if floating and bool(suspicious.any()):
+    # Counts are summed in floating point: exact for whole numbers up to 2**24 in
+    # float32 (one count never exceeds G) and up to 2**53 in float64.
+    acc = torch.float32 if s.is_floating_point() and n_gallery <= 1 << 24 else torch.float64
+    if s.stride(0) == 1 and s.stride(1) != 1:
+        gallery_major = s.T
+        step = max(1, rows * n_gallery // n_queries)
+        sums = torch.zeros((3, n_queries), dtype=acc, device=s.device)
+        for start in range(0, n_gallery, step):
+            block = gallery_major[start : start + step]
+            sums += _block_sums(block, best[None, :], 0, acc)
+    else:
+        sums = torch.empty((3, n_queries), dtype=acc, device=s.device)
+        for start in range(0, n_queries, rows):
+            stop = min(start + rows, n_queries)
+            sums[:, start:stop] = _block_sums(s[start:stop], best[start:stop, None], 1, acc)
+    probe, above_minus_below, above_plus_below = sums
+    suspicious = ~torch.isfinite(probe)
+    if bool(suspicious.any()):
         rows_to_check = suspicious.nonzero()[:, 0]
         found = first_nonfinite(s[rows_to_check])
         if found is not None:
@@ -505,4 +504,26 @@ def count_above_and_tied(
             raise ValueError(
                 f"scores contains {value} at [{int(rows_to_check[i])}, {j}]; scores must be finite"
             )
-    return above, tied
+    above = ((above_minus_below + above_plus_below) / 2).round().long()
+    return above, n_gallery - above_plus_below.round().long()
+
+
+def _block_sums(block: torch.Tensor, b: torch.Tensor, dim: int, acc: torch.dtype) -> torch.Tensor:
+    """``[probe, above - below, above + below]`` of ``block`` against ``b``, over ``dim``.
+
+    ``probe`` is non-finite when the block holds a NaN or an infinity (or, rarely, when
+    finite differences overflow; the caller's exact check tells these apart). Only sums
+    are returned, so that accumulating blocks costs one addition.
+    """
+    if not block.is_floating_point():
+        above = (block > b).sum(dim).to(acc)
+        below = (block < b).sum(dim).to(acc)
+        return torch.stack([torch.zeros_like(above), above - below, above + below])
+    d = block - b
+    probe = d.sum(dim, dtype=acc)
+    # sign(d) is exact: a difference of two distinct IEEE floats is never 0. Its sum is
+    # above - below, the sum of its squares above + below.
+    d.sign_()
+    above_minus_below = d.sum(dim, dtype=acc)
+    d.square_()
+    return torch.stack([probe, above_minus_below, d.sum(dim, dtype=acc)])

@@ -166,3 +166,23 @@ def test_scores_requiring_grad_are_ranked_without_a_graph():
     np.testing.assert_array_equal(
         ranks.numpy(), cm.positive_ranks(scores.detach().numpy(), np.arange(6))
     )
+
+
+@given(retrieval_problems(), st.sampled_from(TIES), st.integers(1, 9))
+def test_transposed_view_equals_contiguous_copy(problem, ties, chunk):
+    scores, positives = problem
+    view = np.ascontiguousarray(scores.T).T  # column-major: the gallery-major walk
+    assert view.strides[0] < view.strides[1] or min(view.shape) == 1
+    for s in (view, torch.from_numpy(np.ascontiguousarray(scores.T)).T):
+        np.testing.assert_array_equal(
+            np.asarray(cm.positive_ranks(s, positives, ties=ties, chunk_size=chunk)),
+            cm.positive_ranks(scores, positives, ties=ties, chunk_size=chunk),
+        )
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_position_reported_for_transposed_view(bad):
+    stored = np.zeros((7, 5))  # [G, Q]
+    stored[4, 2] = bad
+    with pytest.raises(ValueError, match=r"scores contains .* at \[2, 4\]"):
+        cm.positive_ranks(stored.T, np.zeros(5, dtype=np.int64), chunk_size=1)
