@@ -19,7 +19,7 @@ from typing import Literal, NamedTuple
 import torch
 
 from ._backend import ArrayLike, to_tensor
-from ._validation import check_choice, check_ndim, first_nonfinite, shape_str
+from ._validation import check_bool_mask, check_choice, check_ndim, first_nonfinite, shape_str
 
 __all__ = [
     "VARIANTS",
@@ -381,13 +381,7 @@ def check_text_mask(
 ) -> torch.Tensor:
     """``text_mask`` as a bool tensor ``[B, K]`` on ``device``; every row needs a True."""
     mask, _ = to_tensor(text_mask, "text_mask")
-    if mask.dtype != torch.bool:
-        raise ValueError(f"text_mask must be a bool array, got dtype {mask.dtype}")
-    if tuple(mask.shape) != (n_images, n_languages):
-        raise ValueError(
-            f"text_mask must have shape [B, K] = [{n_images}, {n_languages}], got {shape_str(mask)}"
-        )
-    mask = mask.to(device)
+    mask = check_bool_mask(mask, "text_mask", (n_images, n_languages), "([B, K])", device)
     empty = ~mask.any(1)
     if bool(empty.any()):
         row = int(empty.nonzero()[0, 0])

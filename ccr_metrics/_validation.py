@@ -78,3 +78,18 @@ def check_positive_ints(name: str, values: int | Iterable[int]) -> tuple[int, ..
             raise ValueError(f"{name} must hold positive integers, got {v!r}")
         checked.append(int(v))
     return tuple(dict.fromkeys(checked))
+
+
+def check_bool_mask(
+    mask: torch.Tensor, name: str, shape: tuple[int, ...], layout: str, device: torch.device
+) -> torch.Tensor:
+    """Return ``mask`` on ``device`` after checking it is bool with the given ``shape``.
+
+    ``layout`` names the dimensions for the message, e.g. ``"(instances x languages)"``.
+    """
+    if mask.dtype != torch.bool:
+        raise ValueError(f"{name} must be a bool array, got dtype {dtype_str(mask)}")
+    if tuple(mask.shape) != shape:
+        wanted = "[" + ", ".join(str(n) for n in shape) + "]"
+        raise ValueError(f"{name} must have shape {wanted} {layout}, got {shape_str(mask)}")
+    return mask.to(device)

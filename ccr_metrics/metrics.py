@@ -22,6 +22,7 @@ from torchmetrics import Metric
 
 from ._backend import ArrayLike, to_tensor
 from ._validation import (
+    check_bool_mask,
     check_choice,
     check_ndim,
     check_numeric,
@@ -30,7 +31,7 @@ from ._validation import (
     first_nonfinite,
     shape_str,
 )
-from .mrv import REDUCTIONS, Reduction, mean_rank_variance
+from .mrv import REDUCTIONS, Reduction, checked_rank_matrix, mean_rank_variance
 from .ranking import DEFAULT_TIES, EMPTY, TIES, Empty, Ties, positive_ranks
 from .recall import recall_at_k
 
@@ -345,24 +346,13 @@ class MeanRankVariance(_RankMetric):
             earlier batches', or holds NaN or infinity inside ``mask``; if ``mask`` is
             not bool ``[B, K]``. The state is unchanged.
         """
-        r, _ = to_tensor(ranks, "ranks")
-        check_numeric(r, "ranks")
-        check_ndim(r, "ranks", 2, "[B, K] (instances x languages)")
+        r, present, _ = checked_rank_matrix(ranks, mask, rows="B")
         n, k = r.shape
         if n == 0 or k == 0:
             raise ValueError(
                 f"ranks must have at least one instance and language, got {shape_str(r)}"
             )
         self._check_languages(k, "ranks")
-        present = _checked_mask(mask, n, k, r.device)
-        r = r.double()
-        bad = present & ~torch.isfinite(r)
-        if bool(bad.any()):
-            i, j = (int(v) for v in bad.nonzero()[0])
-            raise ValueError(
-                f"ranks contains {float(r[i, j])} at [{i}, {j}]; mark missing languages "
-                "with mask instead"
-            )
         kept = torch.where(present, r, torch.full_like(r, float("nan")))
         # torchmetrics wraps only `update` to count the call and drop a cached result;
         # the same wrapper makes this a second, equally valid way to update.
@@ -412,13 +402,7 @@ def _checked_mask(mask: ArrayLike | None, n: int, k: int, device: torch.device) 
     if mask is None:
         return torch.ones(n, k, dtype=torch.bool, device=device)
     m, _ = to_tensor(mask, "mask")
-    if m.dtype != torch.bool:
-        raise ValueError(f"mask must be a bool array, got dtype {dtype_str(m)}")
-    if tuple(m.shape) != (n, k):
-        raise ValueError(
-            f"mask must have shape [{n}, {k}] (instances x languages), got {shape_str(m)}"
-        )
-    return m.to(device)
+    return check_bool_mask(m, "mask", (n, k), "(instances x languages)", device)
 
 
 def _positive_columns(positives: ArrayLike, present: torch.Tensor, g: int) -> torch.Tensor:

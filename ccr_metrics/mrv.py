@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 
 from ._backend import Array, ArrayLike, to_output, to_tensor
-from ._validation import check_choice, check_ndim, check_numeric, shape_str
+from ._validation import check_bool_mask, check_choice, check_ndim, check_numeric
 from .ranking import text_owner_index
 
 __all__ = [
@@ -67,28 +67,7 @@ def instance_rank_variance(
     array([1., 0., 2.])
     """
     check_choice("reduction", reduction, REDUCTIONS)
-    r, as_torch = to_tensor(ranks, "ranks")
-    check_numeric(r, "ranks")
-    check_ndim(r, "ranks", 2, "[N, K] (instances x languages)")
-    r = r.double()
-    if mask is None:
-        present = torch.ones_like(r, dtype=torch.bool)
-    else:
-        m, _ = to_tensor(mask, "mask")
-        if m.dtype != torch.bool:
-            raise ValueError(f"mask must be a bool array, got dtype {m.dtype}")
-        if m.shape != r.shape:
-            raise ValueError(
-                f"mask must have the shape of ranks {shape_str(r)}, got {shape_str(m)}"
-            )
-        present = m.to(r.device)
-    bad = present & ~torch.isfinite(r)
-    if bool(bad.any()):
-        i, j = (int(v) for v in bad.nonzero()[0])
-        raise ValueError(
-            f"ranks contains {float(r[i, j])} at [{i}, {j}]; mark missing languages "
-            "with mask instead"
-        )
+    r, present, as_torch = checked_rank_matrix(ranks, mask)
     count = present.sum(1)
     values = torch.where(present, r, torch.zeros_like(r))
     mean = values.sum(1) / count.clamp(min=1)
@@ -98,6 +77,33 @@ def instance_rank_variance(
         spread = spread.sqrt()
     spread = torch.where(count >= 2, spread, torch.full_like(spread, float("nan")))
     return to_output(spread, as_torch)
+
+
+def checked_rank_matrix(
+    ranks: ArrayLike, mask: ArrayLike | None, *, rows: str = "N"
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Check ``ranks [N, K]`` and ``mask``; return float64 ranks, the mask, torch-ness.
+
+    Ranks must be finite wherever the mask is True; a missing mask means all present.
+    ``rows`` is the caller's name for the instance axis in messages (``B`` for a batch).
+    """
+    r, as_torch = to_tensor(ranks, "ranks")
+    check_numeric(r, "ranks")
+    check_ndim(r, "ranks", 2, f"[{rows}, K] (instances x languages)")
+    r = r.double()
+    if mask is None:
+        present = torch.ones_like(r, dtype=torch.bool)
+    else:
+        m, _ = to_tensor(mask, "mask")
+        present = check_bool_mask(m, "mask", tuple(r.shape), "(instances x languages)", r.device)
+    bad = present & ~torch.isfinite(r)
+    if bool(bad.any()):
+        i, j = (int(v) for v in bad.nonzero()[0])
+        raise ValueError(
+            f"ranks contains {float(r[i, j])} at [{i}, {j}]; mark missing languages "
+            "with mask instead"
+        )
+    return r, present, as_torch
 
 
 def mean_rank_variance(
