@@ -1,0 +1,422 @@
+"""Where languages disagree: the paper's global and local inconsistency, made measurable.
+
+Global inconsistency is a gap in recall between languages (:func:`recall_spread`).
+Local inconsistency is one instance retrieved well in one language and badly in
+another: :func:`consistency_at_k` counts how often that happens at a cut-off,
+:func:`pairwise_disagreement` says which language pairs disagree, and
+:func:`largest_spread` lists the instances that move most. :func:`consistency_breakdown`
+collects all of them for a :class:`~ccr_metrics.Report`.
+
+The functions take the rank matrices :func:`~ccr_metrics.mean_rank_variance` takes:
+``ranks [N, K]`` (instances x languages) and an optional boolean ``mask [N, K]`` that
+is False where an instance lacks a language.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from ._backend import Array, ArrayLike, to_output, to_tensor
+from ._validation import check_choice
+from .mrv import REDUCTIONS, Reduction, checked_rank_matrix, instance_rank_variance
+
+if TYPE_CHECKING:
+    from .report import Report
+
+__all__ = [
+    "consistency_at_k",
+    "consistency_breakdown",
+    "largest_spread",
+    "pairwise_disagreement",
+    "recall_spread",
+]
+
+
+def recall_spread(recall_by_language: Mapping[str, float]) -> dict[str, Any]:
+    """How far apart the languages' recall is (global inconsistency).
+
+    Parameters
+    ----------
+    recall_by_language : mapping of str to float
+        One recall value per language, for one direction and cut-off, e.g.
+        ``{lang: report.recall()[lang]["i2t"][1] for lang in report.languages}``.
+
+    Returns
+    -------
+    spread : dict
+        ``{"range": max - min, "std": population std (ddof = 0), "best": language
+        with the highest recall, "worst": language with the lowest}``. Ties go to the
+        language listed first.
+
+    Raises
+    ------
+    ValueError
+        If ``recall_by_language`` is empty or holds a non-finite value.
+
+    Examples
+    --------
+    >>> recall_spread({"en": 0.8, "de": 0.6, "fr": 0.4})
+    {'range': 0.4, 'std': 0.1633, 'best': 'en', 'worst': 'fr'}
+    """
+    if not recall_by_language:
+        raise ValueError("recall_by_language must hold at least one language")
+    for language, value in recall_by_language.items():
+        if not math.isfinite(value):
+            raise ValueError(f"recall_by_language[{language!r}] is {value}; it must be finite")
+    languages = list(recall_by_language)
+    values = np.array([float(recall_by_language[lang]) for lang in languages])
+    return {
+        "range": float(values.max() - values.min()),
+        "std": float(values.std()),
+        "best": languages[int(values.argmax())],
+        "worst": languages[int(values.argmin())],
+    }
+
+
+def consistency_at_k(
+    ranks: ArrayLike, k: int, *, mask: ArrayLike | None = None
+) -> dict[str, float]:
+    """Fractions of instances found within the top ``k`` in all, some, or none of their languages.
+
+    Parameters
+    ----------
+    ranks : array-like or torch.Tensor, shape [N, K]
+        1-based rank of instance ``j`` in language ``k``; ``K >= 2``.
+    k : int
+        The cut-off: a rank counts as found when it is ``<= k`` (as in
+        :func:`~ccr_metrics.recall_at_k`, so a tied rank of 1.5 is not in the top 1).
+    mask : array-like of bool, shape [N, K], optional
+        Which ranks exist; entries outside it are ignored.
+
+    Returns
+    -------
+    fractions : dict of str to float
+        ``{"all": ..., "some": ..., "none": ...}``: found in every present language,
+        in at least one but not all, in none. They sum to 1 over the instances with
+        at least two present languages; the others are left out, since one language
+        cannot disagree with itself.
+
+    Raises
+    ------
+    ValueError
+        If ``ranks`` is not ``[N, K]`` with ``K >= 2`` or not finite where the mask is
+        True, if ``mask`` does not match, if ``k`` is not a positive integer, or if no
+        instance has two present languages.
+
+    Notes
+    -----
+    ``"some"`` is the local inconsistency at ``k``: instances that one language
+    retrieves and another misses. Recall can be equal in every language while
+    ``"some"`` is large, when the languages miss different instances.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ranks = np.array([[1, 1], [1, 4], [3, 2], [1, 9]])
+    >>> consistency_at_k(ranks, 1)
+    {'all': 0.25, 'some': 0.5, 'none': 0.25}
+    >>> mask = np.array([[True, True], [True, True], [True, True], [True, False]])
+    >>> consistency_at_k(ranks, 1, mask=mask)  # row 3 has one language: left out
+    {'all': 0.3333, 'some': 0.3333, 'none': 0.3333}
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    r, present = _checked_languages(ranks, mask)
+    kept = present.sum(1) >= 2
+    if not bool(kept.any()):
+        raise ValueError(
+            f"consistency_at_k needs an instance ranked in two or more languages; none of "
+            f"the {r.shape[0]} rows of ranks has two present"
+        )
+    found = ((r <= k) & present)[kept].sum(1)
+    count = present[kept].sum(1)
+    n = float(kept.sum())
+    every = float((found == count).sum()) / n
+    nothing = float((found == 0).sum()) / n
+    return {"all": every, "some": 1.0 - every - nothing, "none": nothing}
+
+
+def pairwise_disagreement(
+    ranks: ArrayLike, *, mask: ArrayLike | None = None
+) -> tuple[Array, Array]:
+    """How much each pair of languages disagrees on the instances both have.
+
+    Parameters
+    ----------
+    ranks : array-like or torch.Tensor, shape [N, K]
+        Rank of instance ``j`` in language ``k``; ``K >= 2``.
+    mask : array-like of bool, shape [N, K], optional
+        Which ranks exist; a pair is compared on the instances present in both.
+
+    Returns
+    -------
+    msd : numpy.ndarray or torch.Tensor, shape [K, K], float64
+        Mean squared rank difference ``mean_j (ranks[j, a] - ranks[j, b])**2`` over
+        the shared instances. Symmetric, 0 on the diagonal.
+    spearman : numpy.ndarray or torch.Tensor, shape [K, K], float64
+        Spearman rank correlation of the two languages' ranks over the same instances
+        (:func:`scipy.stats.spearmanr`). Symmetric, in ``[-1, 1]``, 1 on the diagonal.
+
+    Raises
+    ------
+    ValueError
+        If ``ranks`` is not ``[N, K]`` with ``K >= 2`` or not finite where the mask is
+        True, or if ``mask`` does not match.
+
+    Notes
+    -----
+    Off the diagonal both are NaN for a pair sharing fewer than two instances, and
+    the correlation is also NaN when one language gives all shared instances the
+    same rank (it has no order to correlate). The diagonal is 0 and 1 by definition.
+    The mean of all ``K * K`` entries of ``msd`` is twice MRV (Eq. 7) when every
+    instance has every language. Torch in gives torch out on the same device; the
+    correlation is computed on the CPU.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ranks = np.array([[1, 2, 5], [2, 1, 4], [3, 3, 1]])
+    >>> msd, rho = pairwise_disagreement(ranks)
+    >>> msd
+    array([[0.        , 0.66666667, 8.        ],
+           [0.66666667, 0.        , 7.33333333],
+           [8.        , 7.33333333, 0.        ]])
+    >>> rho
+    array([[ 1. ,  0.5, -1. ],
+           [ 0.5,  1. , -0.5],
+           [-1. , -0.5,  1. ]])
+    """
+    r, present = _checked_languages(ranks, mask)
+    values = r.cpu().numpy()
+    shared_mask = present.cpu().numpy()
+    n_languages = values.shape[1]
+    msd = np.zeros((n_languages, n_languages))
+    rho = np.eye(n_languages)
+    for a in range(n_languages):
+        for b in range(a + 1, n_languages):
+            both = shared_mask[:, a] & shared_mask[:, b]
+            x, y = values[both, a], values[both, b]
+            msd[a, b] = msd[b, a] = np.mean((x - y) ** 2) if x.size >= 2 else np.nan
+            # spearmanr warns and returns NaN on a constant column; say NaN without it.
+            constant = x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0
+            rho[a, b] = rho[b, a] = np.nan if constant else stats.spearmanr(x, y).statistic
+    as_torch = isinstance(ranks, torch.Tensor)
+    return (
+        to_output(torch.from_numpy(msd).to(r.device), as_torch),
+        to_output(torch.from_numpy(rho).to(r.device), as_torch),
+    )
+
+
+def largest_spread(
+    ranks: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    top: int = 10,
+    reduction: Reduction = "std",
+    languages: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """List the instances whose rank moves most across languages, with their ranks.
+
+    Parameters
+    ----------
+    ranks : array-like or torch.Tensor, shape [N, K]
+        Rank of instance ``j`` in language ``k``.
+    mask : array-like of bool, shape [N, K], optional
+        Which ranks exist.
+    top : int, default 10
+        How many instances to list; fewer when fewer have two present languages.
+    reduction : {"variance", "std"}, default "std"
+        The spread, as :func:`~ccr_metrics.instance_rank_variance` computes it. The
+        std is in rank units, which reads better next to the ranks.
+    languages : sequence of str, optional
+        Column names for the ``K`` languages; ``"0"``, ``"1"``, ... when omitted.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        ``top`` rows sorted by spread, largest first (ties by instance index), with
+        columns ``instance`` (row of ``ranks``), ``spread`` and one column of ranks
+        per language (NaN where the mask is False). Instances with fewer than two
+        present languages have no spread and are not listed. Always a DataFrame, also
+        for torch input.
+
+    Raises
+    ------
+    ValueError
+        As :func:`instance_rank_variance`, and if ``K < 2``, ``top`` is not a
+        positive integer, or ``languages`` does not name the ``K`` columns uniquely.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ranks = np.array([[1, 3], [2, 2], [9, 1]])
+    >>> largest_spread(ranks, top=2, languages=["en", "de"])
+       instance  spread   en   de
+    0         2     4.0  9.0  1.0
+    1         0     1.0  1.0  3.0
+    """
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"top must be a positive integer, got {top!r}")
+    r, present = _checked_languages(ranks, mask)
+    n_languages = r.shape[1]
+    names = [str(j) for j in range(n_languages)] if languages is None else list(languages)
+    if len(names) != n_languages:
+        raise ValueError(
+            f"languages must name the {n_languages} columns of ranks, got {len(names)} names"
+        )
+    if len(set(names)) != len(names) or {"instance", "spread"} & set(names):
+        raise ValueError(f"languages must be distinct and not 'instance' or 'spread', got {names}")
+    spread, _ = to_tensor(instance_rank_variance(r, reduction=reduction, mask=present), "spread")
+    spread_np = spread.cpu().numpy()
+    kept = np.flatnonzero(~np.isnan(spread_np))
+    # A stable sort on the negated spread keeps equal spreads in instance order.
+    chosen = kept[np.argsort(-spread_np[kept], kind="stable")][:top]
+    values = np.where(present.cpu().numpy(), r.cpu().numpy(), np.nan)[chosen]
+    frame = pd.DataFrame({"instance": chosen.astype(np.int64), "spread": spread_np[chosen]})
+    for j, name in enumerate(names):
+        frame[name] = values[:, j]
+    return frame
+
+
+def consistency_breakdown(
+    report: Report, *, k: int = 1, top: int = 10, reduction: Reduction = "std"
+) -> dict[str, Any]:
+    """Every consistency measure of a report, per direction, languages named.
+
+    Parameters
+    ----------
+    report : Report
+        An evaluation, as :func:`~ccr_metrics.evaluate` returns it.
+    k : int, default 1
+        The cut-off of :func:`consistency_at_k`. :func:`recall_spread` is given at
+        each of ``report.ks``.
+    top : int, default 10
+        How many instances :func:`largest_spread` lists.
+    reduction : {"variance", "std"}, default "std"
+        The spread used to pick those instances.
+
+    Returns
+    -------
+    breakdown : dict
+        JSON-serialisable (NaN written as None)::
+
+            {"languages": [...], "k": k, "top": top, "reduction": reduction,
+             "directions": {dir: {
+                 "recall_spread": {"1": recall_spread(...), ...},
+                 "instances": images ranked in two or more languages,
+                 "consistency": consistency_at_k(...),
+                 "msd": {lang: {lang: float}}, "spearman": {lang: {lang: float}},
+                 "largest_spread": [{"instance": i, "spread": s,
+                                     "ranks": {lang: rank}}, ...]}}}
+
+        The rank-based entries (from ``"instances"`` on) are None for a direction
+        whose MRV is None in :meth:`Report.mrv`: fewer than two languages carry it
+        (or not all of them do), or no image has a text in two.
+
+    Raises
+    ------
+    ValueError
+        If ``k`` or ``top`` is not a positive integer or ``reduction`` is unknown.
+
+    Notes
+    -----
+    Ranks are one per (image, language), from :meth:`Report.rank_matrix`, so
+    text-to-image ranks of several captions are reduced with the report's
+    ``caption_reduce`` setting.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ccr_metrics import Report
+    >>> report = Report(
+    ...     ranks={"en": {"i2t": np.array([1.0, 2.0, 1.0]), "t2i": np.array([1.0, 3.0, 1.0])},
+    ...            "de": {"i2t": np.array([1.0, 4.0, 2.0]), "t2i": np.array([2.0, 1.0, 1.0])}},
+    ...     text_to_image={"en": np.array([0, 1, 2]), "de": np.array([0, 1, 2])},
+    ...     n_images=3, ks=(1, 5),
+    ... )
+    >>> out = consistency_breakdown(report, top=1)
+    >>> out["directions"]["i2t"]["consistency"]
+    {'all': 0.3333, 'some': 0.3333, 'none': 0.3333}
+    >>> out["directions"]["i2t"]["largest_spread"]
+    [{'instance': 1, 'spread': 1.0, 'ranks': {'en': 2.0, 'de': 4.0}}]
+    >>> out["directions"]["t2i"]["recall_spread"]["1"]
+    {'range': 0.0, 'std': 0.0, 'best': 'en', 'worst': 'en'}
+    """
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"top must be a positive integer, got {top!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    check_choice("reduction", reduction, REDUCTIONS)
+    recall = report.recall()
+    mrv = report.mrv()
+    directions: dict[str, Any] = {}
+    for direction in report.directions:
+        carrying = [lang for lang in report.languages if direction in recall[lang]]
+        entry: dict[str, Any] = {
+            "recall_spread": {
+                str(cut): recall_spread({lang: recall[lang][direction][cut] for lang in carrying})
+                for cut in report.ks
+            }
+        }
+        rank_based = ("instances", "consistency", "msd", "spearman", "largest_spread")
+        if mrv[direction] is None:
+            entry.update(dict.fromkeys(rank_based))
+        else:
+            ranks, mask = report.rank_matrix(direction)
+            msd, rho = pairwise_disagreement(ranks, mask=mask)
+            frame = largest_spread(
+                ranks, mask=mask, top=top, reduction=reduction, languages=report.languages
+            )
+            entry.update(
+                instances=int((mask.sum(1) >= 2).sum()),
+                consistency=consistency_at_k(ranks, k, mask=mask),
+                msd=_named_matrix(np.asarray(msd), report.languages),
+                spearman=_named_matrix(np.asarray(rho), report.languages),
+                largest_spread=[
+                    {
+                        "instance": int(row["instance"]),
+                        "spread": float(row["spread"]),
+                        "ranks": {lang: _json_float(row[lang]) for lang in report.languages},
+                    }
+                    for _, row in frame.iterrows()
+                ],
+            )
+        directions[direction] = entry
+    return {
+        "languages": report.languages,
+        "k": int(k),
+        "top": int(top),
+        "reduction": reduction,
+        "directions": directions,
+    }
+
+
+def _checked_languages(
+    ranks: ArrayLike, mask: ArrayLike | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check ranks and mask as MRV does, and that there are at least two languages."""
+    r, present, _ = checked_rank_matrix(ranks, mask)
+    if r.shape[1] < 2:
+        raise ValueError(
+            f"ranks must have at least 2 language columns [N, K >= 2], got shape "
+            f"[{r.shape[0]}, {r.shape[1]}]"
+        )
+    return r, present
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _named_matrix(matrix: np.ndarray[Any, Any], languages: Sequence[str]) -> dict[str, Any]:
+    return {
+        a: {b: _json_float(matrix[i, j]) for j, b in enumerate(languages)}
+        for i, a in enumerate(languages)
+    }
