@@ -24,6 +24,7 @@ from .ranking import (
 )
 from .recall import multilingual_recall, recall_at_k
 from .report import Report
+from .stats import bootstrap_intervals, compare
 
 __all__ = [
     "CAPTION_REDUCTIONS",
@@ -31,6 +32,8 @@ __all__ = [
     "REDUCTIONS",
     "TIES",
     "Report",
+    "bootstrap_intervals",
+    "compare",
     "evaluate",
     "evaluate_scores",
     "evaluate_sharded",

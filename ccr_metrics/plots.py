@@ -18,6 +18,7 @@ from .mrv import instance_rank_variance
 
 if TYPE_CHECKING:
     from .report import Report
+    from .stats import Comparison
 
 __all__ = ["COMPARISON_SIZE", "REPORT_SIZE", "plot_comparison", "plot_report"]
 
@@ -122,7 +123,7 @@ def plot_comparison(
     path: str | Path,
     *,
     names: Sequence[str] = ("A", "B"),
-    comparison: Any = None,
+    comparison: Comparison | None = None,
 ) -> Path:
     """Draw two models' recall side by side and their rank spreads overlaid, in one PNG.
 
@@ -140,12 +141,11 @@ def plot_comparison(
         Where to write the PNG (``COMPARISON_SIZE`` pixels).
     names : pair of str, default ("A", "B")
         Legend names of the two models.
-    comparison : mapping or object with a ``values`` mapping, optional
-        Paired differences with confidence intervals: keys ``("recall", language,
-        direction, k)``, values ``(difference, low, high)`` as fractions, the
-        difference being B minus A. Drawn as whiskers on B's bars at
+    comparison : Comparison, optional
+        :func:`~ccr_metrics.compare` of the two reports: the interval of each recall
+        difference (B minus A) is drawn as a whisker on B's bar at
         ``recall_A + [low, high]``, so a whisker that does not reach A's bar height
-        marks a significant difference.
+        marks a difference the interval excludes zero for.
 
     Returns
     -------
@@ -174,7 +174,7 @@ def plot_comparison(
     figure_cls, canvas_cls = _matplotlib()
     fig = figure_cls(figsize=(COMPARISON_SIZE[0] / _DPI, COMPARISON_SIZE[1] / _DPI), dpi=_DPI)
     canvas_cls(fig)
-    values = _interval_values(comparison)
+    differences: Mapping[Any, Any] = {} if comparison is None else comparison.values
     recalls = (report_a.recall(), report_b.recall())
     grid = fig.add_gridspec(3, 2 * len(ks))
     colours = ("tab:blue", "tab:orange")
@@ -194,9 +194,9 @@ def plot_comparison(
                 ax.bar(x + (i - 0.5) * 0.4, heights, 0.4, label=name, color=colours[i])
             for j, lang in enumerate(languages):
                 key = ("recall", lang, direction, k)
-                if key not in values or direction not in recalls[0][lang]:
+                if key not in differences or direction not in recalls[0][lang]:
                     continue
-                _, low, high = values[key]
+                low, high = differences[key].low, differences[key].high
                 # B's plausible range given A's recall and the difference interval.
                 base = 100 * recalls[0][lang][direction][k]
                 ax.errorbar(

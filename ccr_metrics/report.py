@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +20,9 @@ import pandas as pd
 
 from .mrv import REDUCTIONS, mean_rank_variance, ranks_per_image
 from .recall import DIRECTIONS, multilingual_recall
+
+if TYPE_CHECKING:
+    from .stats import Intervals, Method
 
 __all__ = ["Report"]
 
@@ -50,6 +53,9 @@ class Report:
     settings : mapping, optional
         How the ranks were made (ties, caption_reduce, ...); recorded in outputs.
         ``caption_reduce`` decides how text-to-image MRV reduces several captions.
+    intervals : Intervals, optional
+        Bootstrap confidence intervals of every number, as :meth:`with_confidence`
+        adds them; shown by :meth:`to_table` and included by :meth:`to_dict`.
 
     Examples
     --------
@@ -71,6 +77,7 @@ class Report:
     n_images: int
     ks: tuple[int, ...] = (1, 5, 10)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    intervals: Intervals | None = None
 
     @property
     def languages(self) -> list[str]:
@@ -137,6 +144,37 @@ class Report:
             }
         return out
 
+    def with_confidence(
+        self,
+        *,
+        ci: float = 0.95,
+        n_resamples: int = 2000,
+        method: Method = "percentile",
+        seed: int | None = 0,
+    ) -> Report:
+        """Return this report with bootstrap confidence intervals for every number.
+
+        Images are resampled with all their texts; see
+        :func:`~ccr_metrics.bootstrap_intervals`, which takes the same options.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> ranks = np.array([1.0, 3.0, 1.0, 1.0])
+        >>> report = Report({"en": {"i2t": ranks, "t2i": ranks}},
+        ...                 {"en": np.arange(4)}, n_images=4, ks=(1,))
+        >>> low, high = report.with_confidence(seed=0).intervals[("recall", "en", "i2t", 1)][1:]
+        >>> 0.0 <= low <= 0.75 <= high <= 1.0
+        True
+        """
+        # Imported here: stats builds on this module.
+        from .stats import bootstrap_intervals
+
+        intervals = bootstrap_intervals(
+            self, ci=ci, n_resamples=n_resamples, method=method, seed=seed
+        )
+        return replace(self, intervals=intervals)
+
     def _table(self) -> dict[str, Any]:
         by_language = {
             lang: {d: self.query_ranks(lang, d) for d in by_dir}
@@ -174,6 +212,7 @@ class Report:
             "n_images": self.n_images,
             "n_texts": {lang: len(self.text_to_image[lang]) for lang in self.languages},
             "settings": {**self.settings, "ks": list(self.ks)},
+            **({"intervals": self.intervals.to_dict()} if self.intervals is not None else {}),
         }
 
     def to_frame(self) -> pd.DataFrame:
@@ -198,25 +237,47 @@ class Report:
         return frame
 
     def to_table(self) -> str:
-        """Format the paper's table as text: percentages per language, averages, MRV."""
+        """Format the paper's table as text: percentages per language, averages, MRV.
+
+        With :attr:`intervals`, every number is followed by its interval,
+        ``72.60 [70.50, 74.60]``.
+        """
         table = self._table()
+
+        def cell(value: float, key: tuple[Any, ...], scale: float = 100.0) -> str:
+            text = f"{scale * value:.2f}"
+            if self.intervals is not None and key in self.intervals.values:
+                _, low, high = self.intervals.values[key]
+                text += f" [{scale * low:.2f}, {scale * high:.2f}]"
+            return text
+
         columns = [f"{d} R@{k}" for d in self.directions for k in self.ks]
-        rows: dict[str, dict[str, float]] = {}
+        rows: dict[str, dict[str, str]] = {}
         for lang, dirs in table["recall"].items():
             rows[lang] = {
-                f"{d} R@{k}": 100 * v for d, by_k in dirs.items() for k, v in by_k.items()
+                f"{d} R@{k}": cell(v, ("recall", lang, d, k))
+                for d, by_k in dirs.items()
+                for k, v in by_k.items()
             }
-            rows[lang]["mean recall"] = 100 * table["mean_recall"][lang]
+            rows[lang]["mean recall"] = cell(table["mean_recall"][lang], ("mean_recall", lang))
         rows["average"] = {
-            f"{d} R@{k}": 100 * v
+            f"{d} R@{k}": cell(v, ("average", d, k))
             for d, by_k in table["average"]["recall"].items()
             for k, v in by_k.items()
         }
-        rows["average"]["mean recall"] = 100 * table["average"]["mean_recall"]
+        rows["average"]["mean recall"] = cell(
+            table["average"]["mean_recall"], ("average", "mean_recall")
+        )
         frame = pd.DataFrame(rows).T.reindex(columns=[*columns, "mean recall"])
+        title = f"Recall (%): {self.n_images} images, languages {', '.join(self.languages)}"
+        if self.intervals is not None:
+            title += (
+                f"; {self.intervals.ci:.0%} {self.intervals.method} bootstrap intervals "
+                f"over images ({self.intervals.n_resamples} resamples)"
+            )
         lines = [
-            f"Recall (%): {self.n_images} images, languages {', '.join(self.languages)}",
-            frame.to_string(float_format=lambda v: f"{v:.2f}", na_rep="-"),
+            title,
+            frame.to_string(na_rep="-"),
             "",
             f"Mean Rank Variance over {len(self.languages)} languages "
             "(variance = paper Eq. 7; std = the released code's number):",
@@ -225,9 +286,9 @@ class Report:
             if values is None:
                 lines.append(f"  {direction}: undefined (needs two languages per image)")
             else:
-                lines.append(
-                    f"  {direction}: variance {values['variance']:.2f}   std {values['std']:.2f}"
-                )
+                variance = cell(values["variance"], ("mrv", direction, "variance"), 1.0)
+                std = cell(values["std"], ("mrv", direction, "std"), 1.0)
+                lines.append(f"  {direction}: variance {variance}   std {std}")
         settings = ", ".join(f"{k}={v}" for k, v in self.settings.items() if k != "languages")
         if settings:
             lines.append(f"settings: {settings}")
@@ -238,6 +299,7 @@ class Report:
         payload = {
             "format": FORMAT,
             **self.to_dict(),
+            **({"confidence": self.intervals.options()} if self.intervals is not None else {}),
             "text_to_image": {k: v.tolist() for k, v in self.text_to_image.items()},
             "ranks": {
                 lang: {
@@ -266,7 +328,7 @@ class Report:
         try:
             settings = dict(payload["settings"])
             ks = tuple(int(k) for k in settings.pop("ks"))
-            return cls(
+            report = cls(
                 ranks={
                     lang: {
                         d: np.asarray([math.nan if x is None else x for x in r], dtype=np.float64)
@@ -283,6 +345,10 @@ class Report:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path} is a malformed ccr-metrics report: {exc!r}") from None
+        # Intervals are derived numbers: drawn again from the same options (and seed).
+        if "confidence" in payload:
+            report = report.with_confidence(**payload["confidence"])
+        return report
 
 
 def _rk(by_k: Mapping[int, float]) -> dict[str, float]:

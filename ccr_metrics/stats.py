@@ -106,6 +106,15 @@ class Intervals:
     def __getitem__(self, key: Key) -> Interval:
         return self.values[key]
 
+    def options(self) -> dict[str, Any]:
+        """Return the options of :func:`bootstrap_intervals` that drew these intervals."""
+        return {
+            "ci": self.ci,
+            "method": self.method,
+            "n_resamples": self.n_resamples,
+            "seed": self.seed,
+        }
+
     def to_frame(self) -> pd.DataFrame:
         """One row per metric.
 

@@ -288,3 +288,22 @@ def test_cuda_equals_cpu():
         cm.evaluate(images, texts, owners, device="cuda", chunk_size=5),
         cm.evaluate(images, texts, owners, device="cpu"),
     )
+
+
+def test_confidence_intervals_in_dict_table_and_round_trip(tmp_path):
+    images, texts, owners = integer_problem()
+    report = cm.evaluate(images, texts, owners, device="cpu")
+    assert report.intervals is None and "intervals" not in report.to_dict()
+    with_ci = report.with_confidence(n_resamples=300, seed=3)
+    summary = with_ci.to_dict()
+    for lang in texts:
+        for d in ("i2t", "t2i"):
+            for k in ("1", "5"):
+                estimate, low, high = summary["intervals"]["recall"][lang][d][k]
+                assert estimate == summary["recall"][lang][d][k]
+                assert low <= estimate <= high
+    en_r1 = 100 * summary["recall"]["en"]["i2t"]["1"]
+    assert f"{en_r1:.2f} [" in with_ci.to_table()
+    path = tmp_path / "ci.json"
+    with_ci.save(path)
+    assert cm.Report.load(path).to_dict() == summary  # redrawn from the same seed

@@ -85,15 +85,14 @@ def test_plot_report_single_language(tmp_path):
 
 def test_plot_comparison(reports, tmp_path):
     a, b = reports
-    recall_a, recall_b = a.recall(), b.recall()
-    diff = {}
-    for lang, dirs in recall_a.items():
-        for d, by_k in dirs.items():
-            for k, v in by_k.items():
-                delta = recall_b[lang][d][k] - v
-                diff["recall", lang, d, k] = (delta, delta - 0.03, delta + 0.03)
-    out = plot_comparison(a, b, tmp_path / "cmp.png", names=("clean", "noisy"), comparison=diff)
+    plain = plot_comparison(a, b, tmp_path / "plain.png", names=("clean", "noisy"))
+    check_png(plain, COMPARISON_SIZE)
+    comparison = cm.compare(a, b, n_resamples=200, n_permutations=200)
+    out = plot_comparison(
+        a, b, tmp_path / "cmp.png", names=("clean", "noisy"), comparison=comparison
+    )
     check_png(out, COMPARISON_SIZE)
+    assert out.read_bytes() != plain.read_bytes()  # the difference whiskers are drawn
 
 
 def test_plotting_leaves_pyplot_alone(reports, tmp_path):
