@@ -1,8 +1,9 @@
 """The ``ccr-metrics`` command: evaluate embedding, score or rank files from the shell.
 
 ``ccr-metrics evaluate FILE`` ranks embeddings, ``ccr-metrics scores FILE`` ranks saved
-score matrices, and ``ccr-metrics mrv --ranks LANG=PATH ...`` takes MRV of rank arrays
-saved by other code. This module parses arguments, prints and sets exit statuses; files
+score matrices, ``ccr-metrics mrv --ranks LANG=PATH ...`` takes MRV of rank arrays
+saved by other code, and ``ccr-metrics compare A.json B.json`` compares two saved
+reports of the same test set. This module parses arguments, prints and sets exit statuses; files
 are read by :mod:`ccr_metrics.io` and every number comes from the library.
 
 Exit statuses: 0 success, 1 bad data (a missing or malformed file, arrays that do not
@@ -25,11 +26,13 @@ from typing import Any, NoReturn
 import torch
 
 from . import __version__
+from .consistency import consistency_breakdown
 from .evaluate import evaluate, evaluate_scores, resolve_device
 from .io import load_embeddings, load_rank_matrix, load_scores
 from .mrv import CAPTION_REDUCTIONS, REDUCTIONS, mean_rank_variance
 from .ranking import DEFAULT_TIES, TIES
 from .report import Report
+from .stats import METHODS, compare
 
 __all__ = ["main"]
 
@@ -170,6 +173,23 @@ def _build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="show a progress bar on stderr (default: when stderr is a terminal)",
     )
+    options.add_argument(
+        "--ci",
+        type=_level,
+        metavar="LEVEL",
+        help="add bootstrap confidence intervals at this level, e.g. 0.95 (images resampled)",
+    )
+    _add_bootstrap(options)
+    options.add_argument(
+        "--breakdown",
+        type=_positive_int,
+        nargs="?",
+        const=1,
+        metavar="K",
+        help="also print the consistency breakdown at cut-off K (default 1): recall "
+        "spread, retrieved in all/some/no languages, language pairs, largest spreads",
+    )
+    _add_plot(options, "draw recall bars, the language disagreement heatmap and rank spreads")
 
     evaluate_ = commands.add_parser(
         "evaluate",
@@ -227,7 +247,79 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_json(mrv, "write both reductions, the languages and N as JSON")
     mrv.set_defaults(run=_run_mrv)
+
+    comparison = commands.add_parser(
+        "compare",
+        help="compare two saved reports of the same test set",
+        description="Difference (B - A) of every number of two reports saved with "
+        "--json, with a paired bootstrap interval and a paired permutation p-value.",
+    )
+    comparison.add_argument("report_a", type=Path, metavar="A.json", help="the baseline")
+    comparison.add_argument("report_b", type=Path, metavar="B.json", help="the model compared")
+    comparison.add_argument(
+        "--ci",
+        type=_level,
+        default=0.95,
+        metavar="LEVEL",
+        help="confidence level of the intervals (default: 0.95)",
+    )
+    _add_bootstrap(comparison)
+    comparison.add_argument(
+        "--permutations",
+        type=_positive_int,
+        default=2000,
+        metavar="N",
+        help="random swaps for the p-values (default: 2000)",
+    )
+    comparison.add_argument(
+        "--names",
+        nargs=2,
+        metavar=("A", "B"),
+        help="names of the two models in the plot (default: the file names)",
+    )
+    _add_json(comparison, "write every difference, interval and p-value as JSON")
+    comparison.add_argument(
+        "--csv", type=_output_path, metavar="PATH", help="write the differences as CSV"
+    )
+    _add_plot(comparison, "draw both models' recall side by side and their rank spreads")
+    comparison.set_defaults(run=_run_compare)
     return parser
+
+
+def _add_bootstrap(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--n-resamples",
+        type=_positive_int,
+        default=2000,
+        metavar="N",
+        help="bootstrap resamples (default: 2000)",
+    )
+    parser.add_argument(
+        "--ci-method",
+        choices=METHODS,
+        default="percentile",
+        help="how intervals are formed (default: percentile)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the resamples (default: 0)")
+
+
+def _add_plot(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument(
+        "--plot",
+        type=_output_path,
+        metavar="PNG",
+        help=f"{help} into a PNG (needs matplotlib: pip install 'ccr-metrics[plots]')",
+    )
+
+
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a level like 0.95, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a level between 0 and 1, got {text!r}")
+    return value
 
 
 def _add_json(parser: argparse.ArgumentParser, help: str) -> None:
@@ -317,11 +409,82 @@ def _naming(file: Path) -> Iterator[None]:
 
 
 def _print_report(report: Report, args: argparse.Namespace) -> None:
+    if args.ci is not None:
+        report = report.with_confidence(
+            ci=args.ci, n_resamples=args.n_resamples, method=args.ci_method, seed=args.seed
+        )
     print(report.to_table())
+    if args.breakdown is not None:
+        print()
+        print(_breakdown_text(consistency_breakdown(report, k=args.breakdown, top=5)))
     if args.json is not None:
         report.save(args.json)
     if args.csv is not None:
         report.to_frame().to_csv(args.csv, index=False)
+    if args.plot is not None:
+        from .plots import plot_report
+
+        plot_report(report, args.plot, intervals=report.intervals)
+
+
+def _breakdown_text(breakdown: dict[str, Any]) -> str:
+    k = breakdown["k"]
+    lines = [f"Consistency across languages ({', '.join(breakdown['languages'])}):"]
+    for direction, parts in breakdown["directions"].items():
+        spread = parts["recall_spread"][str(k)]
+        lines.append(
+            f"  {direction}: R@{k} spread {100 * spread['range']:.2f} points "
+            f"(best {spread['best']}, worst {spread['worst']})"
+        )
+        consistency = parts["consistency"]
+        if consistency is None:
+            continue
+        lines.append(
+            f"       retrieved in the top {k} in all languages {100 * consistency['all']:.1f}%, "
+            f"some {100 * consistency['some']:.1f}%, none {100 * consistency['none']:.1f}%"
+        )
+        msd = parts["msd"]
+        pairs = [
+            (value, a, b)
+            for i, (a, row) in enumerate(msd.items())
+            for b, value in list(row.items())[i + 1 :]
+            if value is not None
+        ]
+        if pairs:
+            value, a, b = max(pairs)
+            lines.append(
+                f"       most disagreeing pair {a}-{b}: mean squared rank difference {value:.1f}"
+            )
+        for item in parts["largest_spread"]:
+            ranks = ", ".join(
+                f"{lang} {rank:g}" for lang, rank in item["ranks"].items() if rank is not None
+            )
+            lines.append(f"       image {item['instance']}: spread {item['spread']:.1f} ({ranks})")
+    return "\n".join(lines)
+
+
+def _run_compare(args: argparse.Namespace) -> None:
+    report_a, report_b = Report.load(args.report_a), Report.load(args.report_b)
+    result = compare(
+        report_a,
+        report_b,
+        ci=args.ci,
+        n_resamples=args.n_resamples,
+        n_permutations=args.permutations,
+        method=args.ci_method,
+        seed=args.seed,
+    )
+    print(f"A = {args.report_a}\nB = {args.report_b}")
+    print(result.to_table())
+    if args.json is not None:
+        args.json.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
+    if args.csv is not None:
+        result.to_frame().to_csv(args.csv, index=False)
+    if args.plot is not None:
+        from .plots import plot_comparison
+
+        names = args.names or (args.report_a.stem, args.report_b.stem)
+        plot_comparison(report_a, report_b, args.plot, names=names, comparison=result)
 
 
 def _run_mrv(args: argparse.Namespace) -> None:

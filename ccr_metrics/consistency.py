@@ -138,9 +138,11 @@ def consistency_at_k(
     found = ((r <= k) & present)[kept].sum(1)
     count = present[kept].sum(1)
     n = float(kept.sum())
+    # Each fraction is counted, not derived: 1 - all - none can come out at -1e-17.
     every = float((found == count).sum()) / n
+    some = float(((found > 0) & (found < count)).sum()) / n
     nothing = float((found == 0).sum()) / n
-    return {"all": every, "some": 1.0 - every - nothing, "none": nothing}
+    return {"all": every, "some": some, "none": nothing}
 
 
 def pairwise_disagreement(
