@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo import process_group, run_processes
 
 import ccr_metrics as cm
 
@@ -55,14 +53,7 @@ def shard(rank: int) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.nd
 
 
 def worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD_SIZE,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
+    with process_group(rank, port, WORLD_SIZE, timeout_s=60):
         images, texts, owners = shard(rank)
         errors = {}
         for i, case in enumerate(CASES):
@@ -81,23 +72,12 @@ def worker(rank: int, port: int, out_dir: str) -> None:
         except ValueError as exc:
             errors["languages"] = str(exc)
         (Path(out_dir) / f"errors-rank{rank}.json").write_text(json.dumps(errors))
-    finally:
-        # Tear down only once every process is done: a process that destroys the group
-        # while its peer still talks to it makes gloo abort the peer.
-        dist.barrier()
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sharded")
-    mp.spawn(worker, args=(free_port(), str(out)), nprocs=WORLD_SIZE, join=True)
+    run_processes(worker, str(out), nprocs=WORLD_SIZE)
     return out
 
 

@@ -9,16 +9,14 @@ single-process gradients of its rows; the loss must equal the single-process los
 
 from __future__ import annotations
 
-import datetime
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from gloo import process_group, run_processes
 
 from ccr_metrics import distributed
 from ccr_metrics.losses import OneToKContrastiveLoss
@@ -79,14 +77,7 @@ def worker(rank: int, port: int, out_dir: str) -> None:
         OneToKContrastiveLoss(temperature=0.1, variant=s["variant"], local_loss=s["local_loss"])
         for s in SCENARIOS
     ]
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD_SIZE,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
+    with process_group(rank, port, WORLD_SIZE, timeout_s=60):
         images, texts, mask = global_batch()
         rows = ROWS[rank]
         results: dict[str, Any] = {
@@ -106,23 +97,12 @@ def worker(rank: int, port: int, out_dir: str) -> None:
         except ValueError as exc:
             results["mismatch_error"] = str(exc)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        # Tear down only once every process is done: a process that destroys the group
-        # while its peer still talks to it makes gloo abort the peer.
-        dist.barrier()
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     out_dir = tmp_path_factory.mktemp("ranks")
-    mp.spawn(worker, args=(free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=True)
+    run_processes(worker, str(out_dir), nprocs=WORLD_SIZE)
     return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD_SIZE)]
 
 

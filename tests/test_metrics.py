@@ -8,10 +8,8 @@ policy and positives form, however the data is split, and after a DDP sync.
 from __future__ import annotations
 
 import copy
-import datetime
 import itertools
 import pickle
-import socket
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo import process_group, run_processes
 from hypothesis import given
 from hypothesis import strategies as st
 from torchmetrics import Metric
@@ -541,15 +539,8 @@ DDP_SHARES = {
 
 
 def ddp_worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD_SIZE,
-        timeout=datetime.timedelta(seconds=30),
-    )
-    warnings.simplefilter("ignore", UserWarning)  # compute() on the idle process
-    try:
+    with process_group(rank, port, WORLD_SIZE, timeout_s=30):
+        warnings.simplefilter("ignore", UserWarning)  # compute() on the idle process
         results: dict[str, Any] = {}
         for scenario, shares in DDP_SHARES.items():
             for name, case in CASES.items():
@@ -567,14 +558,6 @@ def ddp_worker(rank: int, port: int, out_dir: str) -> None:
         except ValueError as exc:
             results["mismatch"] = str(exc)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -582,7 +565,7 @@ def ddp_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[Any, Any]
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("needs torch.distributed with gloo")
     out_dir = tmp_path_factory.mktemp("metrics_ddp")
-    mp.spawn(ddp_worker, args=(free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=True)
+    run_processes(ddp_worker, str(out_dir), nprocs=WORLD_SIZE)
     return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD_SIZE)]
 
 
