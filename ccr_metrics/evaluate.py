@@ -29,6 +29,7 @@ from .mrv import CAPTION_REDUCTIONS, CaptionReduction
 from .ranking import (
     DEFAULT_TIES,
     TIES,
+    Empty,
     Ties,
     best_positive_scores,
     block_rows,
@@ -43,6 +44,8 @@ from .report import Report
 __all__ = ["evaluate", "evaluate_scores", "evaluate_sharded", "resolve_device"]
 
 Block = Callable[[int, int], torch.Tensor]
+# The positive pairs of queries a:b of a block: (offset in the block, gallery column).
+Positives = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
 
 # Queries per block when chunk_size is None. Large enough that a block's matrix product
 # runs at full speed (a few rows against a large gallery re-read the whole gallery for
@@ -147,15 +150,24 @@ def evaluate(
         for lang, t in p.texts.items():
             owner = p.owners[lang].to(p.device)
             ranks[lang] = {
-                "i2t": _image_to_text(
+                "i2t": _stream_ranks(
                     _products(p.images, t, rows_i2t[lang]),
                     n_images,
-                    owner,
+                    _captions_of_images(owner),
                     rows_i2t[lang],
                     ties,
                     bar,
+                    empty="miss",
                 ),
-                "t2i": _text_to_image(_products(t, p.images, rows_t2i), owner, rows_t2i, ties, bar),
+                "t2i": _stream_ranks(
+                    _products(t, p.images, rows_t2i),
+                    t.shape[0],
+                    _image_of_texts(owner),
+                    rows_t2i,
+                    ties,
+                    bar,
+                    empty="error",
+                ),
             }
     return Report(
         ranks=ranks,
@@ -260,25 +272,12 @@ def evaluate_sharded(
             owner = p.owners[lang].to(p.device)
             n_texts_by_rank = [view["sizes"][1 + i] for view in views]
             rows = _stream_rows(chunk_size, max(n_images, sum(n_texts_by_rank)), p.device)
-            order = torch.argsort(owner, stable=True)
-            sorted_owner = owner[order]
-
-            def image_positives(
-                a: int,
-                b: int,
-                order: torch.Tensor = order,
-                sorted_owner: torch.Tensor = sorted_owner,
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-                lo, hi = torch.searchsorted(sorted_owner, torch.tensor([a, b], device=p.device))
-                return sorted_owner[lo:hi] - a, order[lo:hi]
-
-            def text_positives(
-                a: int, b: int, owner: torch.Tensor = owner
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-                return torch.arange(b - a, device=p.device), owner[a:b]
-
-            i2t = _sharded_ranks(p.images, t, image_positives, n_images_by_rank, rows, ties, bar)
-            t2i = _sharded_ranks(t, p.images, text_positives, n_texts_by_rank, rows, ties, bar)
+            i2t = _sharded_ranks(
+                p.images, t, _captions_of_images(owner), n_images_by_rank, rows, ties, bar
+            )
+            t2i = _sharded_ranks(
+                t, p.images, _image_of_texts(owner), n_texts_by_rank, rows, ties, bar
+            )
             i2t[torch.isinf(i2t)] = float("nan")
             global_owner = owner + int(image_offsets[rank])
             ranks[lang] = {
@@ -303,7 +302,7 @@ def evaluate_sharded(
 def _sharded_ranks(
     queries: torch.Tensor,
     gallery: torch.Tensor,
-    positives: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]],
+    positives: Positives,
     n_queries_by_rank: list[int],
     rows: int,
     ties: Ties,
@@ -484,9 +483,13 @@ def evaluate_scores(
                 rows = _stream_rows(chunk_size, m.shape[1], dev)
                 block = _slices(m, dev)
                 if direction == "i2t":
-                    ranks[lang]["i2t"] = _image_to_text(block, n_images, owner, rows, ties, bar)
+                    ranks[lang]["i2t"] = _stream_ranks(
+                        block, n_images, _captions_of_images(owner), rows, ties, bar, empty="miss"
+                    )
                 else:
-                    ranks[lang]["t2i"] = _text_to_image(block, owner, rows, ties, bar)
+                    ranks[lang]["t2i"] = _stream_ranks(
+                        block, m.shape[0], _image_of_texts(owner), rows, ties, bar, empty="error"
+                    )
     return Report(
         ranks=ranks,
         text_to_image={lang: owners[lang].cpu().numpy() for lang in selected},
@@ -523,51 +526,56 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 _LAYOUT = {"i2t": "[N, M] (images x texts)", "t2i": "[M, N] (texts x images)"}
 
 
-def _image_to_text(
-    block: Block, n_images: int, owner: torch.Tensor, rows: int, ties: Ties, bar: Any
-) -> np.ndarray:
-    """Ranks ``[N]`` of each image's best text; NaN for an image without text."""
+def _captions_of_images(owner: torch.Tensor) -> Positives:
+    """Positive pairs of image queries ``a:b``: (offset in the block, text column)."""
     order = torch.argsort(owner, stable=True)
     sorted_owner = owner[order]
-    starts = torch.arange(0, n_images + rows, rows, device=owner.device).clamp(max=n_images)
-    bounds = torch.searchsorted(sorted_owner, starts).tolist()
-    out = torch.empty(n_images, dtype=torch.float64, device=owner.device)
-    for i, a in enumerate(range(0, n_images, rows)):
-        b = min(a + rows, n_images)
-        lo, hi = bounds[i], bounds[i + 1]
-        out[a:b] = ranks_from_pairs(
+
+    def pairs(a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        bounds = torch.tensor([a, b], device=owner.device)
+        lo, hi = torch.searchsorted(sorted_owner, bounds).tolist()
+        return sorted_owner[lo:hi] - a, order[lo:hi]
+
+    return pairs
+
+
+def _image_of_texts(owner: torch.Tensor) -> Positives:
+    """Positive pairs of text queries ``a:b``: (offset in the block, image column)."""
+    return lambda a, b: (torch.arange(b - a, device=owner.device), owner[a:b])
+
+
+def _stream_ranks(
+    block: Block,
+    n_queries: int,
+    positives: Positives,
+    rows: int,
+    ties: Ties,
+    bar: Any,
+    *,
+    empty: Empty,
+) -> np.ndarray:
+    """Rank ``n_queries`` queries one block of scores at a time, as float64 ``[n_queries]``.
+
+    With ``empty="miss"``, a query without a positive (an image with no text in the
+    language) gets NaN: it is no query there.
+    """
+    out = torch.empty(n_queries, dtype=torch.float64)
+    for a in range(0, n_queries, rows):
+        b = min(a + rows, n_queries)
+        query, column = positives(a, b)
+        ranks = ranks_from_pairs(
             block(a, b),
-            sorted_owner[lo:hi] - a,
-            order[lo:hi],
+            query,
+            column,
             ties=ties,
             chunk_size=None,
-            empty="miss",
+            empty=empty,
             missing="text_to_image",
         )
+        out[a:b] = ranks.cpu()
         bar.update()
     out[torch.isinf(out)] = float("nan")
-    return out.cpu().numpy()
-
-
-def _text_to_image(
-    block: Block, owner: torch.Tensor, rows: int, ties: Ties, bar: Any
-) -> np.ndarray:
-    """Ranks ``[M]`` of each text's image."""
-    n_texts = owner.shape[0]
-    out = torch.empty(n_texts, dtype=torch.float64, device=owner.device)
-    for a in range(0, n_texts, rows):
-        b = min(a + rows, n_texts)
-        out[a:b] = ranks_from_pairs(
-            block(a, b),
-            torch.arange(b - a, device=owner.device),
-            owner[a:b],
-            ties=ties,
-            chunk_size=None,
-            empty="error",
-            missing="text_to_image",
-        )
-        bar.update()
-    return out.cpu().numpy()
+    return out.numpy()
 
 
 def _embeddings(x: ArrayLike, name: str) -> torch.Tensor:
