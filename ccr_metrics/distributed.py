@@ -43,17 +43,35 @@ __all__ = [
 
 
 def is_distributed() -> bool:
-    """Whether torch.distributed is available and a default process group is initialised."""
+    """Whether torch.distributed is available and a default process group is initialised.
+
+    Examples
+    --------
+    >>> is_distributed()  # no process group initialised here
+    False
+    """
     return dist.is_available() and dist.is_initialized()
 
 
 def get_rank() -> int:
-    """Return this process's rank in the default group, 0 when not distributed."""
+    """Return this process's rank in the default group, 0 when not distributed.
+
+    Examples
+    --------
+    >>> get_rank()
+    0
+    """
     return dist.get_rank() if is_distributed() else 0
 
 
 def get_world_size() -> int:
-    """Return the number of processes in the default group, 1 when not distributed."""
+    """Return the number of processes in the default group, 1 when not distributed.
+
+    Examples
+    --------
+    >>> get_world_size()
+    1
+    """
     return dist.get_world_size() if is_distributed() else 1
 
 
@@ -70,6 +88,12 @@ def all_gather_shapes(tensor: torch.Tensor) -> list[tuple[int, ...]]:
     -------
     list of tuple of int
         ``world_size`` shapes; ``[tensor.shape]`` when not distributed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> all_gather_shapes(torch.zeros(3, 4))  # one process
+    [(3, 4)]
     """
     if not is_distributed():
         return [tuple(tensor.shape)]
@@ -125,6 +149,13 @@ def all_gather_with_grad(
     ------
     ValueError
         If the processes' shapes differ beyond dim 0 (raised on every process).
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.ones(2, 3)
+    >>> all_gather_with_grad(x) is x  # one process: nothing to gather
+    True
     """
     if not is_distributed():
         return tensor
@@ -154,6 +185,12 @@ def broadcast(tensor: torch.Tensor, src: int) -> torch.Tensor:
     Every process passes a tensor of the same shape and dtype; on processes other than
     ``src`` its values are overwritten. Returns ``tensor`` unchanged when not
     distributed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> broadcast(torch.tensor([1, 2]), src=0)
+    tensor([1, 2])
     """
     if is_distributed():
         dist.broadcast(tensor, src=src)
@@ -164,6 +201,12 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Return the element-wise sum of ``tensor`` over all processes (in place).
 
     Exact for integer tensors, which is what rank counting sends.
+
+    Examples
+    --------
+    >>> import torch
+    >>> all_reduce_sum(torch.tensor([3, 4]))  # one process: the sum is itself
+    tensor([3, 4])
     """
     if is_distributed():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
@@ -175,6 +218,11 @@ def any_process(flag: bool) -> bool:
 
     Lets every process fail together when one of them rejects its input, instead of
     leaving the others waiting in the next collective.
+
+    Examples
+    --------
+    >>> any_process(False), any_process(True)
+    (False, True)
     """
     if not is_distributed():
         return flag
@@ -189,6 +237,11 @@ def gather_objects(obj: Any) -> list[Any]:
 
     Used to check that all processes were called alike. The objects travel between the
     program's own processes; nothing is read from a file.
+
+    Examples
+    --------
+    >>> gather_objects({"languages": ["en", "de"]})
+    [{'languages': ['en', 'de']}]
     """
     if not is_distributed():
         return [obj]

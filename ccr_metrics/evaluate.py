@@ -234,6 +234,19 @@ def evaluate_sharded(
     ``O(queries)`` integers per block on top of the broadcast query embeddings. Only
     the final rank arrays are gathered. Without an initialised process group this is
     :func:`evaluate`.
+
+    Examples
+    --------
+    Without a process group the one process holds the whole test set, and the result is
+    :func:`evaluate`'s:
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.standard_normal((20, 8)).astype(np.float32)
+    >>> texts = {"en": images + rng.standard_normal((20, 8)).astype(np.float32)}
+    >>> sharded = evaluate_sharded(images, texts, device="cpu")
+    >>> sharded.recall() == evaluate(images, texts, device="cpu").recall()
+    True
     """
     error: ValueError | None = None
     try:

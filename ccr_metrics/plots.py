@@ -159,6 +159,22 @@ def plot_comparison(
         or direction.
     ImportError
         If matplotlib is not installed.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from ccr_metrics import Report
+    >>> def report(de_ranks):
+    ...     ranks = {"en": {"i2t": np.array([1.0, 2.0, 1.0]), "t2i": np.array([1.0, 3.0, 1.0])},
+    ...              "de": {"i2t": de_ranks, "t2i": np.array([2.0, 1.0, 1.0])}}
+    ...     owners = {"en": np.arange(3), "de": np.arange(3)}
+    ...     return Report(ranks=ranks, text_to_image=owners, n_images=3, ks=(1, 5))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = plot_comparison(report(np.array([1.0, 4.0, 2.0])),
+    ...                            report(np.array([1.0, 1.0, 2.0])),
+    ...                            pathlib.Path(tmp) / "compare.png", names=("base", "new"))
+    ...     path.stat().st_size > 0
+    True
     """
     if isinstance(names, str) or len(names) != 2:
         raise ValueError(f"names must be two strings, got {names!r}")

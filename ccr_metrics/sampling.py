@@ -143,6 +143,12 @@ def hard_positive_probabilities(
       matrix, divided by its temperature: pass ``sim / temperature`` to reproduce its
       weights exactly when that maximum is a positive pair.
     - ``"uniform"``: ``P(k) = 1 / K_j``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> hard_positive_probabilities(torch.tensor([[0.2, 0.6, 0.2]]))  # worse-aligned likelier
+    tensor([[0.4000, 0.2000, 0.4000]], dtype=torch.float64)
     """
     weights = _positive_weights(sim, variant, text_mask)
     return weights / weights.sum(1, keepdim=True)
@@ -247,6 +253,13 @@ def hard_negative_probabilities(
       existing candidates of the row, positives included, and the positives zeroed
       afterwards, as the released code does.
     - ``"uniform"``: every negative equally likely.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sim = torch.tensor([[0.5, 0.3, 0.2]])
+    >>> hard_negative_probabilities(sim, torch.tensor([[True, False, False]]))
+    tensor([[0.0000, 0.6000, 0.4000]], dtype=torch.float64)
     """
     weights = _negative_weights(sim, positive_mask, variant, temperature, candidate_mask)
     return weights / weights.sum(1, keepdim=True)
