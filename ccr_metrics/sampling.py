@@ -12,12 +12,24 @@ formulas wherever those are defined and similarities are at least
 - similarities below :data:`SIMILARITY_FLOOR` are raised to it before Eq. 8 or 9;
 - an image with a single present text draws that text (Eq. 8 gives it weight 0/0).
 
-The ``"released"`` variants reproduce the weights of the authors' code
-(``get_unialign_matching_loss``), computed without its per-sample Python loop.
+The ``"released"`` variant of :func:`hard_negatives` reproduces the negative weights
+of the authors' code (``get_unialign_matching_loss``), computed without its per-sample
+Python loop. Its hard positive weights depend on the whole ``[B, B * K]`` image-to-text
+similarity matrix, not only on the ``[B, K]`` positives, so they have functions of their
+own: :func:`released_hard_positive_probabilities` and
+:func:`released_hard_positive_languages` (options 0, 1 and 2 of the released code,
+1 being its default).
+
+The ``"max_gap"`` variant of :func:`hard_positive_languages`, ``P(k)`` proportional to
+``M - s_k + RELEASED_EPS`` with ``M`` the largest present entry of the ``[B, K]``
+similarities, was called ``"released"`` before; it equals the released option 2 only
+when the global maximum of the released matrix is a positive pair. The old name is
+still accepted, with a ``DeprecationWarning``, and will be removed in the next release.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -31,6 +43,7 @@ from ._contrastive import (
 from ._validation import check_choice, check_ndim, first_nonfinite, shape_str
 
 __all__ = [
+    "POSITIVE_VARIANTS",
     "RELEASED_EPS",
     "SAMPLING_VARIANTS",
     "SIMILARITY_FLOOR",
@@ -38,12 +51,21 @@ __all__ = [
     "hard_negatives",
     "hard_positive_languages",
     "hard_positive_probabilities",
+    "released_hard_positive_languages",
+    "released_hard_positive_probabilities",
 ]
 
 SamplingVariant = Literal["paper", "released", "uniform"]
+#: ``"released"`` is the deprecated name of ``"max_gap"``.
+PositiveVariant = Literal["paper", "max_gap", "uniform", "released"]
+ReleasedOption = Literal[0, 1, 2]
 
-#: The sampling rules both samplers accept.
+#: The sampling rules :func:`hard_negatives` accepts.
 SAMPLING_VARIANTS: tuple[SamplingVariant, ...] = ("paper", "released", "uniform")
+#: The sampling rules :func:`hard_positive_languages` accepts (besides the deprecated
+#: ``"released"``, an alias of ``"max_gap"`` until the next release).
+POSITIVE_VARIANTS: tuple[PositiveVariant, ...] = ("paper", "max_gap", "uniform")
+_RELEASED_OPTIONS: tuple[ReleasedOption, ...] = (0, 1, 2)
 #: The least similarity the ``"paper"`` rules use: smaller ones (zero, negative) are
 #: raised to it, which keeps Eq. 8 and 9 a valid distribution.
 SIMILARITY_FLOOR = 1e-6
@@ -54,7 +76,7 @@ RELEASED_EPS = 1e-5
 def hard_positive_languages(
     sim: torch.Tensor,
     *,
-    variant: SamplingVariant = "paper",
+    variant: PositiveVariant = "paper",
     text_mask: ArrayLike | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -64,8 +86,10 @@ def hard_positive_languages(
     ----------
     sim : torch.Tensor, shape [B, K]
         ``sim[j, k]`` is the cosine of image ``j`` with its own text in language ``k``.
-    variant : {"paper", "released", "uniform"}, default "paper"
-        The weighting; see :func:`hard_positive_probabilities`.
+    variant : {"paper", "max_gap", "uniform"}, default "paper"
+        The weighting; see :func:`hard_positive_probabilities`. ``"released"`` is a
+        deprecated alias of ``"max_gap"`` (it warns); for the weights of the released
+        code use :func:`released_hard_positive_languages`.
     text_mask : bool array or tensor, shape [B, K], optional
         ``True`` where the text exists. Missing languages are never drawn and their
         ``sim`` entries are ignored (they may be NaN); every image needs at least one
@@ -85,6 +109,12 @@ def hard_positive_languages(
         not a bool ``[B, K]`` array or leaves an image without texts, ``variant`` is
         unknown, or ``generator`` is on another device.
 
+    Warns
+    -----
+    DeprecationWarning
+        If ``variant="released"``: use ``"max_gap"`` for the same weights, or
+        :func:`released_hard_positive_languages` for those of the released code.
+
     Examples
     --------
     >>> import torch
@@ -96,7 +126,7 @@ def hard_positive_languages(
     >>> hard_positive_languages(sim, generator=g).shape
     torch.Size([2])
     """
-    weights = _positive_weights(sim, variant, text_mask)
+    weights = _positive_weights(sim, _positive_variant(variant), text_mask)
     check_generator(generator, weights.device)
     return _draw(weights, generator)
 
@@ -104,7 +134,7 @@ def hard_positive_languages(
 def hard_positive_probabilities(
     sim: torch.Tensor,
     *,
-    variant: SamplingVariant = "paper",
+    variant: PositiveVariant = "paper",
     text_mask: ArrayLike | None = None,
 ) -> torch.Tensor:
     """Return the distribution :func:`hard_positive_languages` draws from, ``[B, K]``.
@@ -124,6 +154,11 @@ def hard_positive_probabilities(
     ValueError
         As :func:`hard_positive_languages`.
 
+    Warns
+    -----
+    DeprecationWarning
+        If ``variant="released"``, as :func:`hard_positive_languages`.
+
     Notes
     -----
     For image ``j`` with present languages ``k`` (``K_j`` of them) and cosines
@@ -137,11 +172,17 @@ def hard_positive_probabilities(
       row's sum positive, and gives all non-positive cosines the same, largest,
       weight. If all cosines are at or below the floor the draw is uniform; if
       ``K_j = 1`` the single text is drawn.
-    - ``"released"``: ``P(k)`` proportional to ``M - s_k + RELEASED_EPS`` where ``M``
-      is the largest present entry of the whole ``sim`` (option 2 of the released
-      code). The released code takes ``M`` over the full image-text similarity
-      matrix, divided by its temperature: pass ``sim / temperature`` to reproduce its
-      weights exactly when that maximum is a positive pair.
+    - ``"max_gap"``: ``P(k)`` proportional to ``M - s_k + RELEASED_EPS`` where ``M``
+      is the largest present entry of the whole ``sim`` (all images, all languages).
+      Every present text keeps a chance, the best aligned of the batch included (its
+      weight is ``RELEASED_EPS``). This is the form of the released code's option 2,
+      but that code takes ``M`` over the full ``[B, B * K]`` image-to-text matrix
+      divided by the temperature, so ``sim / temperature`` gives its weights only when
+      that matrix's maximum is a positive pair; otherwise the probabilities differ,
+      on random batches often by more than 0.1. Its default, option 1, weighs softmax
+      probabilities and cannot be computed from ``[B, K]`` at all. Use
+      :func:`released_hard_positive_probabilities` for both. Until the next release
+      ``"released"`` is accepted as a deprecated alias of ``"max_gap"``.
     - ``"uniform"``: ``P(k) = 1 / K_j``.
 
     Examples
@@ -150,8 +191,141 @@ def hard_positive_probabilities(
     >>> hard_positive_probabilities(torch.tensor([[0.2, 0.6, 0.2]]))  # worse-aligned likelier
     tensor([[0.4000, 0.2000, 0.4000]], dtype=torch.float64)
     """
-    weights = _positive_weights(sim, variant, text_mask)
+    weights = _positive_weights(sim, _positive_variant(variant), text_mask)
     return weights / weights.sum(1, keepdim=True)
+
+
+def released_hard_positive_probabilities(
+    sim_i2t: torch.Tensor,
+    temperature: float,
+    *,
+    option: ReleasedOption = 1,
+) -> torch.Tensor:
+    """Return the hard positive distribution of the released code, ``[B, K]``.
+
+    The weights ``get_unialign_matching_loss`` of the authors' code hands to
+    ``torch.multinomial`` for each image, normalised, for all images at once.
+
+    Parameters
+    ----------
+    sim_i2t : torch.Tensor, shape [B, B * K]
+        Cosine similarity of each image with every text of the batch, not divided by
+        the temperature, texts image-major: the ``K`` texts of image ``b`` are columns
+        ``b * K .. b * K + K - 1``. ``K`` is ``sim_i2t.shape[1] // B``.
+    temperature : float
+        The temperature the released code divides the cosines by (its learnable
+        ``temp``, as a float).
+    option : {0, 1, 2}, default 1
+        The released ``neg_sample_type``: 0 uniform, 1 (its default) softmax
+        weights, 2 scaled similarities; see Notes.
+
+    Returns
+    -------
+    torch.Tensor, shape [B, K], float64
+        Row ``b`` is the distribution of the language slot drawn for image ``b``;
+        the text drawn is column ``b * K + k`` of ``sim_i2t``. On the device of
+        ``sim_i2t``.
+
+    Raises
+    ------
+    ValueError
+        If ``sim_i2t`` is not a floating-point 2-D tensor with at least one row, its
+        number of columns is not a positive multiple of its number of rows, it holds
+        a NaN or infinity (the message names the first position), ``temperature`` is
+        not a finite positive number or makes ``sim_i2t / temperature`` overflow, or
+        ``option`` is not 0, 1 or 2.
+
+    Notes
+    -----
+    With ``L = sim_i2t / temperature`` and ``W = softmax(L, dim=1) + RELEASED_EPS``
+    (each row a softmax over all ``B * K`` texts), the weight of language ``k`` of
+    image ``b`` is
+
+    - option 0: 1 (the released code's ``random.choice``);
+    - option 1: ``max(W) + RELEASED_EPS - W[b, b * K + k]``;
+    - option 2: ``max(L) + RELEASED_EPS - L[b, b * K + k]``;
+
+    where both maxima run over the whole matrix, all images and all texts, not over
+    the positives only. Each row is divided by its sum. Both maxima are at least
+    every entry, so options 1 and 2 give every weight at least ``RELEASED_EPS``: a
+    row cannot sum to 0, and every text keeps a chance, even the batch's best
+    aligned one. The draw favours the texts whose softmax probability (option 1) or
+    similarity (option 2) is lowest, i.e. the worse-aligned languages.
+
+    :func:`hard_positive_probabilities` with ``variant="max_gap"`` on the ``[B, K]``
+    positives of ``L`` equals option 2 only when the maximum of ``L`` is a positive
+    pair, and nothing on ``[B, K]`` gives option 1.
+
+    The computation is vectorised and in float64, whatever the input dtype; the
+    released code works in the dtype of its features, so its weights agree with
+    these up to that dtype's rounding.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sim_i2t = torch.tensor([[0.8, 0.5, 0.9, 0.1],    # B = 2, K = 2; image 0 is
+    ...                         [0.2, 0.3, 0.7, 0.6]])   # closest to a text of image 1
+    >>> released_hard_positive_probabilities(sim_i2t, 0.1, option=2)
+    tensor([[0.2000, 0.8000],
+            [0.4000, 0.6000]], dtype=torch.float64)
+    >>> released_hard_positive_probabilities(sim_i2t, 0.1)  # option 1, the default
+    tensor([[0.3917, 0.6083],
+            [0.0072, 0.9928]], dtype=torch.float64)
+    """
+    logits, n_languages = _released_logits(sim_i2t, temperature, option)
+    weights = _released_positive_weights(logits, n_languages, option)
+    return weights / weights.sum(1, keepdim=True)
+
+
+def released_hard_positive_languages(
+    sim_i2t: torch.Tensor,
+    temperature: float,
+    *,
+    option: ReleasedOption = 1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw one language per image as the released code does, ``[B]``.
+
+    Parameters
+    ----------
+    sim_i2t, temperature, option
+        As for :func:`released_hard_positive_probabilities`.
+    generator : torch.Generator, optional
+        Source of randomness, on the device of ``sim_i2t``.
+
+    Returns
+    -------
+    torch.Tensor, shape [B], int64
+        The language slot ``k`` drawn for each image (its text is column
+        ``b * K + k`` of ``sim_i2t``), on the device of ``sim_i2t``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`released_hard_positive_probabilities`; also if ``generator`` is
+        not a ``torch.Generator`` or is on another device.
+
+    Notes
+    -----
+    The draws follow :func:`released_hard_positive_probabilities`, made with a
+    single ``torch.multinomial`` call for the batch; the released code makes one
+    call per image from the global random state, so the distribution is the same
+    but the individual draws are not.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sim_i2t = torch.tensor([[0.8, 0.5, 0.9, 0.1], [0.2, 0.3, 0.7, 0.6]])
+    >>> g = torch.Generator().manual_seed(0)
+    >>> language = released_hard_positive_languages(sim_i2t, 0.1, generator=g)
+    >>> language.shape, language.dtype
+    (torch.Size([2]), torch.int64)
+    >>> bool(((language >= 0) & (language < 2)).all())
+    True
+    """
+    logits, n_languages = _released_logits(sim_i2t, temperature, option)
+    check_generator(generator, logits.device)
+    return _draw(_released_positive_weights(logits, n_languages, option), generator)
 
 
 def hard_negatives(
@@ -170,7 +344,10 @@ def hard_negatives(
     sim : torch.Tensor, shape [Q, G]
         Similarity of each query to each gallery candidate. For a hard negative image
         of instance ``j`` (paper, Eq. 9) pass ``sim[j, j'] = sum_k t_jk . i_j'``; for a
-        hard negative text of image ``j``, its cosines with the ``B * K`` texts.
+        hard negative text of image ``j``, its cosines with the ``B * K`` texts. The
+        released code instead scores negative images with the cosines of the text
+        drawn as ``j``'s hard positive: see Notes of
+        :func:`hard_negative_probabilities`.
     positive_mask : bool array or tensor, shape [Q, G]
         ``True`` where the candidate is a positive of the query; positives are never
         drawn.
@@ -254,6 +431,21 @@ def hard_negative_probabilities(
       afterwards, as the released code does.
     - ``"uniform"``: every negative equally likely.
 
+    To reproduce the released negatives from the cosines ``sim_i2t`` ``[B, B * K]``
+    (texts image-major) and the hard positive slots ``language`` ``[B]`` (for
+    example from :func:`released_hard_positive_languages`), with ``own`` the
+    ``[B, B * K]`` mask of each image's ``K`` texts and ``eye`` the ``[B, B]``
+    identity, use ``variant="released"`` on
+
+    - negative texts: ``sim_i2t`` with ``positive_mask=own``;
+    - negative images: ``sim_i2t.T[arange(B) * K + language]``, row ``j`` holding
+      the cosines of ``j``'s hard positive text with the ``B`` images, with
+      ``positive_mask=eye``.
+
+    The released code draws these with one ``torch.multinomial`` call per image from
+    the same weights (``softmax + 1e-5``, own texts or own image zeroed), on the path
+    without image ids (``idx=None``) that its pre-training takes.
+
     Examples
     --------
     >>> import torch
@@ -265,11 +457,32 @@ def hard_negative_probabilities(
     return weights / weights.sum(1, keepdim=True)
 
 
+def _positive_variant(variant: PositiveVariant) -> PositiveVariant:
+    """``variant`` checked, with the deprecated ``"released"`` mapped to ``"max_gap"``.
+
+    Called directly by the public positive samplers, so the warning points at their
+    caller.
+    """
+    if isinstance(variant, str) and variant == "released":
+        warnings.warn(
+            'variant="released" of hard_positive_languages and hard_positive_probabilities '
+            'is deprecated and will be removed in the next release: it is "max_gap" '
+            "(the maximum taken over the given [B, K] similarities), which is not the "
+            'released code\'s weighting. Pass variant="max_gap" for the same values, or '
+            "use ccr_metrics.sampling.released_hard_positive_probabilities (and "
+            "released_hard_positive_languages) with the full [B, B * K] similarities "
+            "for the released code's weights.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return "max_gap"
+    return check_choice("variant", variant, POSITIVE_VARIANTS)
+
+
 def _positive_weights(
-    sim: torch.Tensor, variant: SamplingVariant, text_mask: ArrayLike | None
+    sim: torch.Tensor, variant: PositiveVariant, text_mask: ArrayLike | None
 ) -> torch.Tensor:
     """Unnormalised float64 weights ``[B, K]``, 0 on missing texts, positive row sums."""
-    check_choice("variant", variant, SAMPLING_VARIANTS)
     s = _check_sim(sim, "[B, K] (images x languages)")
     n_images, n_languages = s.shape
     present = (
@@ -282,7 +495,7 @@ def _positive_weights(
     if variant == "uniform":
         return uniform
     s = s.double()
-    if variant == "released":
+    if variant == "max_gap":
         top = s.masked_fill(~present, -torch.inf).max()
         return torch.where(present, top - s + RELEASED_EPS, 0.0)
     floored = torch.where(present, s.clamp_min(SIMILARITY_FLOOR), 0.0)
@@ -290,6 +503,51 @@ def _positive_weights(
     weights = torch.where(present, floored.sum(1, keepdim=True) - floored, 0.0)
     single = present.sum(1, keepdim=True) == 1
     return torch.where(single, uniform, weights)
+
+
+def _released_logits(
+    sim_i2t: torch.Tensor, temperature: float, option: ReleasedOption
+) -> tuple[torch.Tensor, int]:
+    """Check the arguments; return ``sim_i2t / temperature`` in float64 and ``K``."""
+    if isinstance(option, bool) or not isinstance(option, int) or option not in _RELEASED_OPTIONS:
+        raise ValueError(
+            "option must be one of 0 (uniform), 1 (softmax weights, the released default) "
+            f"or 2 (scaled similarities); got {option!r}"
+        )
+    scale = check_temperature(temperature)
+    layout = "[B, B * K] (images x texts, image-major)"
+    s = _check_sim(sim_i2t, layout, name="sim_i2t")
+    n_images, n_texts = s.shape
+    if n_texts % n_images != 0:
+        raise ValueError(
+            f"sim_i2t must be {layout}: its {n_texts} columns must be K texts for each of "
+            f"its {n_images} rows, but {n_texts} is not a multiple of {n_images} "
+            f"(shape {shape_str(s)})"
+        )
+    _check_finite(s, name="sim_i2t")
+    logits = s.double() / scale
+    found = first_nonfinite(logits)
+    if found is not None:
+        raise ValueError(
+            f"sim_i2t {shape_str(s)} / temperature {temperature!r} overflows float64 at "
+            f"{list(found[0])}; use a larger temperature"
+        )
+    return logits, n_texts // n_images
+
+
+def _released_positive_weights(
+    logits: torch.Tensor, n_languages: int, option: ReleasedOption
+) -> torch.Tensor:
+    """Unnormalised float64 weights ``[B, K]`` of the released hard positive draw."""
+    n_images = logits.shape[0]
+    if option == 0:
+        return torch.ones(n_images, n_languages, dtype=logits.dtype, device=logits.device)
+    values = logits.softmax(1) + RELEASED_EPS if option == 1 else logits
+    top = values.max() + RELEASED_EPS
+    rows = torch.arange(n_images, device=logits.device)
+    # Image-major texts: [B, B * K] -> [B, B, K]; entry [b, b] holds image b's own K.
+    own = values.view(n_images, n_images, n_languages)[rows, rows]
+    return top - own
 
 
 def _negative_weights(
@@ -334,24 +592,26 @@ def _draw(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Ten
     return torch.multinomial(weights, 1, generator=generator).squeeze(1)
 
 
-def _check_sim(sim: object, layout: str) -> torch.Tensor:
+def _check_sim(sim: object, layout: str, *, name: str = "sim") -> torch.Tensor:
     if not isinstance(sim, torch.Tensor):
-        raise ValueError(f"sim must be a torch.Tensor {layout}, got {type(sim).__name__}")
+        raise ValueError(f"{name} must be a torch.Tensor {layout}, got {type(sim).__name__}")
     if not sim.is_floating_point():
-        raise ValueError(f"sim must be floating point, got dtype {sim.dtype} {shape_str(sim)}")
-    check_ndim(sim, "sim", 2, layout)
+        raise ValueError(f"{name} must be floating point, got dtype {sim.dtype} {shape_str(sim)}")
+    check_ndim(sim, name, 2, layout)
     if sim.shape[0] == 0 or sim.shape[1] == 0:
-        raise ValueError(f"sim must have at least one row and one column, got {shape_str(sim)}")
+        raise ValueError(f"{name} must have at least one row and one column, got {shape_str(sim)}")
     return sim
 
 
-def _check_finite(sim: torch.Tensor, used: torch.Tensor) -> None:
-    """Raise on a NaN or infinity in ``sim`` where ``used`` is True; the rest is ignored."""
-    found = first_nonfinite(sim.masked_fill(~used, 0))
+def _check_finite(
+    sim: torch.Tensor, used: torch.Tensor | None = None, *, name: str = "sim"
+) -> None:
+    """Raise on a NaN or infinity in ``sim`` where ``used`` is True (all of it if None)."""
+    found = first_nonfinite(sim if used is None else sim.masked_fill(~used, 0))
     if found is not None:
         index, value = found
         raise ValueError(
-            f"sim {shape_str(sim)} contains {value} at {list(index)}; it must be finite"
+            f"{name} {shape_str(sim)} contains {value} at {list(index)}; it must be finite"
         )
 
 

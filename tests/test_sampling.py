@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from ccr_metrics.sampling import (
     hard_negatives,
     hard_positive_languages,
     hard_positive_probabilities,
+    released_hard_positive_languages,
+    released_hard_positive_probabilities,
 )
 
 DRAWS = 20_000
@@ -61,18 +64,18 @@ def test_paper_positive_with_mask_uses_present_texts_only() -> None:
     assert_fits(counts(draws, 4), expected)
 
 
-def test_released_positive_uses_batch_maximum() -> None:
+def test_max_gap_positive_uses_batch_maximum() -> None:
     row = [0.2, 0.5, 0.3]
     top = 0.9  # held by another image of the batch
     sim = torch.tensor([row] * DRAWS + [[top, 0.1, 0.0]])
     draws = hard_positive_languages(
-        sim, variant="released", generator=torch.Generator().manual_seed(2)
+        sim, variant="max_gap", generator=torch.Generator().manual_seed(2)
     )[:DRAWS]
     assert_fits(counts(draws, 3), [top - v + RELEASED_EPS for v in row])
 
 
-def test_released_positive_keeps_the_best_text_possible() -> None:
-    probabilities = hard_positive_probabilities(torch.tensor([[0.9, 0.1]]), variant="released")
+def test_max_gap_positive_keeps_the_best_text_possible() -> None:
+    probabilities = hard_positive_probabilities(torch.tensor([[0.9, 0.1]]), variant="max_gap")
     assert 0 < probabilities[0, 0].item() < 1e-4
 
 
@@ -85,7 +88,7 @@ def test_uniform_positive() -> None:
     assert_fits(counts(draws, 5), [1, 1, 0, 1, 0])
 
 
-@pytest.mark.parametrize("variant", ["paper", "released", "uniform"])
+@pytest.mark.parametrize("variant", ["paper", "max_gap", "uniform"])
 def test_positive_never_draws_a_missing_language(variant: str) -> None:
     g = torch.Generator().manual_seed(4)
     sim = torch.rand(500, 6, generator=g) * 2 - 1  # cosines of both signs
@@ -164,6 +167,246 @@ def test_positive_invalid_arguments(
         hard_positive_languages(sim, **kwargs)
 
 
+# --- released hard positives -----------------------------------------------------------
+
+
+def released_code_positive_probabilities(
+    sim_i2t: torch.Tensor, temperature: float, option: int
+) -> torch.Tensor:
+    """get_unialign_matching_loss's hard positive weights, step by step, per image.
+
+    Plain Python floats (float64), following the released code line by line: scale by
+    the temperature, softmax each row + 1e-5, the maxima over the whole matrix + 1e-5,
+    then for image b the slice of its own K texts.
+    """
+    sim = [[v / temperature for v in row] for row in sim_i2t.double().tolist()]
+    bs = len(sim)
+    tsz = len(sim[0]) // bs
+    weights_i2t = []
+    for row in sim:
+        top = max(row)
+        e = [math.exp(v - top) for v in row]
+        z = sum(e)
+        weights_i2t.append([x / z + 1e-5 for x in e])
+    max_weight = max(max(row) for row in weights_i2t) + 1e-5
+    max_sim = max(max(row) for row in sim) + 1e-5
+    probabilities = []
+    for b in range(bs):
+        if option == 0:
+            w_slice = [1.0] * tsz  # random.choice(random_slice)
+        elif option == 1:
+            w_slice = [max_weight - w for w in weights_i2t[b][b * tsz : b * tsz + tsz]]
+        else:
+            w_slice = [max_sim - s for s in sim[b][b * tsz : b * tsz + tsz]]
+        total = sum(w_slice)
+        probabilities.append([w / total for w in w_slice])
+    return torch.tensor(probabilities, dtype=torch.float64)
+
+
+def random_sim_i2t(
+    n_images: int, n_languages: int, *, top_is_positive: bool, dtype: torch.dtype, seed: int
+) -> torch.Tensor:
+    """Cosines in [-0.3, 0.7] with a single maximum 0.9, at a positive pair or not."""
+    g = torch.Generator().manual_seed(seed)
+    sim = torch.rand(n_images, n_images * n_languages, generator=g, dtype=torch.float64)
+    sim = sim - 0.3
+    b = 1
+    owner = b if top_is_positive else (b + 1) % n_images
+    sim[b, owner * n_languages + n_languages - 1] = 0.9
+    return sim.to(dtype)
+
+
+def own_entries(sim_i2t: torch.Tensor) -> torch.Tensor:
+    n_images = sim_i2t.shape[0]
+    rows = torch.arange(n_images)
+    return sim_i2t.view(n_images, n_images, -1)[rows, rows]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("top_is_positive", [True, False])
+@pytest.mark.parametrize("option", [0, 1, 2])
+def test_released_positive_matches_the_released_loop(
+    option: int, top_is_positive: bool, dtype: torch.dtype
+) -> None:
+    temperature = 0.07
+    for seed in range(3):
+        sim_i2t = random_sim_i2t(6, 4, top_is_positive=top_is_positive, dtype=dtype, seed=seed)
+        n_languages = 4
+        top = int(sim_i2t.argmax()) % sim_i2t.shape[1] // n_languages
+        assert (top == int(sim_i2t.argmax()) // sim_i2t.shape[1]) == top_is_positive
+        got = released_hard_positive_probabilities(sim_i2t, temperature, option=option)
+        expected = released_code_positive_probabilities(sim_i2t, temperature, option)
+        assert got.dtype == torch.float64 and got.shape == (6, 4)
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("top_is_positive", [True, False])
+def test_max_gap_is_option_2_only_when_the_maximum_is_a_positive(top_is_positive: bool) -> None:
+    temperature = 0.07
+    sim_i2t = random_sim_i2t(6, 4, top_is_positive=top_is_positive, dtype=torch.float64, seed=5)
+    released = released_hard_positive_probabilities(sim_i2t, temperature, option=2)
+    max_gap = hard_positive_probabilities(own_entries(sim_i2t) / temperature, variant="max_gap")
+    if top_is_positive:
+        torch.testing.assert_close(max_gap, released, rtol=1e-9, atol=1e-12)
+    else:
+        assert (max_gap - released).abs().max().item() > 0.01
+    # Option 1, the released default, is another distribution altogether.
+    default = released_hard_positive_probabilities(sim_i2t, temperature)
+    assert (default - released).abs().max().item() > 0.01
+
+
+def test_released_positive_keeps_every_text_possible() -> None:
+    sim_i2t = random_sim_i2t(5, 3, top_is_positive=True, dtype=torch.float64, seed=0)
+    for option in (1, 2):
+        p = released_hard_positive_probabilities(sim_i2t, 0.01, option=option)
+        assert bool((p > 0).all())
+        torch.testing.assert_close(p.sum(1), torch.ones(5, dtype=torch.float64))
+    # The text holding the global maximum keeps only its 1e-5 share.
+    p = released_hard_positive_probabilities(sim_i2t, 0.07, option=2)
+    assert 0 < p[1, 2].item() < 1e-4
+
+
+def test_released_positive_with_one_language_and_one_image() -> None:
+    sim_i2t = torch.tensor([[0.3, -0.2, 0.5], [0.1, 0.4, 0.2], [0.0, 0.6, 0.9]])
+    for option in (0, 1, 2):
+        p = released_hard_positive_probabilities(sim_i2t, 0.07, option=option)
+        assert p.tolist() == [[1.0], [1.0], [1.0]]
+        draws = released_hard_positive_languages(sim_i2t, 0.07, option=option)
+        assert draws.tolist() == [0, 0, 0]
+    p = released_hard_positive_probabilities(torch.tensor([[0.2, 0.9]]), 0.5, option=2)
+    torch.testing.assert_close(
+        p,
+        torch.tensor(
+            [[(0.7 / 0.5 + 1e-5) / (0.7 / 0.5 + 2e-5), 1e-5 / (0.7 / 0.5 + 2e-5)]]
+        ).double(),
+    )
+
+
+@pytest.mark.parametrize("option", [0, 1, 2])
+def test_released_positive_draws_follow_the_probabilities(option: int) -> None:
+    sim_i2t = random_sim_i2t(3, 4, top_is_positive=False, dtype=torch.float32, seed=2)
+    temperature = 0.1
+    p = released_hard_positive_probabilities(sim_i2t, temperature, option=option)
+    n_draws = 3000
+    assert bool((p * n_draws >= 5).all())  # every category expected often enough
+    g = torch.Generator().manual_seed(20 + option)
+    draws = torch.stack(
+        [
+            released_hard_positive_languages(sim_i2t, temperature, option=option, generator=g)
+            for _ in range(n_draws)
+        ]
+    )
+    for image in range(3):
+        assert_fits(counts(draws[:, image], 4), p[image].tolist())
+
+
+@pytest.mark.parametrize("option", [0, 1, 2])
+def test_released_positive_same_seed_same_draws(option: int) -> None:
+    sim_i2t = random_sim_i2t(64, 4, top_is_positive=False, dtype=torch.float32, seed=3)
+
+    def draw(seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        return released_hard_positive_languages(sim_i2t, 0.07, option=option, generator=g)
+
+    a, b, c = draw(5), draw(5), draw(6)
+    assert a.dtype == torch.int64 and a.shape == (64,)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    # One multinomial call over the probabilities, consuming the generator as that does.
+    p = released_hard_positive_probabilities(sim_i2t, 0.07, option=option)
+    expected = torch.multinomial(p, 1, generator=torch.Generator().manual_seed(5)).squeeze(1)
+    assert torch.equal(a, expected)
+
+
+def test_released_positive_makes_one_multinomial_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = torch.multinomial
+
+    def counting(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "multinomial", counting)
+    released_hard_positive_languages(torch.rand(32, 128), 0.07)
+    assert len(calls) == 1
+
+
+def test_released_positive_variant_is_a_deprecated_alias_of_max_gap() -> None:
+    g = torch.Generator().manual_seed(12)
+    sim = torch.rand(50, 4, generator=g, dtype=torch.float64) * 2 - 1
+    mask = torch.rand(50, 4, generator=g) < 0.7
+    mask[~mask.any(1), 0] = True
+    expected = hard_positive_probabilities(sim, variant="max_gap", text_mask=mask)
+    with pytest.warns(DeprecationWarning, match="released_hard_positive_probabilities") as record:
+        got = hard_positive_probabilities(sim, variant="released", text_mask=mask)  # type: ignore[arg-type]
+    assert torch.equal(got, expected)
+    assert len(record) == 1
+    assert record[0].filename == __file__  # the warning points at the caller
+    with pytest.warns(DeprecationWarning, match='"max_gap"'):
+        drawn = hard_positive_languages(
+            sim, variant="released", text_mask=mask, generator=torch.Generator().manual_seed(4)
+        )
+    again = hard_positive_languages(
+        sim, variant="max_gap", text_mask=mask, generator=torch.Generator().manual_seed(4)
+    )
+    assert torch.equal(drawn, again)
+
+
+def test_unknown_positive_variant_lists_the_current_names() -> None:
+    with pytest.raises(ValueError, match="variant must be one of 'paper', 'max_gap', 'uniform'"):
+        hard_positive_probabilities(torch.zeros(2, 2), variant="softmax")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("sim_i2t", "kwargs", "match"),
+    [
+        (torch.zeros(4), {}, r"sim_i2t must be 2-D \[B, B \* K\] .* shape \[4\]"),
+        (torch.zeros(2, 4, 1), {}, r"sim_i2t must be 2-D .* got 3-D"),
+        (np.zeros((2, 4)), {}, "sim_i2t must be a torch.Tensor"),
+        (torch.zeros(2, 4, dtype=torch.long), {}, "sim_i2t must be floating point"),
+        (torch.zeros(0, 4), {}, "sim_i2t must have at least one row"),
+        (torch.zeros(2, 0), {}, "sim_i2t must have at least one row and one column"),
+        (torch.zeros(3, 7), {}, r"sim_i2t .*7 is not a multiple of 3 \(shape \[3, 7\]\)"),
+        (torch.zeros(3, 2), {}, r"2 is not a multiple of 3 \(shape \[3, 2\]\)"),
+        (
+            torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, math.nan, 0.4]]),
+            {},
+            r"sim_i2t \[2, 4\] contains nan at \[1, 2\]",
+        ),
+        (torch.tensor([[0.1, 0.2, 0.3, -math.inf]]), {}, r"contains -inf at \[0, 3\]"),
+        (torch.zeros(2, 4), {"temperature": 0.0}, "temperature must be a finite positive"),
+        (torch.zeros(2, 4), {"temperature": -0.07}, "temperature must be a finite positive"),
+        (torch.zeros(2, 4), {"temperature": math.nan}, "temperature must be a finite positive"),
+        (torch.zeros(2, 4), {"temperature": True}, "temperature must be a finite positive"),
+        (torch.zeros(2, 4), {"temperature": "0.07"}, "temperature must be a finite positive"),
+        (torch.ones(2, 4), {"temperature": 1e-310}, r"temperature .* overflows float64"),
+        (torch.zeros(2, 4), {"option": 3}, "option must be one of 0"),
+        (torch.zeros(2, 4), {"option": -1}, "option must be one of 0"),
+        (torch.zeros(2, 4), {"option": "1"}, "option must be one of 0"),
+        (torch.zeros(2, 4), {"option": True}, "option must be one of 0"),
+        (torch.zeros(2, 4), {"option": 1.0}, r"option must be one of .*; got 1\.0"),
+    ],
+)
+@pytest.mark.parametrize(
+    "function", [released_hard_positive_probabilities, released_hard_positive_languages]
+)
+def test_released_positive_invalid_arguments(
+    function: Callable[..., torch.Tensor],
+    sim_i2t: torch.Tensor,
+    kwargs: dict[str, object],
+    match: str,
+) -> None:
+    arguments: dict[str, object] = {"temperature": 0.07, **kwargs}
+    temperature = arguments.pop("temperature")
+    with pytest.raises(ValueError, match=match):
+        function(sim_i2t, temperature, **arguments)
+
+
+def test_released_positive_sampler_checks_the_generator() -> None:
+    with pytest.raises(ValueError, match=r"generator must be a torch\.Generator"):
+        released_hard_positive_languages(torch.zeros(2, 4), 0.07, generator="seed")  # type: ignore[arg-type]
+
+
 # --- hard negatives --------------------------------------------------------------------
 
 
@@ -197,6 +440,69 @@ def test_released_negative_is_softmax_plus_eps_with_positives_zeroed() -> None:
     assert_fits(counts(draws, 5), soft.tolist())
     p = hard_negative_probabilities(row[None], positive[None], variant="released")
     torch.testing.assert_close(p[0], soft / soft.sum())
+
+
+def released_code_negative_probabilities(
+    sim_i2t: torch.Tensor, temperature: float, language: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows get_unialign_matching_loss draws its negatives from, step by step.
+
+    Returns (negative image rows [B, B], negative text rows [B, B * K]), normalised:
+    weights are softmax + 1e-5 per row of sim_i2t and of sim_t2i (its transpose, each
+    text against the B images), every image's own K texts are zeroed in both, and the
+    negative image of image b comes from the row of the text drawn as its hard positive.
+    """
+    sim = [[v / temperature for v in row] for row in sim_i2t.double().tolist()]
+    bs = len(sim)
+    tsz = len(sim[0]) // bs
+    sim_t2i = [[sim[i][t] for i in range(bs)] for t in range(bs * tsz)]
+
+    def softmax_plus_eps(row: list[float]) -> list[float]:
+        top = max(row)
+        e = [math.exp(v - top) for v in row]
+        z = sum(e)
+        return [x / z + 1e-5 for x in e]
+
+    weights_i2t = [softmax_plus_eps(row) for row in sim]
+    weights_t2i = [softmax_plus_eps(row) for row in sim_t2i]
+    for i in range(bs):
+        for t in range(tsz * i, tsz * i + tsz):
+            weights_i2t[i][t] = 0.0
+            weights_t2i[t][i] = 0.0
+    text_pos_idx_ls = [b * tsz + language[b] for b in range(bs)]
+    image_rows = [weights_t2i[text_pos_idx_ls[b]] for b in range(bs)]
+    text_rows = [weights_i2t[b] for b in range(bs)]
+
+    def normalised(rows: list[list[float]]) -> torch.Tensor:
+        return torch.tensor([[w / sum(row) for w in row] for row in rows], dtype=torch.float64)
+
+    return normalised(image_rows), normalised(text_rows)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("top_is_positive", [True, False])
+def test_released_negatives_match_the_released_loop(
+    top_is_positive: bool, dtype: torch.dtype
+) -> None:
+    n_images, n_languages, temperature = 6, 3, 0.07
+    sim_i2t = random_sim_i2t(
+        n_images, n_languages, top_is_positive=top_is_positive, dtype=dtype, seed=9
+    )
+    language = released_hard_positive_languages(
+        sim_i2t, temperature, generator=torch.Generator().manual_seed(0)
+    )
+    expected_images, expected_texts = released_code_negative_probabilities(
+        sim_i2t, temperature, language.tolist()
+    )
+    rows = torch.arange(n_images)
+    own = torch.eye(n_images, dtype=torch.bool).repeat_interleave(n_languages, dim=1)
+    texts = hard_negative_probabilities(sim_i2t, own, variant="released", temperature=temperature)
+    torch.testing.assert_close(texts, expected_texts, rtol=1e-9, atol=1e-12)
+    chosen = sim_i2t.T[rows * n_languages + language]  # [B, B]: hard positive text x images
+    images = hard_negative_probabilities(
+        chosen, torch.eye(n_images, dtype=torch.bool), variant="released", temperature=temperature
+    )
+    torch.testing.assert_close(images, expected_images, rtol=1e-9, atol=1e-12)
 
 
 def test_released_negative_temperature() -> None:
