@@ -23,12 +23,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import torch
 
 from . import __version__
 from .consistency import consistency_breakdown
 from .evaluate import evaluate, evaluate_scores, resolve_device
-from .io import load_embeddings, load_rank_matrix, load_scores
+from .io import (
+    RELEASED_DIRECTIONS,
+    load_embeddings,
+    load_rank_matrix,
+    load_released_ranks,
+    load_scores,
+)
 from .mrv import CAPTION_REDUCTIONS, REDUCTIONS, mean_rank_variance
 from .ranking import DEFAULT_TIES, TIES
 from .report import Report
@@ -38,6 +45,7 @@ __all__ = ["main"]
 
 PROG = "ccr-metrics"
 MRV_FORMAT = "ccr-metrics-mrv/1"
+MRV_RELEASED_FORMAT = "ccr-metrics-mrv-released/1"
 _REDUCTION_NOTES = {"variance": "paper Eq. 7", "std": "the released code's number"}
 
 
@@ -228,15 +236,35 @@ def _build_parser() -> argparse.ArgumentParser:
         help="Mean Rank Variance of saved rank arrays",
         description="Mean Rank Variance of per-language rank arrays saved by other code "
         "(0-based or 1-based: MRV does not depend on the offset). Every file ranks the "
-        "same N instances in the same order.",
+        "same N instances in the same order. Give the files one by one with --ranks, or "
+        "the folder the authors' released code writes with --released-dir and --model.",
     )
-    mrv.add_argument(
+    source = mrv.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--ranks",
         nargs="+",
         action=_RankFiles,
-        required=True,
         metavar="LANG=PATH",
         help="a rank file per language: .npy (1-D), or .txt / .csv with one rank per line",
+    )
+    source.add_argument(
+        "--released-dir",
+        type=Path,
+        metavar="DIR",
+        help="the released code's ranks/ folder, read in both directions: "
+        "<lang>_<model>_tr.npy (i2t) and <lang>_<model>_ir.npy (t2i); needs --model",
+    )
+    mrv.add_argument(
+        "--model",
+        metavar="NAME",
+        help="with --released-dir: the model name in the file names (may contain '_')",
+    )
+    mrv.add_argument(
+        "--languages",
+        nargs="+",
+        metavar="LANG",
+        help="with --released-dir: the languages to take MRV over, in this order "
+        "(default: all found; en, de, ja, zh first, then the others alphabetically)",
     )
     mrv.add_argument(
         "--reduction",
@@ -488,6 +516,15 @@ def _run_compare(args: argparse.Namespace) -> None:
 
 
 def _run_mrv(args: argparse.Namespace) -> None:
+    if args.released_dir is not None:
+        _run_mrv_released(args)
+        return
+    for flag, value in (("--model", args.model), ("--languages", args.languages)):
+        if value is not None:
+            raise _UsageError(
+                f"{flag} goes with --released-dir; with --ranks, name the languages in "
+                "LANG=PATH (see 'ccr-metrics mrv --help')"
+            )
     files: dict[str, Path] = args.ranks
     if len(files) < 2:
         raise _UsageError(
@@ -495,13 +532,10 @@ def _run_mrv(args: argparse.Namespace) -> None:
             "(see 'ccr-metrics mrv --help')"
         )
     ranks = load_rank_matrix(files)
-    values = {r: mean_rank_variance(ranks, reduction=r) for r in REDUCTIONS}
+    values: dict[str, float] = {r: mean_rank_variance(ranks, reduction=r) for r in REDUCTIONS}
     n, k = ranks.shape
     print(f"Mean Rank Variance over {k} languages ({', '.join(files)}), {n} instances:")
-    for reduction, value in values.items():
-        asked = "   <- --reduction" if reduction == args.reduction else ""
-        note = f"({_REDUCTION_NOTES[reduction]})"
-        print(f"  {reduction:<9} {value:12.4f}  {note:<29}{asked}".rstrip())
+    _print_mrv_values(values, args.reduction)
     if args.json is not None:
         payload = {
             "format": MRV_FORMAT,
@@ -512,3 +546,87 @@ def _run_mrv(args: argparse.Namespace) -> None:
             "files": {lang: str(path) for lang, path in files.items()},
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _print_mrv_values(values: dict[str, float], asked: str) -> None:
+    for reduction, value in values.items():
+        mark = "   <- --reduction" if reduction == asked else ""
+        note = f"({_REDUCTION_NOTES[reduction]})"
+        print(f"  {reduction:<9} {value:12.4f}  {note:<29}{mark}".rstrip())
+
+
+def _run_mrv_released(args: argparse.Namespace) -> None:
+    """``mrv --released-dir DIR --model NAME``: both directions of the released layout."""
+    folder: Path = args.released_dir
+    model: str | None = args.model
+    see = "(see 'ccr-metrics mrv --help')"
+    if not model:
+        raise _UsageError(f"--released-dir needs --model NAME, the model in its file names {see}")
+    if args.languages is not None:
+        repeated = sorted({lang for lang in args.languages if args.languages.count(lang) > 1})
+        if repeated:
+            raise _UsageError(f"argument --languages: {repeated} given more than once {see}")
+        if len(args.languages) < 2:
+            raise _UsageError(
+                f"argument --languages: MRV needs at least two languages, got "
+                f"{args.languages} {see}"
+            )
+    ranks = load_released_ranks(folder, model, languages=args.languages)
+    every = list(dict.fromkeys(lang for by_lang in ranks.values() for lang in by_lang))
+    results: dict[str, dict[str, Any]] = {}
+    notes = []
+    for direction, tag in RELEASED_DIRECTIONS.items():
+        by_lang = ranks.get(direction, {})
+        if len(by_lang) < 2:
+            if by_lang:
+                has = f"{tag} files of {model!r} for {', '.join(by_lang)} only"
+            else:
+                has = f"no {tag} files of {model!r}"
+            notes.append(f"{direction}: {has}; no MRV in this direction (it needs two languages)")
+            continue
+        lacking = [lang for lang in every if lang not in by_lang]
+        if lacking:
+            notes.append(
+                f"{direction}: no {tag} file for {', '.join(lacking)}; its MRV is over "
+                f"the {len(by_lang)} languages it has"
+            )
+        matrix = np.stack(list(by_lang.values()), axis=1)
+        results[direction] = {
+            "mrv": {r: mean_rank_variance(matrix, reduction=r) for r in REDUCTIONS},
+            "languages": list(by_lang),
+            "n_instances": matrix.shape[0],
+            "files": {lang: str(_released_path(folder, model, tag, lang)) for lang in by_lang},
+        }
+    if not results:
+        found = "; ".join(
+            f"{d} ({t}): {', '.join(ranks.get(d, {})) or 'none'}"
+            for d, t in RELEASED_DIRECTIONS.items()
+        )
+        raise _UsageError(
+            f"{folder}: MRV needs ranks in at least two languages in a direction, and model "
+            f"{model!r} has {found} {see}"
+        )
+    print(f"Released ranks of model {model!r} in {folder}:")
+    for direction, result in results.items():
+        tag = RELEASED_DIRECTIONS[direction]
+        print(
+            f"{direction} ({tag} files): Mean Rank Variance over {len(result['languages'])} "
+            f"languages ({', '.join(result['languages'])}), {result['n_instances']} instances:"
+        )
+        _print_mrv_values(result["mrv"], args.reduction)
+    for note in notes:
+        print(f"note: {note}")
+    if args.json is not None:
+        payload = {
+            "format": MRV_RELEASED_FORMAT,
+            "reduction": args.reduction,
+            "directory": str(folder),
+            "model": model,
+            "directions": results,
+            "notes": notes,
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _released_path(folder: Path, model: str, tag: str, language: str) -> Path:
+    return folder / f"{language}_{model}_{tag}.npy"

@@ -19,7 +19,7 @@ import re
 import warnings
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,12 +32,14 @@ import torch
 __all__ = [
     "ARRAY_SUFFIXES",
     "RANK_SUFFIXES",
+    "RELEASED_DIRECTIONS",
     "Embeddings",
     "Scores",
     "load_arrays",
     "load_embeddings",
     "load_rank_matrix",
     "load_ranks",
+    "load_released_ranks",
     "load_scores",
 ]
 
@@ -49,6 +51,14 @@ LoadedArray = npt.NDArray[Any] | torch.Tensor
 ARRAY_SUFFIXES = (".npz", ".safetensors", ".pt")
 #: File types :func:`load_ranks` reads.
 RANK_SUFFIXES = (".npy", ".txt", ".csv")
+#: The file tag of each direction in the released code's ``ranks/`` folder:
+#: ``tr`` (text retrieval) is image-to-text, ``ir`` (image retrieval) text-to-image.
+RELEASED_DIRECTIONS: dict[str, str] = {"i2t": "tr", "t2i": "ir"}
+# The languages load_released_ranks puts first, in the released code's order for
+# xFlickr&CO; any other language follows them, alphabetically.
+_RELEASED_ORDER = ("en", "de", "ja", "zh")
+# <language>_<model>_<tr|ir>.npy; the language is the text before the first underscore.
+_RELEASED_NAME = re.compile(r"([^_]+)_(.+)_(tr|ir)\.npy")
 
 _EMBEDDING_LAYOUT = "'image' [N, D], 'text.<lang>' [M, D] and optional 'text_to_image.<lang>' [M]"
 _SCORE_LAYOUT = (
@@ -312,6 +322,140 @@ def load_rank_matrix(files: Mapping[str, PathLike]) -> npt.NDArray[np.float64]:
                 f"has {n}; every language must rank the same instances"
             )
     return np.stack(list(columns.values()), axis=1)
+
+
+def load_released_ranks(
+    directory: PathLike,
+    model: str,
+    *,
+    languages: Sequence[str] | None = None,
+) -> dict[str, dict[str, npt.NDArray[np.float64]]]:
+    """Read the rank files the authors' released code saves for one model.
+
+    The released evaluation (``itm_eval`` in ``xFlickrCO.py``) saves, per language,
+    model and direction, ``ranks/{language}_{model}_tr.npy`` (image-to-text: the
+    0-based position of each image's best caption) and ``ranks/{language}_{model}_ir.npy``
+    (text-to-image: the 0-based position of each caption's image), as float arrays.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The ``ranks/`` folder. Files of other models and other files are ignored.
+    model : str
+        The model name in the file names (the released code's ``--model_cap``). It may
+        contain underscores: a file is this model's when its name is
+        ``<language>_<model>_tr.npy`` or ``<language>_<model>_ir.npy`` exactly, where
+        the language is the text before the first underscore (so ``en_ft_x_tr.npy`` is
+        model ``ft_x``'s, not model ``x``'s in language ``en_ft``).
+    languages : sequence of str, optional
+        The languages to read, in this order. Default: all found, ``en``, ``de``,
+        ``ja``, ``zh`` first (the released code's order) and then the others
+        alphabetically. A language may have files in one direction only.
+
+    Returns
+    -------
+    ranks : dict of str to dict of str to numpy.ndarray
+        ``{direction: {language: ranks [N], float64}}``: direction ``"i2t"`` from the
+        ``_tr`` files and ``"t2i"`` from the ``_ir`` files (see
+        :data:`RELEASED_DIRECTIONS`), in that order; a direction without any file of
+        the model is left out. Every language of a direction has the same ``N``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``directory`` does not exist.
+    ValueError
+        If ``directory`` is not a directory, holds no file of ``model`` (the message
+        lists the models it does hold), a language of ``languages`` has no file, the
+        languages of a direction have different numbers of instances, or a file is as
+        :func:`load_ranks` refuses (pickled, not 1-D, not finite) or holds a negative
+        rank.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> for lang, tr, ir in [("de", [0, 2, 1], [1, 0, 0]), ("en", [0, 1, 1], [0, 0, 3])]:
+    ...     np.save(f"{tmp.name}/{lang}_xvlm_base_tr.npy", np.array(tr, dtype=float))
+    ...     np.save(f"{tmp.name}/{lang}_xvlm_base_ir.npy", np.array(ir, dtype=float))
+    >>> ranks = load_released_ranks(tmp.name, "xvlm_base")
+    >>> {direction: list(by_language) for direction, by_language in ranks.items()}
+    {'i2t': ['en', 'de'], 't2i': ['en', 'de']}
+    >>> ranks["i2t"]["de"]
+    array([0., 2., 1.])
+    >>> try:  # "xvlm" is not "xvlm_base": the error lists the models the folder holds
+    ...     load_released_ranks(tmp.name, "xvlm")
+    ... except ValueError as exc:
+    ...     print(str(exc).rpartition("; ")[2])
+    models present: xvlm_base
+    >>> tmp.cleanup()
+    """
+    folder = Path(directory)
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: no such directory")
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a directory")
+    if not model:
+        raise ValueError("model must be a non-empty name")
+    found: dict[str, dict[str, Path]] = {direction: {} for direction in RELEASED_DIRECTIONS}
+    models: set[str] = set()
+    tags = {tag: direction for direction, tag in RELEASED_DIRECTIONS.items()}
+    for file in folder.iterdir():
+        match = _RELEASED_NAME.fullmatch(file.name)
+        if match is None or not file.is_file():
+            continue
+        language, name, tag = match.groups()
+        models.add(name)
+        if name == model:
+            found[tags[tag]][language] = file
+    present = {lang for files in found.values() for lang in files}
+    if not present:
+        others = ", ".join(sorted(models)) or "none (no <language>_<model>_{tr,ir}.npy file)"
+        raise ValueError(
+            f"{folder}: no rank file of model {model!r} (<language>_{model}_tr.npy or "
+            f"<language>_{model}_ir.npy); models present: {others}"
+        )
+    if languages is None:
+        order = [lang for lang in _RELEASED_ORDER if lang in present]
+        order += sorted(present - set(_RELEASED_ORDER))
+    else:
+        order = list(languages)
+        repeated = sorted({lang for lang in order if order.count(lang) > 1})
+        if repeated:
+            raise ValueError(f"languages {repeated} are given more than once")
+        absent = [lang for lang in order if lang not in present]
+        if absent:
+            raise ValueError(
+                f"{folder}: no rank file of model {model!r} for language(s) {absent}; "
+                f"languages present: {', '.join(sorted(present))}"
+            )
+    out: dict[str, dict[str, npt.NDArray[np.float64]]] = {}
+    for direction, files in found.items():
+        chosen = [lang for lang in order if lang in files]
+        if not chosen:
+            continue
+        ranks = {lang: _released_file(files[lang]) for lang in chosen}
+        sizes = {lang: len(r) for lang, r in ranks.items()}
+        if len(set(sizes.values())) > 1:
+            counts = ", ".join(f"{lang} {n}" for lang, n in sizes.items())
+            raise ValueError(
+                f"{folder}: the {RELEASED_DIRECTIONS[direction]} ({direction}) files of model "
+                f"{model!r} rank different numbers of instances ({counts}); every language "
+                "must rank the same instances"
+            )
+        out[direction] = ranks
+    return out
+
+
+def _released_file(file: Path) -> npt.NDArray[np.float64]:
+    ranks = load_ranks(file)
+    negative = np.flatnonzero(ranks < 0)
+    if negative.size:
+        raise ValueError(
+            f"{file}: rank {negative[0]} is {ranks[negative[0]]}; the released ranks are "
+            "0-based positions, never negative"
+        )
+    return ranks
 
 
 def _existing_file(path: PathLike, suffixes: tuple[str, ...]) -> Path:

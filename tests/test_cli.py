@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+import ccr_metrics as cm
 from ccr_metrics import cli
 from ccr_metrics.cli import main
 
@@ -496,6 +497,333 @@ def test_bad_mrv_input(tmp_path, capsys, case):
     status, out, err = run(["mrv", *argv(rank_files(tmp_path), tmp_path)], capsys)
     assert_one_line_error(status, err, expected_status, fragment)
     assert out == ""
+
+
+# ---------------------------------------------------------- mrv --released-dir DIR
+
+
+RELEASED_MODEL = "ccr10_e"  # underscores, as released model names may have
+WRITE_ORDER = ["fr", "zh", "en", "es", "ja", "de"]  # any order: the file system keeps none
+SHOWN_ORDER = ["en", "de", "ja", "zh", "es", "fr"]  # en, de, ja, zh, then alphabetically
+
+
+def released_ranks(n=2000, seed=3):
+    """0-based float positions per direction and language, with many ties.
+
+    Ties: the first tenth of the instances gets the same rank in every language (no
+    spread), values repeat within a language, and some are halves, as tie-averaged
+    ranks are.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for direction in ("tr", "ir"):
+        ranks = rng.integers(0, 40, (n, len(WRITE_ORDER))).astype(np.float64)
+        ranks[: n // 10] = ranks[: n // 10, :1]
+        ranks[rng.random((n, len(WRITE_ORDER))) < 0.1] += 0.5
+        out[direction] = {lang: ranks[:, k] for k, lang in enumerate(WRITE_ORDER)}
+    return out
+
+
+def save_released(folder, ranks, model=RELEASED_MODEL):
+    """``np.save`` each array as ``<folder>/{language}_{model}_{tr,ir}.npy``, as released."""
+    folder.mkdir(exist_ok=True)
+    for tag, by_lang in ranks.items():
+        for lang, values in by_lang.items():
+            np.save(folder / f"{lang}_{model}_{tag}.npy", np.asarray(values, dtype=np.float64))
+    return folder
+
+
+def released_analysis_ranks(folder, model_cap, rtype):
+    """The released ``analysis_ranks`` (xFlickrCO.py), loop for loop, returning its print."""
+    lanls = ["en", "de", "ja", "zh", "es", "ru", "id", "tr"]
+    lan2ranks = {
+        "en": np.load(f"{folder}/en_{model_cap}_{rtype}.npy"),
+        "de": np.load(f"{folder}/de_{model_cap}_{rtype}.npy"),
+        "ja": np.load(f"{folder}/ja_{model_cap}_{rtype}.npy"),
+        "zh": np.load(f"{folder}/zh_{model_cap}_{rtype}.npy"),
+    }
+    rank_stds = []
+    for i in range(2000):
+        ranks_per = []
+        for j in range(4):
+            ranks_per.append(lan2ranks[lanls[j]][i])
+        rank_stds.append(np.array(ranks_per).std())
+    return np.array(rank_stds).mean()
+
+
+def printed_mrv(out):
+    """{direction: {reduction: value}} and {direction: header} from the printed table."""
+    values, headers, direction = {}, {}, None
+    for line in out.splitlines():
+        if "Mean Rank Variance over" in line:
+            direction = line.split()[0]
+            headers[direction] = line
+            values[direction] = {}
+        elif line.startswith("  ") and direction is not None:
+            reduction, value = line.split()[:2]
+            values[direction][reduction] = float(value)
+    return values, headers
+
+
+@pytest.mark.parametrize("reduction", ["variance", "std"])
+def test_mrv_released_dir_round_trip(tmp_path, capsys, reduction):
+    ranks = released_ranks()
+    folder = save_released(tmp_path / "ranks", ranks)
+    argv = ["mrv", "--released-dir", folder, "--model", RELEASED_MODEL, "--reduction", reduction]
+    status, out, err = run([*argv, "--json", tmp_path / "m.json"], capsys)
+    assert (status, err) == (0, "")
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["format"] == "ccr-metrics-mrv-released/1"
+    assert (saved["model"], saved["directory"], saved["reduction"]) == (
+        RELEASED_MODEL,
+        str(folder),
+        reduction,
+    )
+    assert saved["notes"] == []
+    values, headers = printed_mrv(out)
+    assert list(values) == list(saved["directions"]) == ["i2t", "t2i"]
+    for direction, tag in (("i2t", "tr"), ("t2i", "ir")):
+        stacked = np.stack([ranks[tag][lang] for lang in SHOWN_ORDER], axis=1)
+        expected = {r: cm.mean_rank_variance(stacked, reduction=r) for r in ("variance", "std")}
+        result = saved["directions"][direction]
+        assert result["mrv"] == pytest.approx(expected, rel=1e-12)
+        assert result["languages"] == SHOWN_ORDER
+        assert result["n_instances"] == 2000
+        assert result["files"] == {
+            lang: str(folder / f"{lang}_{RELEASED_MODEL}_{tag}.npy") for lang in SHOWN_ORDER
+        }
+        assert values[direction] == pytest.approx(expected, abs=5e-5)  # printed to 4 places
+        assert headers[direction] == (
+            f"{direction} ({tag} files): Mean Rank Variance over 6 languages "
+            "(en, de, ja, zh, es, fr), 2000 instances:"
+        )
+    asked = [line for line in out.splitlines() if "<- --reduction" in line]
+    assert [line.split()[0] for line in asked] == [reduction, reduction]
+
+
+def test_mrv_released_dir_std_is_the_released_number(tmp_path, capsys):
+    folder = save_released(tmp_path / "ranks", released_ranks())
+    argv = ["mrv", "--released-dir", folder, "--model", RELEASED_MODEL]
+    argv += ["--languages", "en", "de", "ja", "zh", "--json", tmp_path / "m.json"]
+    status, out, _ = run(argv, capsys)
+    assert status == 0
+    saved = json.loads((tmp_path / "m.json").read_text())["directions"]
+    values, _ = printed_mrv(out)
+    for direction, rtype in (("i2t", "tr"), ("t2i", "ir")):
+        released = released_analysis_ranks(folder, RELEASED_MODEL, rtype)
+        assert saved[direction]["languages"] == ["en", "de", "ja", "zh"]
+        assert saved[direction]["mrv"]["std"] == pytest.approx(released, rel=1e-12)
+        assert values[direction]["std"] == pytest.approx(released, abs=5e-5)
+
+
+def test_mrv_released_dir_languages_order(tmp_path, capsys):
+    folder = save_released(tmp_path / "ranks", released_ranks(n=20))
+    argv = ["mrv", "--released-dir", folder, "--model", RELEASED_MODEL, "--languages", "zh", "en"]
+    status, out, _ = run(argv, capsys)
+    assert status == 0
+    assert "i2t (tr files): Mean Rank Variance over 2 languages (zh, en), 20 instances:" in out
+
+
+def test_mrv_released_dir_ignores_other_models(tmp_path, capsys):
+    ranks = released_ranks(n=20)
+    folder = save_released(tmp_path / "ranks", ranks)
+    # Model "e" is a suffix of "ccr10_e": its files must not pick up en_ccr10_e_tr.npy.
+    save_released(folder, {"tr": {"en": [0, 1], "de": [1, 1]}}, model="e")
+    status, out, _ = run(["mrv", "--released-dir", folder, "--model", "e"], capsys)
+    assert status == 0
+    assert out.splitlines() == [
+        f"Released ranks of model 'e' in {folder}:",
+        "i2t (tr files): Mean Rank Variance over 2 languages (en, de), 2 instances:",
+        "  variance        0.1250  (paper Eq. 7)                   <- --reduction",
+        "  std             0.2500  (the released code's number)",
+        "note: t2i: no ir files of 'e'; no MRV in this direction (it needs two languages)",
+    ]
+
+
+def test_mrv_released_dir_language_in_one_direction(tmp_path, capsys):
+    ranks = released_ranks(n=20)
+    del ranks["ir"]["ja"]
+    folder = save_released(tmp_path / "ranks", ranks)
+    argv = ["mrv", "--released-dir", folder, "--model", RELEASED_MODEL, "--json", tmp_path / "m"]
+    status, out, err = run(argv, capsys)
+    assert (status, err) == (0, "")
+    note = "t2i: no ir file for ja; its MRV is over the 5 languages it has"
+    assert f"note: {note}" in out
+    saved = json.loads((tmp_path / "m").read_text())
+    assert saved["notes"] == [note]
+    assert saved["directions"]["i2t"]["languages"] == SHOWN_ORDER
+    assert saved["directions"]["t2i"]["languages"] == ["en", "de", "zh", "es", "fr"]
+    stacked = np.stack([ranks["ir"][lang] for lang in ["en", "de", "zh", "es", "fr"]], axis=1)
+    assert saved["directions"]["t2i"]["mrv"]["variance"] == pytest.approx(
+        cm.mean_rank_variance(stacked)
+    )
+
+
+def test_mrv_released_dir_direction_with_one_language(tmp_path, capsys):
+    folder = save_released(
+        tmp_path / "ranks", {"tr": {"en": [0, 1], "de": [1, 1]}, "ir": {"en": [0, 0]}}
+    )
+    status, out, err = run(["mrv", "--released-dir", folder, "--model", RELEASED_MODEL], capsys)
+    assert (status, err) == (0, "")
+    assert "i2t (tr files): Mean Rank Variance over 2 languages (en, de), 2 instances:" in out
+    assert f"note: t2i: ir files of '{RELEASED_MODEL}' for en only; no MRV" in out
+
+
+def released_error_folder(tmp_path):
+    """A ranks/ folder with en, de, ja of the model, and a file of another model."""
+    folder = save_released(tmp_path / "ranks", released_ranks(n=5))
+    np.save(folder / "en_xvlm_tr.npy", np.zeros(5))
+    return folder
+
+
+def write_one_language(folder):
+    for file in folder.glob("*.npy"):
+        if not file.name.startswith("en_"):
+            file.unlink()
+
+
+def write_array(name, array):
+    def change(folder):
+        np.save(folder / name, array)
+
+    return change
+
+
+def write_hostile(folder):
+    np.save(folder / f"de_{RELEASED_MODEL}_ir.npy", np.array([Hostile(folder / "ran")], object))
+
+
+def write_raw_pickle(folder):
+    (folder / f"de_{RELEASED_MODEL}_ir.npy").write_bytes(pickle.dumps([Hostile(folder / "ran")]))
+
+
+M = RELEASED_MODEL
+RELEASED_ARGS = ["--released-dir", "{dir}", "--model", M]
+BAD_RELEASED = {
+    # (extra arguments, change to the folder, exit status, fragment of the one line)
+    "with --ranks": (
+        [*RELEASED_ARGS, "--ranks", "en=a.npy", "de=b.npy"],
+        None,
+        2,
+        "argument --ranks: not allowed with argument --released-dir",
+    ),
+    "no --model": (["--released-dir", "{dir}"], None, 2, "--released-dir needs --model NAME"),
+    "--model with --ranks": (
+        ["--ranks", "en=a.npy", "de=b.npy", "--model", M],
+        None,
+        2,
+        "--model goes with --released-dir",
+    ),
+    "--languages with --ranks": (
+        ["--ranks", "en=a.npy", "de=b.npy", "--languages", "en", "de"],
+        None,
+        2,
+        "--languages goes with --released-dir",
+    ),
+    "--languages one": (
+        [*RELEASED_ARGS, "--languages", "en"],
+        None,
+        2,
+        "argument --languages: MRV needs at least two languages, got ['en']",
+    ),
+    "--languages twice": (
+        [*RELEASED_ARGS, "--languages", "en", "de", "en"],
+        None,
+        2,
+        "argument --languages: ['en'] given more than once",
+    ),
+    "only one language": (
+        RELEASED_ARGS,
+        write_one_language,
+        2,
+        f"MRV needs ranks in at least two languages in a direction, and model '{M}' has "
+        "i2t (tr): en; t2i (ir): en",
+    ),
+    "folder missing": (
+        ["--released-dir", "{dir}/nope", "--model", M],
+        None,
+        1,
+        "ranks/nope: no such directory",
+    ),
+    "folder is a file": (
+        ["--released-dir", f"{{dir}}/en_{M}_tr.npy", "--model", M],
+        None,
+        1,
+        f"en_{M}_tr.npy: not a directory",
+    ),
+    "unknown model": (
+        ["--released-dir", "{dir}", "--model", "ccr10"],
+        None,
+        1,
+        f"no rank file of model 'ccr10' (<language>_ccr10_tr.npy or <language>_ccr10_ir.npy); "
+        f"models present: {M}, xvlm",
+    ),
+    "--languages not found": (
+        [*RELEASED_ARGS, "--languages", "en", "ru"],
+        None,
+        1,
+        "for language(s) ['ru']; languages present: de, en, es, fr, ja, zh",
+    ),
+    "counts differ": (
+        RELEASED_ARGS,
+        write_array(f"ja_{M}_tr.npy", np.zeros(4)),
+        1,
+        f"the tr (i2t) files of model '{M}' rank different numbers of instances "
+        "(en 5, de 5, ja 4, zh 5, es 5, fr 5)",
+    ),
+    "nan": (
+        RELEASED_ARGS,
+        write_array(f"zh_{M}_ir.npy", np.array([0, 1, np.nan, 2, 3])),
+        1,
+        f"zh_{M}_ir.npy: rank 2 is nan; ranks must be finite",
+    ),
+    "inf": (
+        RELEASED_ARGS,
+        write_array(f"zh_{M}_ir.npy", np.array([0, 1, 2, 3, np.inf])),
+        1,
+        f"zh_{M}_ir.npy: rank 4 is inf",
+    ),
+    "negative": (
+        RELEASED_ARGS,
+        write_array(f"de_{M}_tr.npy", np.array([0, -1, 2, 3, 4.0])),
+        1,
+        f"de_{M}_tr.npy: rank 1 is -1.0; the released ranks are 0-based positions",
+    ),
+    "2-D": (
+        RELEASED_ARGS,
+        write_array(f"de_{M}_tr.npy", np.zeros((5, 2))),
+        1,
+        f"de_{M}_tr.npy: ranks must be a non-empty 1-D array",
+    ),
+    "pickled object array": (
+        RELEASED_ARGS,
+        write_hostile,
+        1,
+        f"de_{M}_ir.npy: holds an object array of pickled Python objects",
+    ),
+    "raw pickle": (
+        RELEASED_ARGS,
+        write_raw_pickle,
+        1,
+        f"de_{M}_ir.npy: not a .npy file; it could only be read as a pickle",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RELEASED))
+def test_bad_mrv_released_dir(tmp_path, capsys, case):
+    extra, change, expected_status, fragment = BAD_RELEASED[case]
+    folder = released_error_folder(tmp_path)
+    if change is not None:
+        change(folder)
+    argv = ["mrv", *(str(a).replace("{dir}", str(folder)) for a in extra)]
+    status, out, err = run([*argv, "--json", tmp_path / "m.json"], capsys)
+    assert_one_line_error(status, err, expected_status, fragment)
+    assert out == ""
+    assert not (tmp_path / "m.json").exists()
+    assert not (folder / "ran").exists()  # nothing in a file was run
+    if expected_status == 2:
+        assert "--help" in err
 
 
 BAD_USAGE = {

@@ -16,6 +16,7 @@ from ccr_metrics.io import (
     load_embeddings,
     load_rank_matrix,
     load_ranks,
+    load_released_ranks,
     load_scores,
 )
 
@@ -366,3 +367,124 @@ def test_load_rank_matrix_lengths_differ(tmp_path):
 def test_load_rank_matrix_empty():
     with pytest.raises(ValueError, match="at least one language"):
         load_rank_matrix({})
+
+
+# ------------------------------------------------------------- released ranks/ folder
+
+
+def save_released(folder: Path, model: str, tag: str, ranks: dict[str, list[float]]) -> None:
+    """Write ``ranks`` as the released code does: ``<lang>_<model>_<tag>.npy``, floats."""
+    for lang, values in ranks.items():
+        np.save(folder / f"{lang}_{model}_{tag}.npy", np.asarray(values, dtype=np.float64))
+
+
+def test_load_released_ranks_layout_and_order(tmp_path):
+    languages = ["fr", "zh", "en", "es", "ja", "de"]
+    tr = {lang: [i, 2 * i, 0.5] for i, lang in enumerate(languages)}
+    ir = {lang: [0, i] for i, lang in enumerate(languages)}  # ir may have its own N
+    save_released(tmp_path, "m", "tr", tr)
+    save_released(tmp_path, "m", "ir", ir)
+    ranks = load_released_ranks(tmp_path, "m")
+    assert list(ranks) == ["i2t", "t2i"]  # tr -> i2t, ir -> t2i
+    order = ["en", "de", "ja", "zh", "es", "fr"]  # the released order, then alphabetical
+    for direction, saved in (("i2t", tr), ("t2i", ir)):
+        assert list(ranks[direction]) == order
+        for lang in order:
+            assert ranks[direction][lang].dtype == np.float64
+            np.testing.assert_array_equal(ranks[direction][lang], saved[lang])
+
+
+def test_load_released_ranks_model_names_with_underscores(tmp_path):
+    # en_ft_x_tr.npy ends with _x_tr.npy but is model ft_x's: the language is the text
+    # before the first underscore, so it is no language 'en_ft' of model x.
+    save_released(tmp_path, "x", "tr", {"en": [0, 1], "de": [1, 0]})
+    save_released(tmp_path, "ft_x", "tr", {"en": [5, 5], "ja": [6, 6]})
+    assert list(load_released_ranks(tmp_path, "x")["i2t"]) == ["en", "de"]
+    ft = load_released_ranks(tmp_path, "ft_x")["i2t"]
+    assert list(ft) == ["en", "ja"]
+    np.testing.assert_array_equal(ft["en"], [5, 5])
+
+
+def test_load_released_ranks_ignores_other_files(tmp_path):
+    save_released(tmp_path, "m", "tr", {"en": [0, 1], "de": [1, 0]})
+    (tmp_path / "case_en.json").write_text("[]")
+    (tmp_path / "en_m_tr.txt").write_text("7\n7\n")
+    np.savez(tmp_path / "ja_m_tr.npz", a=np.zeros(2))
+    (tmp_path / "zh_m_tr.npy").mkdir()  # a folder with a rank file's name
+    ranks = load_released_ranks(tmp_path, "m")
+    assert list(ranks) == ["i2t"]  # no _ir file: the direction is left out
+    assert list(ranks["i2t"]) == ["en", "de"]
+
+
+def test_load_released_ranks_languages_select_and_order(tmp_path):
+    save_released(tmp_path, "m", "tr", {"en": [0], "de": [1], "ja": [2]})
+    save_released(tmp_path, "m", "ir", {"en": [0], "ja": [2]})  # no de in ir
+    ranks = load_released_ranks(tmp_path, "m", languages=["ja", "de"])
+    assert list(ranks["i2t"]) == ["ja", "de"]
+    assert list(ranks["t2i"]) == ["ja"]  # each direction has the languages it has
+
+
+def test_load_released_ranks_missing_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope: no such directory"):
+        load_released_ranks(tmp_path / "nope", "m")
+
+
+def test_load_released_ranks_not_a_directory(tmp_path):
+    (tmp_path / "ranks").write_text("")
+    with pytest.raises(ValueError, match=r"ranks: not a directory"):
+        load_released_ranks(tmp_path / "ranks", "m")
+
+
+def test_load_released_ranks_unknown_model_lists_the_models(tmp_path):
+    save_released(tmp_path, "ours3m", "tr", {"en": [0], "de": [1]})
+    save_released(tmp_path, "xvlm_base", "ir", {"en": [0]})
+    with pytest.raises(
+        ValueError, match=r"no rank file of model 'xvlm'.*present: ours3m, xvlm_base"
+    ):
+        load_released_ranks(tmp_path, "xvlm")
+
+
+def test_load_released_ranks_empty_directory(tmp_path):
+    with pytest.raises(ValueError, match=r"models present: none"):
+        load_released_ranks(tmp_path, "m")
+
+
+def test_load_released_ranks_unknown_language(tmp_path):
+    save_released(tmp_path, "m", "tr", {"en": [0], "de": [1]})
+    with pytest.raises(ValueError, match=r"language\(s\) \['fr'\]; languages present: de, en"):
+        load_released_ranks(tmp_path, "m", languages=["en", "fr"])
+
+
+def test_load_released_ranks_language_twice(tmp_path):
+    save_released(tmp_path, "m", "tr", {"en": [0], "de": [1]})
+    with pytest.raises(ValueError, match=r"\['en'\] are given more than once"):
+        load_released_ranks(tmp_path, "m", languages=["en", "de", "en"])
+
+
+def test_load_released_ranks_counts_differ(tmp_path):
+    save_released(tmp_path, "m", "tr", {"en": [0, 1, 2], "de": [0, 1], "ja": [0, 1, 2]})
+    with pytest.raises(ValueError, match=r"tr \(i2t\) files .*\(en 3, de 2, ja 3\)"):
+        load_released_ranks(tmp_path, "m")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([0.0, -1.0], r"de_m_tr.npy: rank 1 is -1.0; .*never negative"),
+        ([0.0, np.nan], r"de_m_tr.npy: rank 1 is nan; ranks must be finite"),
+        ([np.inf, 0.0], r"de_m_tr.npy: rank 0 is inf"),
+    ],
+)
+def test_load_released_ranks_bad_values(tmp_path, values, message):
+    save_released(tmp_path, "m", "tr", {"en": [0, 1], "de": values})
+    with pytest.raises(ValueError, match=message):
+        load_released_ranks(tmp_path, "m")
+
+
+def test_load_released_ranks_refuses_pickles_unrun(tmp_path):
+    marker = tmp_path / "marker"
+    save_released(tmp_path, "m", "tr", {"en": [0]})
+    np.save(tmp_path / "de_m_tr.npy", np.array([Hostile(marker)], dtype=object))
+    with pytest.raises(ValueError, match=r"de_m_tr.npy: holds an object array of pickled"):
+        load_released_ranks(tmp_path, "m")
+    assert not marker.exists()
