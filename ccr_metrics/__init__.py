@@ -1,6 +1,8 @@
 """ccr-metrics: exact Recall@K and Mean Rank Variance for cross-lingual cross-modal retrieval.
 
-The functional core: :func:`positive_ranks` counts exact ranks with a stated tie policy,
+The functional core: :func:`rank_counts` counts, per query, the items above and tied with
+its best positive (:class:`RankCounts`), :func:`positive_ranks` turns them into exact ranks
+with a stated tie policy,
 :func:`recall_at_k` and :func:`mean_rank_variance` turn ranks into the paper's numbers,
 :func:`image_to_text_ranks` / :func:`text_to_image_ranks` rank the two directions and
 :func:`multilingual_recall` builds the per-language table.
@@ -18,8 +20,10 @@ from .mrv import (
 from .ranking import (
     DEFAULT_TIES,
     TIES,
+    RankCounts,
     image_to_text_ranks,
     positive_ranks,
+    rank_counts,
     text_to_image_ranks,
 )
 from .recall import multilingual_recall, recall_at_k
@@ -31,6 +35,7 @@ __all__ = [
     "DEFAULT_TIES",
     "REDUCTIONS",
     "TIES",
+    "RankCounts",
     "Report",
     "bootstrap_intervals",
     "compare",
@@ -43,6 +48,7 @@ __all__ = [
     "mean_rank_variance",
     "multilingual_recall",
     "positive_ranks",
+    "rank_counts",
     "ranks_per_image",
     "recall_at_k",
     "sampling",

@@ -16,6 +16,7 @@ import torch
 
 from . import distributed
 from ._backend import ArrayLike, to_tensor
+from ._counting import block_rows, count_against
 from ._validation import (
     check_choice,
     check_finite,
@@ -30,13 +31,9 @@ from .ranking import (
     DEFAULT_TIES,
     TIES,
     Empty,
+    RankCounts,
     Ties,
-    best_positive_scores,
-    block_rows,
-    count_above_and_tied,
-    count_tied_positives,
-    ranks_from_counts,
-    ranks_from_pairs,
+    counts_from_positives,
     text_owner_index,
 )
 from .report import Report
@@ -82,8 +79,9 @@ def evaluate(
         ``M_l == N`` (text ``i`` describes image ``i``).
     ks : int or iterable of int, default (1, 5, 10)
         Recall cut-offs.
-    ties : {"average", "optimistic", "pessimistic"}, default "average"
-        Tie policy, as for :func:`~ccr_metrics.positive_ranks`.
+    ties : {"expected", "average", "optimistic", "pessimistic"}, default "expected"
+        Tie policy, as for :func:`~ccr_metrics.positive_ranks`; the Report keeps the
+        rank counts, so recall under ``"expected"`` is the exact expected recall.
     languages : sequence of str, optional
         The languages to evaluate (and to take MRV over), in this order. Default: all.
     caption_reduce : {"first", "mean", "min", "median"}, default "first"
@@ -145,32 +143,30 @@ def evaluate(
         _n_blocks(n_images, rows_i2t[lang]) + _n_blocks(t.shape[0], rows_t2i)
         for lang, t in p.texts.items()
     )
-    ranks: dict[str, dict[str, np.ndarray]] = {}
+    counts: dict[str, dict[str, RankCounts]] = {}
     with _progress(progress, total) as bar:
         for lang, t in p.texts.items():
             owner = p.owners[lang].to(p.device)
-            ranks[lang] = {
-                "i2t": _stream_ranks(
+            counts[lang] = {
+                "i2t": _stream_counts(
                     _products(p.images, t, rows_i2t[lang]),
                     n_images,
                     _captions_of_images(owner),
                     rows_i2t[lang],
-                    ties,
                     bar,
                     empty="miss",
                 ),
-                "t2i": _stream_ranks(
+                "t2i": _stream_counts(
                     _products(t, p.images, rows_t2i),
                     t.shape[0],
                     _image_of_texts(owner),
                     rows_t2i,
-                    ties,
                     bar,
                     empty="error",
                 ),
             }
-    return Report(
-        ranks=ranks,
+    return Report.from_counts(
+        counts,
         text_to_image={lang: o.cpu().numpy() for lang, o in p.owners.items()},
         n_images=n_images,
         ks=p.ks,
@@ -277,7 +273,7 @@ def evaluate_sharded(
     image_offsets = np.cumsum([0, *n_images_by_rank])
     n_images = int(image_offsets[-1])
     languages_ = list(p.texts)
-    ranks: dict[str, dict[str, np.ndarray]] = {}
+    counts: dict[str, dict[str, RankCounts]] = {}
     owners: dict[str, np.ndarray] = {}
     with _progress(progress and rank == 0, 2 * len(languages_) * len(views)) as bar:
         for i, lang in enumerate(languages_):
@@ -285,21 +281,15 @@ def evaluate_sharded(
             owner = p.owners[lang].to(p.device)
             n_texts_by_rank = [view["sizes"][1 + i] for view in views]
             rows = _stream_rows(chunk_size, max(n_images, sum(n_texts_by_rank)), p.device)
-            i2t = _sharded_ranks(
-                p.images, t, _captions_of_images(owner), n_images_by_rank, rows, ties, bar
+            i2t = _sharded_counts(
+                p.images, t, _captions_of_images(owner), n_images_by_rank, rows, bar
             )
-            t2i = _sharded_ranks(
-                t, p.images, _image_of_texts(owner), n_texts_by_rank, rows, ties, bar
-            )
-            i2t[torch.isinf(i2t)] = float("nan")
+            t2i = _sharded_counts(t, p.images, _image_of_texts(owner), n_texts_by_rank, rows, bar)
             global_owner = owner + int(image_offsets[rank])
-            ranks[lang] = {
-                "i2t": _gather_rows(i2t).cpu().numpy(),
-                "t2i": _gather_rows(t2i).cpu().numpy(),
-            }
+            counts[lang] = {"i2t": _gather_counts(i2t), "t2i": _gather_counts(t2i)}
             owners[lang] = _gather_rows(global_owner).cpu().numpy()
-    return Report(
-        ranks=ranks,
+    return Report.from_counts(
+        counts,
         text_to_image=owners,
         n_images=n_images,
         ks=p.ks,
@@ -312,23 +302,23 @@ def evaluate_sharded(
     )
 
 
-def _sharded_ranks(
+def _sharded_counts(
     queries: torch.Tensor,
     gallery: torch.Tensor,
     positives: Positives,
     n_queries_by_rank: list[int],
     rows: int,
-    ties: Ties,
     bar: Any,
 ) -> torch.Tensor:
-    """Rank this process's queries against the gallery shards of all processes.
+    """Count this process's queries against the gallery shards of all processes.
 
     ``positives(a, b)`` gives the positive pairs of local queries ``a:b`` as
-    (query offset in the block, local gallery column).
+    (query offset in the block, local gallery column). Returns int64 ``[3, Q_r]``:
+    above, tied negatives, tied positives; zero for a query without a positive.
     """
     rank = distributed.get_rank()
     dim, dtype, dev = queries.shape[1], queries.dtype, queries.device
-    out = torch.empty(queries.shape[0], dtype=torch.float64, device=dev)
+    out = torch.empty((3, queries.shape[0]), dtype=torch.long, device=dev)
     for src, n_src in enumerate(n_queries_by_rank):
         for a in range(0, n_src, rows):
             b = min(a + rows, n_src)
@@ -336,26 +326,47 @@ def _sharded_ranks(
                 block = queries[a:b].contiguous()
                 query, column = positives(a, b)
                 scores = block @ gallery.T
-                best = best_positive_scores(scores, query, column)
-                tied_positives = count_tied_positives(scores, query, column, best)
-                has_positive = torch.bincount(query, minlength=b - a) > 0
+                # Only the positives' process knows the best scores: it counts its own
+                # shard in full (tied positives included) and sends the thresholds.
+                local = counts_from_positives(
+                    scores,
+                    (query, column),
+                    rows=block_rows(None, scores.shape[1], dev),
+                    empty="miss",
+                    missing="text_to_image",
+                )
+                best = torch.zeros(b - a, dtype=dtype, device=dev)
+                best.scatter_reduce_(
+                    0, query, scores[query, column], reduce="amax", include_self=False
+                )
             else:
                 block = torch.empty((b - a, dim), dtype=dtype, device=dev)
                 best = torch.empty(b - a, dtype=dtype, device=dev)
             distributed.broadcast(block, src)
             distributed.broadcast(best, src)
-            if src != rank:
-                scores = block @ gallery.T
-            counts = torch.stack(
-                count_above_and_tied(scores, best, block_rows(None, scores.shape[1], dev))
-            )
-            distributed.all_reduce_sum(counts)
             if src == rank:
-                out[a:b] = ranks_from_counts(
-                    counts[0], counts[1], tied_positives, has_positive, ties
+                shard = torch.zeros((2, b - a), dtype=torch.long, device=dev)
+            else:
+                scores = block @ gallery.T
+                shard = torch.stack(
+                    count_against(scores, best, rows=block_rows(None, scores.shape[1], dev))
                 )
+            distributed.all_reduce_sum(shard)
+            if src == rank:
+                above, tied_negatives, tied_positives = local
+                has_positive = tied_positives > 0
+                # Items of other shards that tie with the best are negatives.
+                out[0, a:b] = torch.where(has_positive, above + shard[0], 0)
+                out[1, a:b] = torch.where(has_positive, tied_negatives + shard[1], 0)
+                out[2, a:b] = tied_positives
         bar.update()
     return out
+
+
+def _gather_counts(counts: torch.Tensor) -> RankCounts:
+    """Every process's counts ``[3, Q_r]``, concatenated in rank order, as numpy."""
+    above, tied_negatives, tied_positives = (_gather_rows(c).cpu().numpy() for c in counts)
+    return RankCounts(above, tied_negatives, tied_positives)
 
 
 def _gather_rows(t: torch.Tensor) -> torch.Tensor:
@@ -406,8 +417,8 @@ def _prepare(
     for t in texts.values():
         dtype = torch.promote_types(dtype, t.dtype)
     return _Prepared(
-        images=images.to(device=dev, dtype=dtype),
-        texts={lang: t.to(device=dev, dtype=dtype) for lang, t in texts.items()},
+        images=images.detach().to(device=dev, dtype=dtype),
+        texts={lang: t.detach().to(device=dev, dtype=dtype) for lang, t in texts.items()},
         owners=owners,
         ks=cutoffs,
         device=dev,
@@ -487,24 +498,24 @@ def evaluate_scores(
     for by_dir in matrices.values():
         for m in by_dir.values():
             total += _n_blocks(m.shape[0], _stream_rows(chunk_size, m.shape[1], dev))
-    ranks: dict[str, dict[str, np.ndarray]] = {}
+    counts: dict[str, dict[str, RankCounts]] = {}
     with _progress(progress, total) as bar:
         for lang in selected:
             owner = owners[lang].to(dev)
-            ranks[lang] = {}
+            counts[lang] = {}
             for direction, m in matrices[lang].items():
                 rows = _stream_rows(chunk_size, m.shape[1], dev)
                 block = _slices(m, dev)
                 if direction == "i2t":
-                    ranks[lang]["i2t"] = _stream_ranks(
-                        block, n_images, _captions_of_images(owner), rows, ties, bar, empty="miss"
+                    counts[lang]["i2t"] = _stream_counts(
+                        block, n_images, _captions_of_images(owner), rows, bar, empty="miss"
                     )
                 else:
-                    ranks[lang]["t2i"] = _stream_ranks(
-                        block, m.shape[0], _image_of_texts(owner), rows, ties, bar, empty="error"
+                    counts[lang]["t2i"] = _stream_counts(
+                        block, m.shape[0], _image_of_texts(owner), rows, bar, empty="error"
                     )
-    return Report(
-        ranks=ranks,
+    return Report.from_counts(
+        counts,
         text_to_image={lang: owners[lang].cpu().numpy() for lang in selected},
         n_images=n_images,
         ks=cutoffs,
@@ -557,38 +568,35 @@ def _image_of_texts(owner: torch.Tensor) -> Positives:
     return lambda a, b: (torch.arange(b - a, device=owner.device), owner[a:b])
 
 
-def _stream_ranks(
+def _stream_counts(
     block: Block,
     n_queries: int,
     positives: Positives,
     rows: int,
-    ties: Ties,
     bar: Any,
     *,
     empty: Empty,
-) -> np.ndarray:
-    """Rank ``n_queries`` queries one block of scores at a time, as float64 ``[n_queries]``.
+) -> RankCounts:
+    """Count ``n_queries`` queries one block of scores at a time, as numpy int64 counts.
 
     With ``empty="miss"``, a query without a positive (an image with no text in the
-    language) gets NaN: it is no query there.
+    language) gets zero counts: it is no query there.
     """
-    out = torch.empty(n_queries, dtype=torch.float64)
+    out = torch.empty((3, n_queries), dtype=torch.long)
     for a in range(0, n_queries, rows):
         b = min(a + rows, n_queries)
-        query, column = positives(a, b)
-        ranks = ranks_from_pairs(
-            block(a, b),
-            query,
-            column,
-            ties=ties,
-            chunk_size=None,
+        s = block(a, b)
+        counts = counts_from_positives(
+            s,
+            positives(a, b),
+            rows=block_rows(None, s.shape[1], s.device),
             empty=empty,
             missing="text_to_image",
         )
-        out[a:b] = ranks.cpu()
+        out[:, a:b] = torch.stack(counts).cpu()
         bar.update()
-    out[torch.isinf(out)] = float("nan")
-    return out.numpy()
+    above, tied_negatives, tied_positives = out.numpy()
+    return RankCounts(above, tied_negatives, tied_positives)
 
 
 def _embeddings(x: ArrayLike, name: str) -> torch.Tensor:

@@ -1,14 +1,15 @@
 """torchmetrics Metrics for validation loops: Recall@K and Mean Rank Variance.
 
-Both metrics rank each batch as it arrives, with :func:`~ccr_metrics.positive_ranks`,
-and keep only the ranks: one float64 per query for :class:`RecallAtK`, one per
-(instance, language) for :class:`MeanRankVariance`. Scores are never stored.
-``compute`` hands the accumulated ranks to :func:`~ccr_metrics.recall_at_k` or
+Both metrics rank each batch as it arrives and keep only what ranking yields: the rank
+counts of each query for :class:`RecallAtK` (:func:`~ccr_metrics.rank_counts`, three
+numbers per query, so that any tie policy, the expected recall included, is exact),
+one rank per (instance, language) for :class:`MeanRankVariance`. Scores are never
+stored. ``compute`` hands the accumulated state to :func:`~ccr_metrics.recall_at_k` or
 :func:`~ccr_metrics.mean_rank_variance`, so a metric fed in batches gives exactly the
 number one functional call on the concatenated data gives.
 
-The rank lists are torchmetrics list states reduced by concatenation: under
-DistributedDataParallel, ``compute`` gathers every process's ranks and each process
+The states are torchmetrics list states reduced by concatenation: under
+DistributedDataParallel, ``compute`` gathers every process's state and each process
 returns the value over all of them.
 """
 
@@ -32,14 +33,17 @@ from ._validation import (
     shape_str,
 )
 from .mrv import REDUCTIONS, Reduction, checked_rank_matrix, mean_rank_variance
-from .ranking import DEFAULT_TIES, EMPTY, TIES, Empty, Ties, positive_ranks
+from .ranking import DEFAULT_TIES, EMPTY, TIES, Empty, RankCounts, Ties, positive_ranks, rank_counts
 from .recall import recall_at_k
 
 __all__ = ["MeanRankVariance", "RecallAtK"]
 
 
 class _RankMetric(Metric):
-    """A Metric whose states are lists of 1-D float64 tensors joined by concatenation."""
+    """A Metric whose states are lists of 1-D float64 tensors joined by concatenation.
+
+    Counts are kept in float64 too: exact for whole numbers up to 2**53.
+    """
 
     @property
     def dtype(self) -> torch.dtype:
@@ -69,8 +73,9 @@ class RecallAtK(_RankMetric):
     ----------
     k : int or iterable of int, default (1, 5, 10)
         Cut-offs.
-    ties : {"average", "optimistic", "pessimistic"}, default "average"
-        Tie policy, as for :func:`~ccr_metrics.positive_ranks`.
+    ties : {"expected", "average", "optimistic", "pessimistic"}, default "expected"
+        Tie policy, as for :func:`~ccr_metrics.recall_at_k` on counts: ``"expected"``
+        counts each query with the exact probability of a hit under a shuffled tie.
     empty : {"error", "miss"}, default "error"
         What a query without any positive gets: a ValueError in ``update``, or a miss
         at every cut-off.
@@ -87,14 +92,15 @@ class RecallAtK(_RankMetric):
     Notes
     -----
     ``update(scores, positives)`` ranks a batch of ``B`` queries against the
-    ``G`` candidates its scores cover, usually the full gallery. The state is the
-    float64 ranks ``[B]`` of every batch, on the metric's device; scores may live on
-    any device. ``compute()`` returns ``{k: tensor}`` of float64 scalar tensors (the
-    torchmetrics convention) holding the fractions :func:`~ccr_metrics.recall_at_k`
-    gives for all accumulated ranks.
+    ``G`` candidates its scores cover, usually the full gallery. The state is the rank
+    counts (items above, tied negatives, tied positives) ``[B]`` of every batch, on the
+    metric's device; scores may live on any device. ``compute()`` returns
+    ``{k: tensor}`` of float64 scalar tensors (the torchmetrics convention) holding the
+    fractions :func:`~ccr_metrics.recall_at_k` gives for all accumulated counts.
 
     A query counts at ``k`` when its best positive's rank is ``<= k``, with ties
-    resolved by ``ties``. This is neither torchmetrics' ``RetrievalRecall`` (the
+    resolved by ``ties`` (or, for ``"expected"``, with its probability of being within
+    the top ``k``). This is neither torchmetrics' ``RetrievalRecall`` (the
     fraction of a query's positives found) nor its ``RetrievalHitRate`` (which breaks
     ties by sort order); see ``docs/metrics.md``.
 
@@ -106,7 +112,7 @@ class RecallAtK(_RankMetric):
     ...                             [0.2, 0.8, 0.8]]), torch.tensor([2, 1]))
     >>> metric.update(torch.tensor([[0.3, 0.2, 0.1]]), [[0, 2]])  # two positives
     >>> metric.compute()
-    {1: tensor(0.3333, dtype=torch.float64), 2: tensor(1., dtype=torch.float64)}
+    {1: tensor(0.5000, dtype=torch.float64), 2: tensor(1., dtype=torch.float64)}
     """
 
     is_differentiable = False
@@ -115,8 +121,10 @@ class RecallAtK(_RankMetric):
     plot_lower_bound = 0.0
     plot_upper_bound = 1.0
 
-    #: Float64 ranks ``[B]`` per batch; one tensor of all ranks while synchronised.
-    ranks: list[torch.Tensor]
+    #: Rank counts ``[B]`` per batch, as float64; one tensor each while synchronised.
+    above: list[torch.Tensor]
+    tied_negatives: list[torch.Tensor]
+    tied_positives: list[torch.Tensor]
 
     def __init__(
         self,
@@ -133,10 +141,11 @@ class RecallAtK(_RankMetric):
         self.k = cutoffs
         self.ties = ties
         self.empty = empty
-        self.add_state("ranks", default=[], dist_reduce_fx="cat")
+        for name in ("above", "tied_negatives", "tied_positives"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(self, scores: ArrayLike, positives: ArrayLike | Sequence[Sequence[int]]) -> None:
-        """Rank a batch of queries and keep their ranks.
+        """Count a batch of queries and keep their rank counts.
 
         Parameters
         ----------
@@ -156,8 +165,10 @@ class RecallAtK(_RankMetric):
             query without a positive while ``empty="error"``. The state is unchanged.
         """
         s, _ = to_tensor(scores, "scores")
-        ranks = positive_ranks(s, positives, ties=self.ties, empty=self.empty)
-        self.ranks.append(cast(torch.Tensor, ranks).to(self.device))
+        counts = rank_counts(s, positives, empty=self.empty)
+        for name in ("above", "tied_negatives", "tied_positives"):
+            count = cast(torch.Tensor, getattr(counts, name))
+            getattr(self, name).append(count.to(device=self.device, dtype=torch.float64))
 
     def compute(self) -> dict[int, torch.Tensor]:
         """Recall at each cut-off over every query seen (on every process, under DDP).
@@ -173,8 +184,12 @@ class RecallAtK(_RankMetric):
         ValueError
             If no query was added since construction or the last ``reset()``.
         """
-        ranks = self._joined(self.ranks)
-        recall = recall_at_k(ranks, self.k)
+        counts = RankCounts(
+            self._joined(self.above).long(),
+            self._joined(self.tied_negatives).long(),
+            self._joined(self.tied_positives).long(),
+        )
+        recall = recall_at_k(counts, self.k, ties=self.ties)
         return {
             k: torch.tensor(v, dtype=torch.float64, device=self.device) for k, v in recall.items()
         }
@@ -188,9 +203,10 @@ class MeanRankVariance(_RankMetric):
     reduction : {"variance", "std"}, default "variance"
         As for :func:`~ccr_metrics.mean_rank_variance`: the paper's Eq. 7, or the mean
         standard deviation that the released code computed.
-    ties : {"average", "optimistic", "pessimistic"}, default "average"
+    ties : {"expected", "average", "optimistic", "pessimistic"}, default "expected"
         Tie policy used by ``update`` to rank the scores, as for
-        :func:`~ccr_metrics.positive_ranks`.
+        :func:`~ccr_metrics.positive_ranks` (the expected and the average rank are
+        the same).
     **kwargs
         torchmetrics options such as ``sync_on_compute``, ``process_group`` or
         ``compute_on_cpu``.

@@ -2,58 +2,350 @@
 
 The rank of a query is the 1-based position of its best-ranked positive. Nothing is
 sorted: for each query the best positive score ``b`` is looked up, and one pass over the
-query's row counts the candidates strictly above ``b`` (``g``) and those tied with it.
-Of the tied ones, ``p`` are positives and ``n`` are negatives. The tie policy turns
-these counts into a rank:
+query's row counts the candidates strictly above ``b`` (``a``) and those tied with it.
+Of the tied ones, ``p`` are positives and ``n`` are negatives. These three counts,
+:class:`RankCounts`, are the one ranking value every number of the library comes
+from; a tie policy turns them into a rank:
 
-- ``"optimistic"``: ``g + 1`` (ties resolved in the positive's favour);
-- ``"pessimistic"``: ``g + n + 1`` (every tied negative placed first);
-- ``"average"`` (default): ``g + (n + p + 1) / (p + 1)``, the expected position of the
-  first positive when the tied items are shuffled uniformly; for ``p = 1`` it is the
-  midpoint of the tie, as ``scipy.stats.rankdata(method="average")`` gives.
+- ``"optimistic"``: ``a + 1`` (ties resolved in the positive's favour);
+- ``"pessimistic"``: ``a + n + 1`` (every tied negative placed first);
+- ``"average"`` and ``"expected"`` (default): ``a + (n + p + 1) / (p + 1)``, the
+  expected position of the first positive when the tied items are shuffled uniformly;
+  for ``p = 1`` it is the midpoint of the tie, as
+  ``scipy.stats.rankdata(method="average")`` gives.
+
+The two last modes differ only for recall: ``"average"`` counts a query as found at
+``K`` when its average rank is ``<= K``, ``"expected"`` counts the probability that
+the shuffled tie puts the best positive within the top ``K``
+(:meth:`RankCounts.hits`).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from ._backend import Array, ArrayLike, to_output, to_tensor
+from ._counting import block_rows, count_against, count_masked
 from ._validation import (
     check_choice,
     check_ndim,
     check_numeric,
     dtype_str,
-    first_nonfinite,
     shape_str,
 )
 
 __all__ = [
     "DEFAULT_TIES",
     "TIES",
+    "RankCounts",
     "image_to_text_ranks",
     "positive_ranks",
+    "rank_counts",
     "text_to_image_ranks",
 ]
 
-Ties = Literal["optimistic", "pessimistic", "average"]
+Ties = Literal["optimistic", "pessimistic", "average", "expected"]
 Empty = Literal["error", "miss"]
 
-#: The tie policies :func:`positive_ranks` accepts.
-TIES: tuple[Ties, ...] = ("optimistic", "pessimistic", "average")
-#: The default tie policy: neither optimistic nor pessimistic, so a constant score
-#: matrix ranks every positive in the middle rather than first.
-DEFAULT_TIES: Ties = "average"
+#: The tie policies the library accepts wherever ranks or recall are computed.
+TIES: tuple[Ties, ...] = ("optimistic", "pessimistic", "average", "expected")
+#: The default tie policy: the expectation under a uniformly random order of the tied
+#: items, so a constant score matrix ranks every positive in the middle and scores
+#: chance recall, neither the best nor the worst case.
+DEFAULT_TIES: Ties = "expected"
 EMPTY: tuple[Empty, ...] = ("error", "miss")
 
-# Elements per block when chunk_size is None: a 4 MB float32 block stays in a CPU's
-# cache between the passes over it; a GPU wants large blocks to fill its cores.
-_CPU_BLOCK_ELEMENTS = 1 << 20
-_CUDA_BLOCK_ELEMENTS = 1 << 27
+
+@dataclass(frozen=True, eq=False)
+class RankCounts:
+    """Per query: the items above its best positive, and the negatives and positives tied with it.
+
+    What :func:`rank_counts` returns; every rank, recall and MRV of the library is
+    computed from these three arrays. Counts of disjoint parts of one gallery, taken
+    against the same best-positive scores, add up with ``+``.
+
+    Parameters
+    ----------
+    above : numpy.ndarray or torch.Tensor, shape [Q], int64
+        How many gallery items score strictly above the query's best positive.
+    tied_negatives : numpy.ndarray or torch.Tensor, shape [Q], int64
+        How many negatives score exactly the best positive's score.
+    tied_positives : numpy.ndarray or torch.Tensor, shape [Q], int64
+        How many positives score exactly that score (the best one included, so at
+        least 1); 0 marks a query without any positive, which ranks ``inf``.
+
+    Raises
+    ------
+    ValueError
+        If the three are not all numpy arrays or all tensors on one device, not 1-D
+        integer arrays of one length, or hold a negative count.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> counts = rank_counts(np.array([[0.9, 0.5, 0.5, 0.1]]), [1])
+    >>> counts
+    RankCounts(above=array([1]), tied_negatives=array([1]), tied_positives=array([1]))
+    >>> counts.ranks("optimistic"), counts.ranks("pessimistic"), counts.ranks()
+    (array([2.]), array([3.]), array([2.5]))
+    >>> counts.hits(2), counts.hits(2, ties="average")  # expected recall, rank 2.5 > 2
+    (array([0.5]), array([0.]))
+    """
+
+    above: Array
+    tied_negatives: Array
+    tied_positives: Array
+
+    def __post_init__(self) -> None:
+        fields = {
+            "above": self.above,
+            "tied_negatives": self.tied_negatives,
+            "tied_positives": self.tied_positives,
+        }
+        kinds = {isinstance(v, torch.Tensor) for v in fields.values()}
+        if len(kinds) != 1 or not all(
+            isinstance(v, (np.ndarray, torch.Tensor)) for v in fields.values()
+        ):
+            raise ValueError(
+                "RankCounts needs above, tied_negatives and tied_positives as three numpy "
+                "arrays or three tensors"
+            )
+        tensors = {name: to_tensor(v, name)[0] for name, v in fields.items()}
+        first = tensors["above"]
+        for name, t in tensors.items():
+            if (
+                t.ndim != 1
+                or t.dtype.is_floating_point
+                or t.dtype.is_complex
+                or t.dtype == torch.bool
+            ):
+                raise ValueError(
+                    f"RankCounts.{name} must be a 1-D integer array [Q], got {dtype_str(t)} "
+                    f"{shape_str(t)}"
+                )
+            if t.shape != first.shape or t.device != first.device:
+                raise ValueError(
+                    f"RankCounts.{name} {shape_str(t)} on {t.device} does not match above "
+                    f"{shape_str(first)} on {first.device}"
+                )
+            if t.device.type != "meta" and bool((t < 0).any()):
+                at = int((t < 0).nonzero()[0, 0])
+                raise ValueError(
+                    f"RankCounts.{name} holds {int(t[at])} at query {at}; counts are >= 0"
+                )
+
+    @property
+    def _as_torch(self) -> bool:
+        return isinstance(self.above, torch.Tensor)
+
+    def _tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (
+            to_tensor(self.above, "above")[0].long(),
+            to_tensor(self.tied_negatives, "tied_negatives")[0].long(),
+            to_tensor(self.tied_positives, "tied_positives")[0].long(),
+        )
+
+    def __len__(self) -> int:
+        return int(self.above.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"RankCounts(above={self.above!r}, tied_negatives={self.tied_negatives!r}, "
+            f"tied_positives={self.tied_positives!r})"
+        )
+
+    def __add__(self, other: RankCounts) -> RankCounts:
+        """Add the counts of two disjoint parts of a gallery, taken against the same best scores."""
+        if not isinstance(other, RankCounts):
+            return NotImplemented
+        if len(other) != len(self) or other._as_torch != self._as_torch:
+            raise ValueError(
+                f"RankCounts of {len(self)} and {len(other)} queries (or of numpy and torch) "
+                "cannot be added; add counts of the same queries"
+            )
+        a, n, p = self._tensors()
+        b, m, q = other._tensors()
+        return _counts_out(
+            a + b.to(a.device), n + m.to(a.device), p + q.to(a.device), self._as_torch
+        )
+
+    def __getitem__(self, index: Any) -> RankCounts:
+        """Return the counts of a subset of the queries (a slice, indices or a bool mask)."""
+        a, n, p = self._tensors()
+        if not isinstance(index, slice):
+            index = to_tensor(index, "index")[0].to(a.device)
+        return _counts_out(a[index], n[index], p[index], self._as_torch)
+
+    @property
+    def has_positive(self) -> Array:
+        """Which queries have a positive, ``[Q]`` bool (``tied_positives > 0``)."""
+        return to_output(self._tensors()[2] > 0, self._as_torch)
+
+    def ranks(self, ties: Ties = DEFAULT_TIES) -> Array:
+        """1-based rank of each query's best positive under ``ties``, float64 ``[Q]``.
+
+        ``inf`` for a query without a positive. ``"expected"`` and ``"average"`` give
+        the same rank: the expected rank under a uniformly random order of the tie.
+        """
+        check_choice("ties", ties, TIES)
+        return to_output(_ranks(*self._tensors(), ties), self._as_torch)
+
+    def hits(self, k: int, *, ties: Ties = DEFAULT_TIES) -> Array:
+        """Per query, how much it counts towards Recall@``k``: float64 ``[Q]`` in ``[0, 1]``.
+
+        For ``"expected"``, the exact probability that the best positive lands within
+        the top ``k`` when the tied items are put in a uniformly random order: with
+        ``m = k - above``, 0 for ``m <= 0``, 1 for ``m > n``, else
+        ``1 - C(n, m) / C(n + p, m)``, computed as a product of ``m`` ratios below 1
+        (never overflowing). For the other modes, 1 where ``ranks(ties) <= k``, else 0.
+        A query without a positive counts 0.
+        """
+        check_choice("ties", ties, TIES)
+        cutoff = _check_cutoff(k)
+        a, n, p = self._tensors()
+        if ties == "expected":
+            out = _expected_hits(a, n, p, cutoff)
+        else:
+            out = (_ranks(a, n, p, ties) <= cutoff).double()
+        return to_output(out, self._as_torch)
+
+
+def _check_cutoff(k: Any) -> int:
+    if isinstance(k, torch.Tensor) and k.ndim == 0:
+        k = k.item()
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def _ranks(a: torch.Tensor, n: torch.Tensor, p: torch.Tensor, ties: Ties) -> torch.Tensor:
+    g, n_, p_ = a.double(), n.double(), p.double()
+    if ties == "optimistic":
+        ranks = g + 1
+    elif ties == "pessimistic":
+        ranks = g + n_ + 1
+    else:
+        ranks = g + (n_ + p_ + 1) / (p_ + 1)
+    return torch.where(p > 0, ranks, torch.full_like(ranks, float("inf")))
+
+
+def _expected_hits(a: torch.Tensor, n: torch.Tensor, p: torch.Tensor, k: int) -> torch.Tensor:
+    """``P(best positive within the top k)`` under a uniformly random order of the tie."""
+    m = k - a
+    undecided = (p > 0) & (m > 0) & (m <= n)
+    out = ((p > 0) & (m > n)).double()
+    if bool(undecided.any()):
+        mu, nu, pu = m[undecided], n[undecided].double(), p[undecided].double()
+        # C(n, m) / C(n + p, m) = prod_{i < m} (n - i) / (n + p - i): at most k factors,
+        # each in [0, 1), so the product never overflows (it may underflow to 0: then
+        # the probability is 1 to double precision).
+        none_in_top = torch.ones_like(nu)
+        for i in range(int(mu.max())):
+            factor = (nu - i) / (nu + pu - i)
+            none_in_top = torch.where(mu > i, none_in_top * factor, none_in_top)
+        out[undecided] = 1.0 - none_in_top
+    return out
+
+
+def _counts_out(a: torch.Tensor, n: torch.Tensor, p: torch.Tensor, as_torch: bool) -> RankCounts:
+    return RankCounts(to_output(a, as_torch), to_output(n, as_torch), to_output(p, as_torch))
+
+
+def rank_counts(
+    scores: ArrayLike,
+    positives: ArrayLike | Sequence[Sequence[int]],
+    *,
+    best: ArrayLike | None = None,
+    chunk_size: int | None = None,
+    empty: Empty = "error",
+) -> RankCounts:
+    """Count, per query, the items above its best positive and those tied with it.
+
+    Parameters
+    ----------
+    scores : array-like or torch.Tensor, shape [Q, G]
+        Similarity of each of ``Q`` queries to each of ``G`` gallery items; higher is
+        better. Any real dtype (integers, float16, bfloat16, float32, float64) and any
+        device. Scores are compared in their own precision: half-precision scores tie
+        far more often than float32 ones.
+    positives : array-like, torch.Tensor or sequence of sequences of int
+        Which gallery columns are relevant to each query, in one of three forms:
+
+        - integer array ``[Q]``: one positive column per query;
+        - boolean mask ``[Q, G]``;
+        - ``Q`` sequences of column indices (ragged, e.g. the captions of each image),
+          or an integer array ``[Q, P]`` of ``P`` positives per query. An integer
+          array shaped exactly like ``scores`` is refused as ambiguous (it is usually
+          a 0/1 relevance matrix): pass it as a bool mask or as lists.
+    best : array-like or torch.Tensor, shape [Q], optional
+        When ``scores`` covers one part of a gallery (a shard), the best positive
+        score of each query over the whole gallery, in the dtype of ``scores``. The
+        counts are then taken against it, so the counts of disjoint parts add up to
+        those of the whole; a query may have no positive in this part, and none of its
+        positives here may score above its ``best``.
+    chunk_size : int, optional
+        Number of query rows handled per block where blocks are used (the torch path:
+        other than float32/float64 on CPU with numba). The extra memory is
+        ``O(chunk_size * G)``; the result is the same for every value.
+    empty : {"error", "miss"}, default "error"
+        What a query without any positive gets (without ``best``): a ValueError, or
+        zero counts (``tied_positives == 0``), which rank ``inf`` and count as a miss.
+
+    Returns
+    -------
+    RankCounts
+        ``above``, ``tied_negatives`` and ``tied_positives``, int64 ``[Q]``: numpy
+        arrays for numpy (or list) input, tensors on the device of ``scores`` for torch
+        input.
+
+    Raises
+    ------
+    ValueError
+        If ``scores`` is not 2-D, not real-valued, or holds NaN or infinity; if
+        ``positives`` has the wrong shape or length, holds an index outside ``[0, G)``,
+        or leaves a query without a positive while ``empty="error"``; if ``best`` does
+        not match ``scores`` or a positive scores above it; if ``empty`` or
+        ``chunk_size`` is not a valid choice.
+
+    Notes
+    -----
+    Counting is exact: one comparison per score. With numba installed
+    (``pip install "ccr-metrics[fast]"``), float32 and float64 CPU matrices are counted
+    by a compiled loop that reads each score once; everything else by torch operations
+    over cache-sized blocks. Both give identical counts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scores = np.array([[0.9, 0.1, 0.5],
+    ...                    [0.2, 0.8, 0.8]])
+    >>> counts = rank_counts(scores, [2, 1])
+    >>> counts.above, counts.tied_negatives, counts.tied_positives
+    (array([1, 0]), array([0, 1]), array([1, 1]))
+    >>> left = rank_counts(scores[:, :2], [[], [1]], best=[0.5, 0.8])
+    >>> right = rank_counts(scores[:, 2:], [[0], []], best=[0.5, 0.8])
+    >>> (left + right).ranks().tolist() == counts.ranks().tolist()
+    True
+    """
+    check_choice("empty", empty, EMPTY)
+    s, as_torch = to_tensor(scores, "scores")
+    _check_scores(s)
+    s = s.detach()
+    rows = block_rows(chunk_size, s.shape[1], s.device)
+    parsed = _parse_positives(positives, s.shape[0], s.shape[1], s.device)
+    if best is None:
+        counts = counts_from_positives(s, parsed, rows=rows, empty=empty, missing="positives")
+    else:
+        b = _check_best(best, s)
+        query, column = parsed if isinstance(parsed, tuple) else parsed.nonzero(as_tuple=True)
+        counts = counts_against_best(s, query, column, b, rows=rows)
+    return _counts_out(*counts, as_torch)
 
 
 def positive_ranks(
@@ -66,28 +358,18 @@ def positive_ranks(
 ) -> Array:
     """Rank of each query's best-ranked positive, counted exactly with a stated tie rule.
 
+    ``rank_counts(scores, positives, ...).ranks(ties)``.
+
     Parameters
     ----------
     scores : array-like or torch.Tensor, shape [Q, G]
-        Similarity of each of ``Q`` queries to each of ``G`` gallery items; higher is
-        better. Any real dtype (integers, float16, bfloat16, float32, float64) and any
-        device. Scores are compared in their own precision: half-precision scores tie
-        far more often than float32 ones, and the tie policy decides those ranks.
+        As for :func:`rank_counts`.
     positives : array-like, torch.Tensor or sequence of sequences of int
-        Which gallery columns are relevant to each query, in one of three forms:
-
-        - integer array ``[Q]``: one positive column per query;
-        - boolean mask ``[Q, G]``;
-        - ``Q`` sequences of column indices (ragged, e.g. the captions of each image),
-          or an integer array ``[Q, P]`` of ``P`` positives per query. An integer
-          array shaped exactly like ``scores`` is refused as ambiguous (it is usually
-          a 0/1 relevance matrix): pass it as a bool mask or as lists.
-    ties : {"average", "optimistic", "pessimistic"}, default "average"
+        As for :func:`rank_counts`: indices ``[Q]``, a bool mask ``[Q, G]``, or lists.
+    ties : {"expected", "average", "optimistic", "pessimistic"}, default "expected"
         How items tied with the best positive are ordered; see Notes.
     chunk_size : int, optional
-        Number of query rows handled per block. The extra memory is
-        ``O(chunk_size * G)``; the result is the same for every value. By default
-        blocks of about 2**20 elements on CPU and 2**27 on CUDA.
+        As for :func:`rank_counts`; the result is the same for every value.
     empty : {"error", "miss"}, default "error"
         What a query without any positive gets: a ValueError, or the rank ``inf`` so
         that it counts as a miss at every cut-off.
@@ -96,32 +378,24 @@ def positive_ranks(
     -------
     ranks : numpy.ndarray or torch.Tensor, shape [Q], float64
         1-based ranks. A numpy array for numpy (or list) input, a tensor on the device
-        of ``scores`` for torch input. Whole numbers except for ``ties="average"``.
+        of ``scores`` for torch input. Whole numbers except for the expected rank.
 
     Raises
     ------
     ValueError
-        If ``scores`` is not 2-D, not real-valued, or holds NaN or infinity; if
-        ``positives`` has the wrong shape or length, holds an index outside
-        ``[0, G)``, or leaves a query without a positive while ``empty="error"``; if
-        ``ties``, ``empty`` or ``chunk_size`` is not a valid choice.
+        As :func:`rank_counts`, and if ``ties`` is not a valid choice.
 
     Notes
     -----
-    For query ``q`` let ``b`` be its best positive score, ``g`` the number of items
+    For query ``q`` let ``b`` be its best positive score, ``a`` the number of items
     scoring strictly above ``b``, ``n`` the number of negatives and ``p`` the number of
-    positives scoring exactly ``b``. Then the rank is ``g + 1`` (optimistic),
-    ``g + n + 1`` (pessimistic) or ``g + (n + p + 1) / (p + 1)`` (average, the expected
-    rank of the first positive when the tied items are put in a uniformly random
-    order). The default, average, keeps a constant score matrix from scoring perfect
-    recall. Argsort-based code (such as ``itm_eval`` in ALBEF-style repositories)
-    breaks ties by the sort's internal order instead; on tie-free scores its 0-based
-    positions plus one equal these ranks under every policy.
-
-    The counting is one pass over each block of rows: the row minus ``b``, its sign,
-    and two row sums (of the signs and of their squares) give the counts above and
-    below ``b``. Signs of IEEE differences are exact, so the counts are exact. Non-
-    finite scores are detected in the same pass and reported by position.
+    positives scoring exactly ``b``. Then the rank is ``a + 1`` (optimistic),
+    ``a + n + 1`` (pessimistic) or ``a + (n + p + 1) / (p + 1)`` (expected and
+    average: the expected rank of the first positive when the tied items are put in a
+    uniformly random order). The default keeps a constant score matrix from scoring
+    perfect recall. Argsort-based code (such as ``itm_eval`` in ALBEF-style
+    repositories) breaks ties by the sort's internal order instead; on tie-free scores
+    its 0-based positions plus one equal these ranks under every policy.
 
     Examples
     --------
@@ -136,14 +410,7 @@ def positive_ranks(
     array([1., 3.])
     """
     check_choice("ties", ties, TIES)
-    check_choice("empty", empty, EMPTY)
-    s, as_torch = to_tensor(scores, "scores")
-    _check_scores(s)
-    query, column = positive_pairs(positives, s.shape[0], s.shape[1], s.device)
-    ranks = ranks_from_pairs(
-        s, query, column, ties=ties, chunk_size=chunk_size, empty=empty, missing="positives"
-    )
-    return to_output(ranks, as_torch)
+    return rank_counts(scores, positives, chunk_size=chunk_size, empty=empty).ranks(ties)
 
 
 def image_to_text_ranks(
@@ -193,10 +460,11 @@ def image_to_text_ranks(
     n_images, n_texts = s.shape
     owner = text_owner_index(text_to_image, n_texts=n_texts, n_images=n_images, device=s.device)
     texts = torch.arange(n_texts, device=s.device)
-    ranks = ranks_from_pairs(
-        s, owner, texts, ties=ties, chunk_size=chunk_size, empty=empty, missing="text_to_image"
+    rows = block_rows(chunk_size, n_texts, s.device)
+    counts = counts_from_positives(
+        s.detach(), (owner, texts), rows=rows, empty=empty, missing="text_to_image"
     )
-    return to_output(ranks, as_torch)
+    return to_output(_ranks(*counts, ties), as_torch)
 
 
 def text_to_image_ranks(
@@ -244,10 +512,11 @@ def text_to_image_ranks(
     n_texts, n_images = s.shape
     owner = text_owner_index(text_to_image, n_texts=n_texts, n_images=n_images, device=s.device)
     texts = torch.arange(n_texts, device=s.device)
-    ranks = ranks_from_pairs(
-        s, texts, owner, ties=ties, chunk_size=chunk_size, empty="error", missing="text_to_image"
+    rows = block_rows(chunk_size, n_images, s.device)
+    counts = counts_from_positives(
+        s.detach(), (texts, owner), rows=rows, empty="error", missing="text_to_image"
     )
-    return to_output(ranks, as_torch)
+    return to_output(_ranks(*counts, ties), as_torch)
 
 
 def text_owner_index(
@@ -276,16 +545,16 @@ def text_owner_index(
     return t
 
 
-def positive_pairs(
+def _parse_positives(
     positives: ArrayLike | Sequence[Sequence[int]],
     n_queries: int,
     n_gallery: int,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the positives as ``(query, column)`` LongTensors, validated and deduplicated.
+) -> ParsedPositives:
+    """Return the positives as a bool mask ``[Q, G]`` or deduplicated ``(query, column)`` pairs.
 
-    Accepts the three forms :func:`positive_ranks` documents. Indices are checked to
-    lie in ``[0, n_gallery)``; a message names the first offending query.
+    Accepts the three forms :func:`rank_counts` documents. Indices are checked to lie
+    in ``[0, n_gallery)``; a message names the first offending query.
     """
     t = _positives_tensor(positives, n_queries)
     if t is None:  # ragged
@@ -304,7 +573,7 @@ def positive_pairs(
                 f"positives mask must have the shape of scores [{n_queries}, {n_gallery}], "
                 f"got {shape_str(t)}"
             )
-        query, column = t.to(device).nonzero(as_tuple=True)
+        return t.to(device)
     elif t.is_floating_point() or t.is_complex():
         raise ValueError(
             f"positives must be integer column indices or a bool mask, got dtype {dtype_str(t)}"
@@ -317,6 +586,8 @@ def positive_pairs(
             )
         query = torch.arange(n_queries, device=device)
         column = t.to(device=device, dtype=torch.long)
+        _check_index_range(column, n_gallery, "positives", "column index", query)
+        return query, column  # one per query: nothing to deduplicate
     elif t.ndim == 2:
         if t.shape[0] != n_queries:
             raise ValueError(
@@ -386,144 +657,95 @@ def _check_scores(s: torch.Tensor) -> None:
         )
 
 
-def ranks_from_pairs(
-    s: torch.Tensor,
-    query: torch.Tensor,
-    column: torch.Tensor,
-    *,
-    ties: Ties,
-    chunk_size: int | None,
-    empty: Empty,
-    missing: str,
-) -> torch.Tensor:
-    """Ranks ``[Q]`` (float64) from validated scores and deduplicated positive pairs.
+Counts = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# Parsed positives: a bool mask [Q, G], or (query, column) index pairs.
+ParsedPositives = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
-    The building block behind every public ranking function and the streaming
-    evaluation. ``missing`` names the argument to blame when a query has no positive.
+
+def counts_from_positives(
+    s: torch.Tensor, positives: ParsedPositives, *, rows: int, empty: Empty, missing: str
+) -> Counts:
+    """``(above, tied_negatives, tied_positives)`` int64 ``[Q]`` of validated, detached scores.
+
+    The building block behind every public ranking function and the harness.
+    ``missing`` names the argument to blame when a query has no positive; with
+    ``empty="miss"`` such a query gets zero counts.
     """
-    # Ranks have no gradient; without this, scores that require grad would record
-    # every block's arithmetic in the autograd graph.
-    s = s.detach()
     n_queries, n_gallery = s.shape
-    has_positive = torch.bincount(query, minlength=n_queries) > 0
+    if isinstance(positives, torch.Tensor):
+        has_positive = positives.any(1)
+    else:
+        has_positive = torch.bincount(positives[0], minlength=n_queries) > 0
     if empty == "error" and not bool(has_positive.all()):
         q = int((~has_positive).nonzero()[0, 0])
         raise ValueError(
             f"{missing} gives query row {q} of scores no positive among its {n_gallery} "
             "candidates; pass empty='miss' to count such queries as misses"
         )
-    best = best_positive_scores(s, query, column)
-    tied_positives = count_tied_positives(s, query, column, best)
-    above, tied = count_above_and_tied(s, best, block_rows(chunk_size, n_gallery, s.device))
-    return ranks_from_counts(above, tied, tied_positives, has_positive, ties)
+    if isinstance(positives, torch.Tensor):
+        m = count_masked(s, positives, rows=rows)
+        return m.above, m.tied - m.tied_positives, m.tied_positives
+    query, column = positives
+    best = torch.zeros(n_queries, dtype=s.dtype, device=s.device)
+    best.scatter_reduce_(0, query, s[query, column], reduce="amax", include_self=False)
+    above, tied, tied_positives = _against(s, query, column, best, rows)
+    zero = torch.zeros_like(above)
+    return (
+        torch.where(has_positive, above, zero),
+        torch.where(has_positive, tied - tied_positives, zero),
+        torch.where(has_positive, tied_positives, zero),
+    )
 
 
-def best_positive_scores(
-    s: torch.Tensor, query: torch.Tensor, column: torch.Tensor
-) -> torch.Tensor:
-    """Best positive score of each query ``[Q]`` (0 for a query without positives)."""
-    best = torch.zeros(s.shape[0], dtype=s.dtype, device=s.device)
-    return best.scatter_reduce_(0, query, s[query, column], reduce="amax", include_self=False)
+def counts_against_best(
+    s: torch.Tensor, query: torch.Tensor, column: torch.Tensor, best: torch.Tensor, *, rows: int
+) -> Counts:
+    """Count one part of a gallery against the whole gallery's best scores ``[Q]``.
 
-
-def count_tied_positives(
-    s: torch.Tensor, query: torch.Tensor, column: torch.Tensor, best: torch.Tensor
-) -> torch.Tensor:
-    """How many of each query's positives score exactly its ``best`` ``[Q]``, float64."""
-    at_best = (s[query, column] == best[query]).double()
-    return torch.bincount(query, weights=at_best, minlength=s.shape[0])
-
-
-def ranks_from_counts(
-    above: torch.Tensor,
-    tied: torch.Tensor,
-    tied_positives: torch.Tensor,
-    has_positive: torch.Tensor,
-    ties: Ties,
-) -> torch.Tensor:
-    """Apply the tie policy to the counts ``g = above``, ``p = tied_positives``, ``n``.
-
-    ``tied`` counts every item equal to the best positive, positives included, so
-    ``n = tied - p``. Queries without a positive get ``inf``.
+    ``(query, column)`` are the positives in this part; none may score above its
+    query's ``best``.
     """
-    g = above.double()
-    p = tied_positives.double()
-    n = tied.double() - p
-    if ties == "optimistic":
-        ranks = g + 1
-    elif ties == "pessimistic":
-        ranks = g + n + 1
-    else:
-        ranks = g + (n + p + 1) / (p + 1)
-    return torch.where(has_positive, ranks, torch.full_like(ranks, float("inf")))
+    scores = s[query, column]
+    above_best = scores > best[query]
+    if bool(above_best.any()):
+        at = int(above_best.nonzero()[0, 0])
+        raise ValueError(
+            f"positives has column {int(column[at])} of query {int(query[at])} scoring "
+            f"{float(scores[at])}, above that query's best {float(best[query[at]])}"
+        )
+    above, tied, tied_positives = _against(s, query, column, best, rows)
+    return above, tied - tied_positives, tied_positives
 
 
-def block_rows(chunk_size: int | None, n_gallery: int, device: torch.device) -> int:
-    """Rows per block: ``chunk_size`` checked, or a cache-sized default for the device."""
-    if chunk_size is None:
-        budget = _CUDA_BLOCK_ELEMENTS if device.type == "cuda" else _CPU_BLOCK_ELEMENTS
-        return max(1, budget // n_gallery)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-    return chunk_size
+def _against(
+    s: torch.Tensor, query: torch.Tensor, column: torch.Tensor, best: torch.Tensor, rows: int
+) -> Counts:
+    """``(above, tied, tied_positives)`` against ``best``; ``tied`` includes the positives."""
+    at_best = (s[query, column] == best[query]).long()
+    tied_positives = torch.zeros(s.shape[0], dtype=torch.long, device=s.device)
+    tied_positives.index_add_(0, query, at_best)
+    above, tied = count_against(s, best, rows=rows)
+    return above, tied, tied_positives
 
 
-def count_above_and_tied(
-    s: torch.Tensor, best: torch.Tensor, rows: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row of ``s [Q, G]``: how many entries are > ``best`` and how many are == it.
-
-    Blocks hold about ``rows x G`` elements. A column-major ``s`` (a transposed view,
-    as when a text-to-image matrix is the transpose of an image-to-text one) is walked
-    along its contiguous axis instead: blocks of gallery items, reduced over the
-    gallery axis into per-query totals, so that every block is one contiguous read.
-    """
-    n_queries, n_gallery = s.shape
-    # Counts are summed in floating point: exact for whole numbers up to 2**24 in
-    # float32 (one count never exceeds G) and up to 2**53 in float64.
-    acc = torch.float32 if s.is_floating_point() and n_gallery <= 1 << 24 else torch.float64
-    if s.stride(0) == 1 and s.stride(1) != 1:
-        gallery_major = s.T
-        step = max(1, rows * n_gallery // n_queries)
-        sums = torch.zeros((3, n_queries), dtype=acc, device=s.device)
-        for start in range(0, n_gallery, step):
-            block = gallery_major[start : start + step]
-            sums += _block_sums(block, best[None, :], 0, acc)
-    else:
-        sums = torch.empty((3, n_queries), dtype=acc, device=s.device)
-        for start in range(0, n_queries, rows):
-            stop = min(start + rows, n_queries)
-            sums[:, start:stop] = _block_sums(s[start:stop], best[start:stop, None], 1, acc)
-    probe, above_minus_below, above_plus_below = sums
-    suspicious = ~torch.isfinite(probe)
-    if bool(suspicious.any()):
-        rows_to_check = suspicious.nonzero()[:, 0]
-        found = first_nonfinite(s[rows_to_check])
-        if found is not None:
-            (i, j), value = found
-            raise ValueError(
-                f"scores contains {value} at [{int(rows_to_check[i])}, {j}]; scores must be finite"
-            )
-    above = ((above_minus_below + above_plus_below) / 2).round().long()
-    return above, n_gallery - above_plus_below.round().long()
-
-
-def _block_sums(block: torch.Tensor, b: torch.Tensor, dim: int, acc: torch.dtype) -> torch.Tensor:
-    """``[probe, above - below, above + below]`` of ``block`` against ``b``, over ``dim``.
-
-    ``probe`` is non-finite when the block holds a NaN or an infinity (or, rarely, when
-    finite differences overflow; the caller's exact check tells these apart). Only sums
-    are returned, so that accumulating blocks costs one addition.
-    """
-    if not block.is_floating_point():
-        above = (block > b).sum(dim).to(acc)
-        below = (block < b).sum(dim).to(acc)
-        return torch.stack([torch.zeros_like(above), above - below, above + below])
-    d = block - b
-    probe = d.sum(dim, dtype=acc)
-    # sign(d) is exact: a difference of two distinct IEEE floats is never 0. Its sum is
-    # above - below, the sum of its squares above + below.
-    d.sign_()
-    above_minus_below = d.sum(dim, dtype=acc)
-    d.square_()
-    return torch.stack([probe, above_minus_below, d.sum(dim, dtype=acc)])
+def _check_best(best: ArrayLike, s: torch.Tensor) -> torch.Tensor:
+    """``best`` as a tensor ``[Q]`` in the dtype and on the device of ``s``."""
+    b, _ = to_tensor(best, "best")
+    check_numeric(b, "best")
+    if b.ndim != 1 or b.shape[0] != s.shape[0]:
+        raise ValueError(
+            f"best must have one score per query: shape [{s.shape[0]}], got {shape_str(b)}"
+        )
+    b = b.to(s.device)
+    converted = b.to(s.dtype)
+    if converted.dtype != b.dtype and not bool((converted.to(b.dtype) == b).all()):
+        raise ValueError(
+            f"best ({dtype_str(b)}) holds values that {dtype_str(s)} scores cannot represent; "
+            "pass the best scores in the dtype of scores"
+        )
+    if converted.is_floating_point() and not bool(torch.isfinite(converted).all()):
+        at = int((~torch.isfinite(converted)).nonzero()[0, 0])
+        raise ValueError(
+            f"best contains {float(converted[at])} at position {at}; it must be finite"
+        )
+    return converted

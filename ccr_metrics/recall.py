@@ -8,23 +8,34 @@ from typing import Any
 import torch
 
 from ._backend import ArrayLike, to_tensor
-from ._validation import check_ndim, check_numeric, check_positive_ints, shape_str
+from ._validation import check_choice, check_ndim, check_numeric, check_positive_ints, shape_str
+from .ranking import DEFAULT_TIES, TIES, RankCounts, Ties
 
 __all__ = ["multilingual_recall", "recall_at_k"]
 
 DIRECTIONS = ("i2t", "t2i")
 
 
-def recall_at_k(ranks: ArrayLike, k: int | Iterable[int] = (1, 5, 10)) -> dict[int, float]:
+def recall_at_k(
+    ranks: ArrayLike | RankCounts,
+    k: int | Iterable[int] = (1, 5, 10),
+    *,
+    ties: Ties | None = None,
+) -> dict[int, float]:
     """Fraction of queries whose positive is ranked within the top ``k``.
 
     Parameters
     ----------
-    ranks : array-like or torch.Tensor, shape [Q]
-        1-based ranks, as :func:`~ccr_metrics.positive_ranks` returns them; ``inf``
-        marks a query counted as a miss.
+    ranks : array-like, torch.Tensor or RankCounts, shape [Q]
+        1-based ranks, as :func:`~ccr_metrics.positive_ranks` returns them (``inf``
+        marks a query counted as a miss), or the :class:`~ccr_metrics.RankCounts` of
+        :func:`~ccr_metrics.rank_counts`, from which any tie policy can be applied.
     k : int or iterable of int, default (1, 5, 10)
         Cut-offs.
+    ties : {"expected", "average", "optimistic", "pessimistic"}, optional
+        For counts only (default ``"expected"``): how tied items are ordered. Ranks
+        already carry the policy they were made with, so passing ``ties`` with ranks
+        is refused.
 
     Returns
     -------
@@ -36,31 +47,55 @@ def recall_at_k(ranks: ArrayLike, k: int | Iterable[int] = (1, 5, 10)) -> dict[i
     ------
     ValueError
         If ``ranks`` is not a non-empty 1-D array, holds NaN or a rank below 1, or if a
-        cut-off is not a positive integer.
+        cut-off is not a positive integer; if ``ties`` is invalid or given with ranks.
 
     Notes
     -----
-    A query counts at ``k`` when its rank is ``<= k``; with ``ties="average"`` a rank
-    can be fractional (1.5 is not within the top 1). A query with several positives
-    counts when any of them is within the top ``k`` (its rank is its best positive's),
-    which differs from the fraction of positives found that some libraries call recall.
+    A query counts at ``k`` when its rank is ``<= k``; with the expected (average)
+    rank a rank can be fractional (1.5 is not within the top 1). From counts,
+    ``ties="expected"`` counts each query with the exact probability that its best
+    positive lands within the top ``k`` when the tied items are put in a uniformly
+    random order (:meth:`~ccr_metrics.RankCounts.hits`): the expected recall of an
+    evaluation that breaks ties at random, such as an argsort. A constant score matrix
+    over ``G`` candidates then scores ``k / G``, chance, where average ranks give 0
+    below the middle and 1 above it. On tie-free scores every policy gives the same
+    recall. A query with several positives counts when any of them is within the top
+    ``k`` (its rank is its best positive's), which differs from the fraction of
+    positives found that some libraries call recall.
 
     Examples
     --------
     >>> recall_at_k([1, 3, 12, 2], k=(1, 5, 10))
     {1: 0.25, 5: 0.75, 10: 0.75}
+    >>> import numpy as np
+    >>> from ccr_metrics import rank_counts
+    >>> counts = rank_counts(np.zeros((2, 4)), [0, 1])  # a collapsed model: all tied
+    >>> recall_at_k(counts, k=(1, 2)), recall_at_k(counts, k=(1, 2), ties="average")
+    ({1: 0.25, 2: 0.5}, {1: 0.0, 2: 0.0})
     """
     cutoffs = check_positive_ints("k", k)
+    if isinstance(ranks, RankCounts):
+        policy = check_choice("ties", DEFAULT_TIES if ties is None else ties, TIES)
+        if len(ranks) == 0:
+            raise ValueError("ranks must hold at least one query, got 0 counts")
+        hits = [float(to_tensor(ranks.hits(c, ties=policy), "hits")[0].mean()) for c in cutoffs]
+        return dict(zip(cutoffs, hits, strict=True))
+    if ties is not None:
+        raise ValueError(
+            "ties applies to RankCounts; ranks already carry the tie policy they were "
+            "made with (pass rank_counts(...) to choose it here)"
+        )
     r = _checked_ranks(ranks)
     ks = torch.tensor(cutoffs, dtype=torch.float64, device=r.device)
-    hits = (r[:, None] <= ks[None, :]).sum(0).double() / r.shape[0]
-    return dict(zip(cutoffs, hits.tolist(), strict=True))
+    hit = (r[:, None] <= ks[None, :]).sum(0).double() / r.shape[0]
+    return dict(zip(cutoffs, hit.tolist(), strict=True))
 
 
 def multilingual_recall(
-    ranks: Mapping[str, Mapping[str, ArrayLike]],
+    ranks: Mapping[str, Mapping[str, ArrayLike | RankCounts]],
     *,
     k: int | Iterable[int] = (1, 5, 10),
+    ties: Ties | None = None,
 ) -> dict[str, Any]:
     """Build the paper's recall table: R@K per language and direction, mean recall, averages.
 
@@ -70,9 +105,12 @@ def multilingual_recall(
         ``{language: {"i2t": ranks, "t2i": ranks}}`` with ranks as
         :func:`~ccr_metrics.image_to_text_ranks` and
         :func:`~ccr_metrics.text_to_image_ranks` return them. A language may carry one
-        direction only; then its mean recall is over that direction.
+        direction only; then its mean recall is over that direction. Each entry may
+        also be :class:`~ccr_metrics.RankCounts`.
     k : int or iterable of int, default (1, 5, 10)
         Cut-offs.
+    ties : {"expected", "average", "optimistic", "pessimistic"}, optional
+        The tie policy for entries given as counts, as for :func:`recall_at_k`.
 
     Returns
     -------
@@ -116,7 +154,11 @@ def multilingual_recall(
         if not by_direction:
             raise ValueError(f"ranks[{language!r}] holds no direction")
         recall[language] = {
-            d: recall_at_k(by_direction[d], k) for d in DIRECTIONS if d in by_direction
+            d: recall_at_k(
+                by_direction[d], k, ties=ties if isinstance(by_direction[d], RankCounts) else None
+            )
+            for d in DIRECTIONS
+            if d in by_direction
         }
     mean_recall = {
         language: _mean([v for by_k in dirs.values() for v in by_k.values()])

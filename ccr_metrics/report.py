@@ -1,8 +1,9 @@
-"""The result of an evaluation: per-query ranks, and every number derived from them.
+"""The result of an evaluation: per-query rank counts, and every number derived from them.
 
-A :class:`Report` keeps the rank arrays and the text-to-image index; recall, mean
-recall, averages and MRV are computed from them on demand, so later analyses never
-rank twice and a saved report can be re-analysed.
+A :class:`Report` keeps the rank counts (or, when built by hand, the ranks) and the
+text-to-image index; recall, mean recall, averages, mean and median rank and MRV are
+computed from them on demand, so later analyses never rank twice and a saved report can
+be re-analysed under another tie policy.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ._validation import check_choice
 from .mrv import REDUCTIONS, mean_rank_variance, ranks_per_image
+from .ranking import DEFAULT_TIES, TIES, RankCounts, Ties
 from .recall import DIRECTIONS, multilingual_recall
 
 if TYPE_CHECKING:
@@ -26,7 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Report"]
 
-FORMAT = "ccr-metrics-report/1"
+FORMAT = "ccr-metrics-report/2"
+# Reports saved before counts were kept: ranks only, read as such.
+_FORMAT_RANKS_ONLY = "ccr-metrics-report/1"
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -35,15 +40,16 @@ IntArray = npt.NDArray[np.int64]
 class Report:
     """Ranks of a multilingual evaluation and the paper's numbers computed from them.
 
-    Made by :func:`~ccr_metrics.evaluate` and :func:`~ccr_metrics.evaluate_scores`;
-    rarely built by hand.
+    Made by :func:`~ccr_metrics.evaluate` and :func:`~ccr_metrics.evaluate_scores`
+    through :meth:`from_counts`; rarely built by hand.
 
     Parameters
     ----------
     ranks : mapping
         ``{language: {"i2t": [N], "t2i": [M_l]}}`` float64 1-based ranks. An ``i2t``
         entry is NaN for an image without a caption in that language (it is no query
-        there). A language may carry one direction only.
+        there). A language may carry one direction only. With ``counts``, these are
+        ``counts.ranks(settings["ties"])``.
     text_to_image : mapping
         ``{language: [M_l]}`` int64: the image of each text.
     n_images : int
@@ -56,6 +62,12 @@ class Report:
     intervals : Intervals, optional
         Bootstrap confidence intervals of every number, as :meth:`with_confidence`
         adds them; shown by :meth:`to_table` and included by :meth:`to_dict`.
+    counts : mapping, optional
+        ``{language: {direction: RankCounts}}`` (numpy) of the same queries, as
+        :meth:`from_counts` keeps them: with them, recall follows the tie policy
+        ``settings["ties"]`` exactly (``"expected"``: the expected recall), and
+        :meth:`with_ties` re-reads the report under another policy. Without them
+        (ranks given by hand) recall is read off the ranks.
 
     Examples
     --------
@@ -78,6 +90,74 @@ class Report:
     ks: tuple[int, ...] = (1, 5, 10)
     settings: Mapping[str, Any] = field(default_factory=dict)
     intervals: Intervals | None = None
+    counts: Mapping[str, Mapping[str, RankCounts]] | None = None
+
+    def __post_init__(self) -> None:
+        ties = self.settings.get("ties", DEFAULT_TIES if self.counts is not None else None)
+        if ties is not None and ties not in TIES:
+            raise ValueError(f"settings.ties must be one of {list(TIES)}, got {ties!r}")
+        if self.counts is None and ties == "expected":
+            raise ValueError(
+                "settings.ties='expected' needs the rank counts (Report.from_counts): "
+                "expected recall cannot be read off ranks"
+            )
+
+    @classmethod
+    def from_counts(
+        cls,
+        counts: Mapping[str, Mapping[str, RankCounts]],
+        text_to_image: Mapping[str, IntArray],
+        n_images: int,
+        ks: tuple[int, ...] = (1, 5, 10),
+        settings: Mapping[str, Any] | None = None,
+    ) -> Report:
+        """Build a report from rank counts; ``settings["ties"]`` (default "expected") applies.
+
+        ``counts[language]["i2t"]`` has one entry per image; an image without a caption
+        in the language has zero counts (no positive) and is no query there.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ccr_metrics import rank_counts
+        >>> scores = np.zeros((2, 2))                  # a collapsed model
+        >>> counts = {"en": {"i2t": rank_counts(scores, [0, 1]),
+        ...                  "t2i": rank_counts(scores.T, [0, 1])}}
+        >>> report = Report.from_counts(counts, {"en": np.arange(2)}, n_images=2, ks=(1,))
+        >>> report.recall()["en"]["i2t"], report.with_ties("optimistic").recall()["en"]["i2t"]
+        ({1: 0.5}, {1: 1.0})
+        """
+        settings = {"ties": DEFAULT_TIES, **(settings or {})}
+        ties = settings["ties"]
+        ranks = {
+            lang: {
+                d: np.where(np.isinf(r := np.asarray(c.ranks(ties), dtype=np.float64)), np.nan, r)
+                for d, c in by_dir.items()
+            }
+            for lang, by_dir in counts.items()
+        }
+        return cls(ranks, text_to_image, n_images, tuple(ks), settings, None, counts)
+
+    @property
+    def ties(self) -> Ties | None:
+        """The tie policy the numbers follow; None for hand-made ranks that name none."""
+        ties: Ties | None = self.settings.get("ties")
+        return ties
+
+    def with_ties(self, ties: Ties) -> Report:
+        """Return the same evaluation read under another tie policy (needs the rank counts).
+
+        Raises
+        ------
+        ValueError
+            If ``ties`` is not a valid choice or the report keeps ranks only.
+        """
+        if self.counts is None:
+            raise ValueError("with_ties needs the rank counts; this report keeps ranks only")
+        check_choice("ties", ties, TIES)
+        return Report.from_counts(
+            self.counts, self.text_to_image, self.n_images, self.ks, {**self.settings, "ties": ties}
+        )
 
     @property
     def languages(self) -> list[str]:
@@ -98,6 +178,46 @@ class Report:
         """Ranks of the queries of one language and direction (images without text dropped)."""
         r = self.ranks[language][direction]
         return r[self.has_caption(language)] if direction == "i2t" else r
+
+    def query_counts(self, language: str, direction: str) -> RankCounts | None:
+        """Rank counts of the queries of one language and direction; None without counts."""
+        if self.counts is None:
+            return None
+        c = self.counts[language][direction]
+        return c[self.has_caption(language)] if direction == "i2t" else c
+
+    def hits(self, language: str, direction: str, k: int) -> FloatArray:
+        """How much each entry of ``ranks[language][direction]`` counts towards R@``k``.
+
+        Aligned with the rank array: ``[N]`` for i2t (NaN for an image without a
+        caption), ``[M_l]`` for t2i; values in ``[0, 1]``, the exact probability of a
+        hit under ``ties="expected"``.
+        """
+        ranks = self.ranks[language][direction]
+        if self.counts is None:
+            out = (ranks <= k).astype(np.float64)
+        else:
+            c = self.counts[language][direction]
+            out = np.asarray(c.hits(k, ties=self.ties or DEFAULT_TIES), dtype=np.float64)
+        return np.where(np.isnan(ranks), np.nan, out)
+
+    def rank_summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Mean and median rank per language and direction, over the queries.
+
+        ``{lang: {dir: {"mean": f, "median": f}}}``, 1-based. As open_clip's
+        ``mean_rank`` and ``median_rank``: the median is floored (open_clip takes
+        ``floor(median(0-based positions)) + 1``, the same number).
+        """
+        return {
+            lang: {
+                d: {
+                    "mean": float(np.mean(r := self.query_ranks(lang, d))),
+                    "median": float(np.floor(np.median(r))),
+                }
+                for d in by_dir
+            }
+            for lang, by_dir in self.ranks.items()
+        }
 
     def recall(self) -> dict[str, dict[str, dict[int, float]]]:
         """R@K per language and direction: ``{lang: {dir: {k: fraction}}}``."""
@@ -176,11 +296,15 @@ class Report:
         return replace(self, intervals=intervals)
 
     def _table(self) -> dict[str, Any]:
-        by_language = {
-            lang: {d: self.query_ranks(lang, d) for d in by_dir}
+        by_language: dict[str, dict[str, Any]] = {
+            lang: {d: self._recall_input(lang, d) for d in by_dir}
             for lang, by_dir in self.ranks.items()
         }
-        return multilingual_recall(by_language, k=self.ks)
+        return multilingual_recall(by_language, k=self.ks, ties=self.ties)
+
+    def _recall_input(self, language: str, direction: str) -> RankCounts | FloatArray:
+        counts = self.query_counts(language, direction)
+        return self.query_ranks(language, direction) if counts is None else counts
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary, recall as fractions.
@@ -190,10 +314,12 @@ class Report:
         summary : dict
             ``{"languages", "recall": {lang: {dir: {"1": f, ...}}}, "mean_recall":
             {lang: f}, "average": {dir: {"1": f, ...}, "mean_recall": f},
-            "mrv": {dir: {"variance": f, "std": f} or None}, "n_images": N,
-            "n_texts": {lang: M}, "settings": {...}}``.
+            "mrv": {dir: {"variance": f, "std": f} or None}, "mean_rank": {lang:
+            {dir: f}}, "median_rank": {lang: {dir: f}}, "n_images": N, "n_texts":
+            {lang: M}, "settings": {...}}``.
         """
         table = self._table()
+        summary = self.rank_summary()
 
         def keyed(by_k: Mapping[int, float]) -> dict[str, float]:
             return {str(k): v for k, v in by_k.items()}
@@ -209,6 +335,12 @@ class Report:
             "mean_recall": table["mean_recall"],
             "average": average,
             "mrv": self.mrv(),
+            "mean_rank": {
+                lang: {d: v["mean"] for d, v in dirs.items()} for lang, dirs in summary.items()
+            },
+            "median_rank": {
+                lang: {d: v["median"] for d, v in dirs.items()} for lang, dirs in summary.items()
+            },
             "n_images": self.n_images,
             "n_texts": {lang: len(self.text_to_image[lang]) for lang in self.languages},
             "settings": {**self.settings, "ks": list(self.ks)},
@@ -221,17 +353,36 @@ class Report:
         Returns
         -------
         frame : pandas.DataFrame
-            Columns ``language``, ``direction``, ``R@k`` for each cut-off (fractions)
-            and ``queries`` (an integer column, NA for the average rows).
+            Columns ``language``, ``direction``, ``R@k`` for each cut-off (fractions),
+            ``mean_rank`` and ``median_rank`` (NaN for the average rows) and
+            ``queries`` (an integer column, NA for the average rows).
         """
         table = self._table()
+        summary = self.rank_summary()
         rows = []
         for lang, dirs in table["recall"].items():
             for d, by_k in dirs.items():
-                n = len(self.query_ranks(lang, d))
-                rows.append({"language": lang, "direction": d, **_rk(by_k), "queries": n})
+                rows.append(
+                    {
+                        "language": lang,
+                        "direction": d,
+                        **_rk(by_k),
+                        "mean_rank": summary[lang][d]["mean"],
+                        "median_rank": summary[lang][d]["median"],
+                        "queries": len(self.query_ranks(lang, d)),
+                    }
+                )
         for d, by_k in table["average"]["recall"].items():
-            rows.append({"language": "average", "direction": d, **_rk(by_k), "queries": None})
+            rows.append(
+                {
+                    "language": "average",
+                    "direction": d,
+                    **_rk(by_k),
+                    "mean_rank": math.nan,
+                    "median_rank": math.nan,
+                    "queries": None,
+                }
+            )
         frame = pd.DataFrame(rows)
         frame["queries"] = frame["queries"].astype("Int64")  # NA on the average rows
         return frame
@@ -279,6 +430,9 @@ class Report:
             title,
             frame.to_string(na_rep="-"),
             "",
+            "Rank of the correct item (1-based; median floored as open_clip's):",
+            self._rank_frame().to_string(na_rep="-"),
+            "",
             f"Mean Rank Variance over {len(self.languages)} languages "
             "(variance = paper Eq. 7; std = the released code's number):",
         ]
@@ -294,8 +448,21 @@ class Report:
             lines.append(f"settings: {settings}")
         return "\n".join(lines)
 
+    def _rank_frame(self) -> pd.DataFrame:
+        """Tabulate queries, mean and median rank per language (rows) and direction."""
+        summary = self.rank_summary()
+        rows: dict[str, dict[str, str]] = {}
+        for lang, dirs in summary.items():
+            rows[lang] = {}
+            for d, values in dirs.items():
+                rows[lang][f"{d} queries"] = str(len(self.query_ranks(lang, d)))
+                rows[lang][f"{d} mean"] = f"{values['mean']:.2f}"
+                rows[lang][f"{d} median"] = f"{values['median']:.0f}"
+        columns = [f"{d} {c}" for d in self.directions for c in ("queries", "mean", "median")]
+        return pd.DataFrame(rows).T.reindex(columns=columns)
+
     def save(self, path: str | Path) -> None:
-        """Write the report, ranks included, as JSON readable by :meth:`load`."""
+        """Write the report, rank counts (or ranks) included, as JSON readable by :meth:`load`."""
         payload = {
             "format": FORMAT,
             **self.to_dict(),
@@ -308,6 +475,18 @@ class Report:
                 for lang, dirs in self.ranks.items()
             },
         }
+        if self.counts is not None:
+            payload["counts"] = {
+                lang: {
+                    d: {
+                        "above": np.asarray(c.above).tolist(),
+                        "tied_negatives": np.asarray(c.tied_negatives).tolist(),
+                        "tied_positives": np.asarray(c.tied_positives).tolist(),
+                    }
+                    for d, c in dirs.items()
+                }
+                for lang, dirs in self.counts.items()
+            }
         Path(path).write_text(json.dumps(payload, allow_nan=False))
 
     @classmethod
@@ -323,11 +502,35 @@ class Report:
             payload = json.loads(Path(path).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path} is not a JSON report: {exc}") from None
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        if not isinstance(payload, dict) or payload.get("format") not in (
+            FORMAT,
+            _FORMAT_RANKS_ONLY,
+        ):
             raise ValueError(f"{path} is not a ccr-metrics report (format {FORMAT!r})")
         try:
             settings = dict(payload["settings"])
             ks = tuple(int(k) for k in settings.pop("ks"))
+            text_to_image = {
+                k: np.asarray(v, dtype=np.int64) for k, v in payload["text_to_image"].items()
+            }
+            if "counts" in payload:
+                counts = {
+                    lang: {
+                        d: RankCounts(
+                            np.asarray(c["above"], dtype=np.int64),
+                            np.asarray(c["tied_negatives"], dtype=np.int64),
+                            np.asarray(c["tied_positives"], dtype=np.int64),
+                        )
+                        for d, c in dirs.items()
+                    }
+                    for lang, dirs in payload["counts"].items()
+                }
+                report = cls.from_counts(
+                    counts, text_to_image, int(payload["n_images"]), ks, settings
+                )
+                if "confidence" in payload:
+                    report = report.with_confidence(**payload["confidence"])
+                return report
             report = cls(
                 ranks={
                     lang: {

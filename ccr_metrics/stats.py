@@ -470,16 +470,17 @@ class _Ratios:
         for lang in report.languages if languages is None else languages:
             recall_keys[lang] = []
             for d in (d for d in DIRECTIONS if d in report.ranks[lang]):
-                r = report.ranks[lang][d]
+                # Hits are 0/1, or probabilities under ties="expected".
                 if d == "i2t":
-                    present = report.has_caption(lang)
-                    queries = present.astype(np.float64)
-                    hits = [(present & (r <= k)).astype(np.float64) for k in report.ks]
+                    queries = report.has_caption(lang).astype(np.float64)
+                    hits = [np.nan_to_num(report.hits(lang, d, k)) for k in report.ks]
                 else:
                     owner = report.text_to_image[lang]
                     queries = np.bincount(owner, minlength=n).astype(np.float64)
                     hits = [
-                        np.bincount(owner, weights=r <= k, minlength=n).astype(np.float64)
+                        np.bincount(owner, weights=report.hits(lang, d, k), minlength=n).astype(
+                            np.float64
+                        )
                         for k in report.ks
                     ]
                 for k, h in zip(report.ks, hits, strict=True):

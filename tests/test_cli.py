@@ -6,6 +6,7 @@ Numbers are checked against a naive oracle: a per-query Python loop over the sco
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import shlex
 import subprocess
@@ -24,7 +25,7 @@ from ccr_metrics.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 FORMATS = ["npz", "safetensors", "pt"]
-TIES = ["average", "optimistic", "pessimistic"]
+TIES = ["expected", "average", "optimistic", "pessimistic"]
 N, D = 6, 3
 # en: image 5 has no caption; de: no mapping key (text i is image i); fr: shuffled.
 OWNERS = {"en": [0, 0, 1, 2, 2, 3, 4, 4], "de": None, "fr": [5, 3, 1, 0, 2, 4, 1]}
@@ -77,35 +78,65 @@ def score_arrays(seed: int = 0) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------- oracle
 
 
-def oracle_rank(scores, positives, ties):
-    """Rank of the best positive: g above it, n negatives and p positives tied with it."""
+def oracle_counts(scores, positives):
+    """g items above the best positive, n negatives and p positives tied with it."""
     b = max(scores[j] for j in positives)
     g = sum(1 for s in scores if s > b)
     n = sum(1 for j, s in enumerate(scores) if s == b and j not in positives)
     p = sum(1 for j in positives if scores[j] == b)
-    return {"average": g + (n + p + 1) / (p + 1), "optimistic": g + 1, "pessimistic": g + n + 1}[
+    return g, n, p
+
+
+def oracle_rank(scores, positives, ties):
+    """Rank of the best positive under ``ties``; "expected" is the expected rank."""
+    g, n, p = oracle_counts(scores, positives)
+    average = g + (n + p + 1) / (p + 1)
+    return {"expected": average, "average": average, "optimistic": g + 1, "pessimistic": g + n + 1}[
         ties
     ]
 
 
-def oracle(ties="average"):
-    """``{lang: {"i2t": [N] (NaN: no caption), "t2i": [M]}}`` by per-query loops."""
+def oracle_queries(lang):
+    """The (scores, positives) of every image and every text query of ``lang``."""
     image, texts, owners = dataset()
-    ranks = {}
-    for lang, t in texts.items():
-        scores = image.astype(np.float64) @ t.T.astype(np.float64)
-        i2t = []
-        for i in range(N):
-            positives = {j for j, o in enumerate(owners[lang]) if o == i}
-            i2t.append(oracle_rank(list(scores[i]), positives, ties) if positives else np.nan)
-        t2i = [oracle_rank(list(scores[:, j]), {o}, ties) for j, o in enumerate(owners[lang])]
-        ranks[lang] = {"i2t": np.array(i2t), "t2i": np.array(t2i)}
-    return ranks
+    scores = image.astype(np.float64) @ texts[lang].T.astype(np.float64)
+    i2t = [(list(scores[i]), {j for j, o in enumerate(owners[lang]) if o == i}) for i in range(N)]
+    t2i = [(list(scores[:, j]), {o}) for j, o in enumerate(owners[lang])]
+    return {"i2t": i2t, "t2i": t2i}
+
+
+def oracle(ties="expected"):
+    """``{lang: {"i2t": [N] (NaN: no caption), "t2i": [M]}}`` by per-query loops."""
+    return {
+        lang: {
+            d: np.array([oracle_rank(s, pos, ties) if pos else np.nan for s, pos in queries])
+            for d, queries in oracle_queries(lang).items()
+        }
+        for lang in OWNERS
+    }
 
 
 def oracle_recall(ranks, k):
     queries = ranks[~np.isnan(ranks)]
     return float(np.mean(queries <= k))
+
+
+def oracle_expected_recall(lang, direction, k):
+    """Mean over the queries of P(best positive in the top k) under a shuffled tie."""
+    hits = []
+    for scores, positives in oracle_queries(lang)[direction]:
+        if not positives:
+            continue
+        g, n, p = oracle_counts(scores, positives)
+        m = k - g
+        hits.append(0.0 if m <= 0 else 1.0 if m > n else 1 - math.comb(n, m) / math.comb(n + p, m))
+    return float(np.mean(hits))
+
+
+def oracle_any_recall(ranks, lang, direction, k, ties):
+    if ties == "expected":
+        return oracle_expected_recall(lang, direction, k)
+    return oracle_recall(ranks, k)
 
 
 def oracle_mrv(ranks, direction, reduction):
@@ -179,7 +210,7 @@ def test_json_matches_oracle(tmp_path, capsys, command, fmt, ties):
             np.testing.assert_allclose(saved, ranks)
             for k in (1, 2, 5):
                 got = report["recall"][lang][direction][str(k)]
-                assert got == pytest.approx(oracle_recall(ranks, k))
+                assert got == pytest.approx(oracle_any_recall(ranks, lang, direction, k, ties))
     for direction in ("i2t", "t2i"):
         for reduction in ("variance", "std"):
             got = report["mrv"][direction][reduction]
@@ -193,16 +224,29 @@ def test_csv_matches_oracle(tmp_path, capsys, command):
     status, _, _ = run([command, path, "--device", "cpu", "--csv", tmp_path / "r.csv"], capsys)
     assert status == 0
     frame = pd.read_csv(tmp_path / "r.csv")
-    assert list(frame.columns) == ["language", "direction", "R@1", "R@5", "R@10", "queries"]
+    assert list(frame.columns) == [
+        "language",
+        "direction",
+        "R@1",
+        "R@5",
+        "R@10",
+        "mean_rank",
+        "median_rank",
+        "queries",
+    ]
     expected = oracle()
     for _, row in frame[frame.language != "average"].iterrows():
-        ranks = expected[row["language"]][row["direction"]]
-        assert row["queries"] == np.count_nonzero(~np.isnan(ranks))
+        lang, direction = row["language"], row["direction"]
+        ranks = expected[lang][direction]
+        queries = ranks[~np.isnan(ranks)]
+        assert row["queries"] == len(queries)
         for k in (1, 5, 10):
-            assert row[f"R@{k}"] == pytest.approx(oracle_recall(ranks, k))
+            assert row[f"R@{k}"] == pytest.approx(oracle_expected_recall(lang, direction, k))
+        assert row["mean_rank"] == pytest.approx(np.mean(queries))
+        assert row["median_rank"] == np.floor(np.median(queries))
     averages = frame[frame.language == "average"].set_index("direction")
     for direction in ("i2t", "t2i"):
-        mean = np.mean([oracle_recall(expected[lang][direction], 1) for lang in OWNERS])
+        mean = np.mean([oracle_expected_recall(lang, direction, 1) for lang in OWNERS])
         assert averages.loc[direction, "R@1"] == pytest.approx(mean)
 
 
@@ -211,7 +255,7 @@ def test_table_is_printed_in_percent(tmp_path, capsys):
     status, out, _ = run(["evaluate", path, "--device", "cpu", "--k", 1], capsys)
     assert status == 0
     en = next(line for line in out.splitlines() if line.startswith("en "))
-    expected = 100 * oracle_recall(oracle()["en"]["i2t"], 1)
+    expected = 100 * oracle_expected_recall("en", "i2t", 1)
     assert f"{expected:.2f}" in en.split()
     assert "Mean Rank Variance over 3 languages" in out
 

@@ -1,6 +1,7 @@
 """evaluate / evaluate_scores / Report against naive oracles, and their invariants."""
 
 import json
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -11,12 +12,31 @@ import torch
 import ccr_metrics as cm
 
 
-def naive_rank(row, positives, ties):
-    """Rank of the best positive in ``row`` by the definition, one query at a time."""
+def naive_counts(row, positives):
+    """(above, tied negatives, tied positives) of the best positive in ``row``."""
     best = max(row[j] for j in positives)
     above = sum(1 for v in row if v > best)
     tied_pos = sum(1 for j in set(positives) if row[j] == best)
     tied_neg = sum(1 for j, v in enumerate(row) if v == best and j not in set(positives))
+    return above, tied_neg, tied_pos
+
+
+def naive_hit(row, positives, k, ties):
+    """What one query adds to R@k: 0/1 from its rank, or the exact expected hit."""
+    if ties != "expected":
+        return float(naive_rank(row, positives, ties) <= k)
+    above, n, p = naive_counts(row, positives)
+    m = k - above
+    if m <= 0:
+        return 0.0
+    if m > n:
+        return 1.0
+    return float(1 - Fraction(math.comb(n, m), math.comb(n + p, m)))
+
+
+def naive_rank(row, positives, ties):
+    """Rank of the best positive in ``row`` by the definition, one query at a time."""
+    above, tied_neg, tied_pos = naive_counts(row, positives)
     if ties == "optimistic":
         return float(above + 1)
     if ties == "pessimistic":
@@ -105,17 +125,27 @@ def test_streaming_equals_precomputed_on_float_embeddings():
     assert_same_ranks(streamed, stored)
 
 
-def test_recall_and_mrv_follow_from_the_ranks():
+@pytest.mark.parametrize("ties", ["average", "expected"])
+def test_recall_and_mrv_follow_from_the_ranks(ties):
     images, texts, owners = integer_problem(seed=2)
-    report = cm.evaluate(images, texts, owners, ks=(1, 3), device="cpu")
+    report = cm.evaluate(images, texts, owners, ks=(1, 3), ties=ties, device="cpu")
     ranks = naive_report(images, texts, owners, "average")
     summary = report.to_dict()
     for lang in texts:
-        i2t = ranks[lang]["i2t"][~np.isnan(ranks[lang]["i2t"])]
-        for d, r in (("i2t", i2t), ("t2i", ranks[lang]["t2i"])):
+        s = (images @ texts[lang].T).tolist()
+        i2t_queries = [
+            (s[i], [j for j, o in enumerate(owners[lang]) if o == i]) for i in range(len(images))
+        ]
+        t2i_queries = [
+            ([s[i][j] for i in range(len(images))], [o]) for j, o in enumerate(owners[lang])
+        ]
+        lang_values = []
+        for d, queries in (("i2t", i2t_queries), ("t2i", t2i_queries)):
+            queries = [(row, pos) for row, pos in queries if pos]
             for k in (1, 3):
-                assert summary["recall"][lang][d][str(k)] == pytest.approx(np.mean(r <= k))
-        lang_values = [np.mean(r <= k) for r in (i2t, ranks[lang]["t2i"]) for k in (1, 3)]
+                expected = np.mean([naive_hit(row, pos, k, ties) for row, pos in queries])
+                assert summary["recall"][lang][d][str(k)] == pytest.approx(expected, abs=1e-12)
+                lang_values.append(expected)
         assert summary["mean_recall"][lang] == pytest.approx(np.mean(lang_values))
     # MRV over present languages per image, first caption for text-to-image.
     n = len(images)
@@ -188,7 +218,16 @@ def test_to_frame_has_a_row_per_language_and_direction():
     images, texts, owners = integer_problem()
     frame = cm.evaluate(images, texts, owners, device="cpu").to_frame()
     assert isinstance(frame, pd.DataFrame)
-    assert list(frame.columns) == ["language", "direction", "R@1", "R@5", "R@10", "queries"]
+    assert list(frame.columns) == [
+        "language",
+        "direction",
+        "R@1",
+        "R@5",
+        "R@10",
+        "mean_rank",
+        "median_rank",
+        "queries",
+    ]
     assert len(frame) == 2 * 3 + 2
     assert frame.set_index(["language", "direction"]).loc[("fr", "i2t"), "queries"] == 8
 

@@ -119,9 +119,11 @@ def test_recall_batches_equal_one_call(ties, form, split):
     metric = RecallAtK(k=(1, 2, 5), ties=ties)
     for rows in batches(split):
         metric.update(scores[rows], positives[rows])
-    expected_ranks = cm.positive_ranks(scores, positives, ties=ties)
-    torch.testing.assert_close(torch.cat(metric.ranks), expected_ranks, rtol=0, atol=0)
-    assert as_floats(metric.compute()) == cm.recall_at_k(expected_ranks, (1, 2, 5))
+    expected = cm.rank_counts(scores, positives)
+    for name in ("above", "tied_negatives", "tied_positives"):
+        kept = torch.cat(getattr(metric, name))
+        torch.testing.assert_close(kept, getattr(expected, name).double(), rtol=0, atol=0)
+    assert as_floats(metric.compute()) == cm.recall_at_k(expected, (1, 2, 5), ties=ties)
 
 
 @given(
@@ -136,8 +138,8 @@ def test_recall_any_split_equals_one_call(problem, ties, data):
     metric = RecallAtK(k=(1, 3), ties=ties)
     for start, stop in zip([0, *cuts], [*cuts, n], strict=True):
         metric.update(scores[start:stop], positives[start:stop])
-    expected = cm.recall_at_k(cm.positive_ranks(scores, positives, ties=ties), (1, 3))
-    assert as_floats(metric.compute()) == expected
+    expected = cm.recall_at_k(cm.rank_counts(scores, positives), (1, 3), ties=ties)
+    assert as_floats(metric.compute()) == pytest.approx(expected, abs=1e-12)
 
 
 def test_recall_empty_miss_counts_queries_without_positive():
@@ -260,9 +262,7 @@ CASES = {
     "RecallAtK": Case(
         make=lambda: RecallAtK(k=(1, 5)),
         args=lambda rows: (RECALL_SCORES[rows], RECALL_POSITIVES[rows]),
-        reference=lambda: cm.recall_at_k(
-            cm.positive_ranks(RECALL_SCORES, RECALL_POSITIVES), (1, 5)
-        ),
+        reference=lambda: cm.recall_at_k(cm.rank_counts(RECALL_SCORES, RECALL_POSITIVES), (1, 5)),
         queries=Q,
     ),
     "MeanRankVariance": Case(
@@ -322,15 +322,19 @@ def test_reset_clears_everything(case):
     assert value_of(metric.compute()) == case.reference()
 
 
-def test_state_is_ranks_not_scores(case):
+def test_state_is_ranks_or_counts_not_scores(case):
     metric = case.make()
     feed(case, metric, (3, 3, 6))
     states = metric.metric_state
-    assert torch.cat(states["ranks"]).numel() == case.queries
+    per_query = ["above", "tied_negatives", "tied_positives"] if "above" in states else ["ranks"]
+    for name in per_query:
+        assert torch.cat(states[name]).numel() == case.queries
     for tensors in states.values():
         assert all(t.dtype == torch.float64 and t.ndim == 1 for t in tensors)
-    # Everything kept is O(queries): at most one number per batch beyond the ranks.
-    assert sum(t.numel() for ts in states.values() for t in ts) <= case.queries + 3
+    # Everything kept is O(queries): per query its ranks or counts, and at most one
+    # number per batch beyond them.
+    kept = sum(t.numel() for ts in states.values() for t in ts)
+    assert kept <= len(per_query) * case.queries + 3
 
 
 def test_scores_requiring_grad_leave_no_graph(case):
@@ -414,7 +418,7 @@ def test_recall_bad_update(scores, positives, match):
     metric = RecallAtK()
     with pytest.raises(ValueError, match=match):
         metric.update(scores, positives)
-    assert metric.ranks == []
+    assert metric.above == [] and metric.tied_positives == []
 
 
 def good_mrv() -> tuple[torch.Tensor, torch.Tensor]:
@@ -524,7 +528,7 @@ def test_cuda_scores_and_states():
     result = recall.compute()
     assert all(v.device.type == "cuda" for v in result.values())
     assert as_floats(result) == cm.recall_at_k(
-        cm.positive_ranks(RECALL_SCORES, RECALL_POSITIVES), (1, 3)
+        cm.rank_counts(RECALL_SCORES, RECALL_POSITIVES), (1, 3)
     )
 
 
@@ -549,7 +553,8 @@ def ddp_worker(rank: int, port: int, out_dir: str) -> None:
                     metric.update(*case.args(rows))
                 results[scenario, name] = value_of(metric.compute())
                 # compute() gathers, then restores this process's own state.
-                results[scenario, name, "local"] = sum(t.numel() for t in metric.ranks)
+                state = metric.above if isinstance(metric, RecallAtK) else metric.ranks
+                results[scenario, name, "local"] = sum(t.numel() for t in state)
         # Processes that disagree on K get the same error, not a hang.
         mismatched = MeanRankVariance()
         mismatched.update_ranks(torch.ones(2, 2 + rank))

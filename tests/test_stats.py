@@ -83,7 +83,7 @@ def simple_report(i2t, t2i=None, *, ks=(1, 5, 10), **settings) -> Report:
 
 def resampled_report(report: Report, drawn: np.ndarray) -> Report:
     """The report of the images ``drawn``, each with all its texts (the slow way)."""
-    ranks, text_to_image = {}, {}
+    ranks, counts, text_to_image = {}, {}, {}
     for lang in report.languages:
         owner = report.text_to_image[lang]
         texts = [np.flatnonzero(owner == i) for i in drawn]
@@ -93,6 +93,11 @@ def resampled_report(report: Report, drawn: np.ndarray) -> Report:
             "i2t": report.ranks[lang]["i2t"][drawn],
             "t2i": report.ranks[lang]["t2i"][picked],
         }
+        if report.counts is not None:
+            by_dir = report.counts[lang]
+            counts[lang] = {"i2t": by_dir["i2t"][drawn], "t2i": by_dir["t2i"][picked]}
+    if report.counts is not None:
+        return Report.from_counts(counts, text_to_image, len(drawn), report.ks, report.settings)
     return Report(ranks, text_to_image, len(drawn), report.ks, report.settings)
 
 
@@ -303,8 +308,8 @@ def test_a_real_difference_is_found(report, other):
 def test_compare_works_on_loaded_reports_and_other_language_orders(report, tmp_path):
     report.save(tmp_path / "a.json")
     loaded = Report.load(tmp_path / "a.json")
-    reordered = Report(
-        {lang: report.ranks[lang] for lang in reversed(report.languages)},
+    reordered = Report.from_counts(
+        {lang: report.counts[lang] for lang in reversed(report.languages)},
         {lang: report.text_to_image[lang] for lang in reversed(report.languages)},
         report.n_images,
         report.ks,

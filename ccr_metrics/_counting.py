@@ -1,0 +1,398 @@
+"""The counting kernel behind every rank: per query, the items above a threshold and tied with it.
+
+For each row ``q`` of a score matrix ``s [Q, G]`` and its threshold ``best[q]`` (the
+query's best positive score) the kernel counts ``above`` (entries ``> best[q]``) and
+``tied`` (entries ``== best[q]``, positives included), and refuses a NaN or an infinity
+by position. Two implementations give identical counts:
+
+- a fused loop compiled by numba (the optional extra ``ccr-metrics[fast]``) reads each
+  score once and, in that one read, counts it against the threshold and adds it to a
+  finiteness probe; rows (or, for a column-major matrix, runs of queries) are spread
+  over ``torch.get_num_threads()`` threads. It serves float32 and float64 CPU matrices
+  stored row-major or column-major.
+- torch operations over cache-sized blocks serve every other dtype, layout and device
+  (CUDA included), and CPUs without numba.
+
+``CCR_METRICS_KERNEL=torch`` in the environment selects the torch path even where
+numba is installed (``numba`` insists on it, ``auto`` is the default).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from ._validation import first_nonfinite
+
+# Elements per block of the torch path when no block size is given: about 1 MB of
+# float32, which stays in a core's L2 cache across the passes over it (measured best
+# of 2**17 .. 2**22 on an AVX-512 CPU); a GPU wants large blocks to fill its cores.
+_CPU_BLOCK_ELEMENTS = 1 << 18
+_CUDA_BLOCK_ELEMENTS = 1 << 27
+# Queries per run in the column-major numba kernel: three accumulators of this many
+# floats stay in L1 while the run walks the gallery.
+_COLUMN_RUN = 1024
+# float32 accumulators count exactly up to 2**24; longer rows go to the torch path.
+_FLOAT32_EXACT = 1 << 24
+_KERNELS = ("auto", "numba", "torch")
+
+
+class MaskedCounts(NamedTuple):
+    """Counts of queries whose positives are a bool mask, all ``[Q]``."""
+
+    best: torch.Tensor  # best positive score (meaningless where has_positive is False)
+    has_positive: torch.Tensor  # bool
+    tied_positives: torch.Tensor  # int64: positives scoring exactly best
+    above: torch.Tensor  # int64
+    tied: torch.Tensor  # int64: every item scoring exactly best, positives included
+
+
+def block_rows(chunk_size: int | None, n_gallery: int, device: torch.device) -> int:
+    """Rows per block: ``chunk_size`` checked, or a cache-sized default for the device."""
+    if chunk_size is None:
+        budget = _CUDA_BLOCK_ELEMENTS if device.type == "cuda" else _CPU_BLOCK_ELEMENTS
+        return max(1, budget // max(n_gallery, 1))
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    return chunk_size
+
+
+def count_against(
+    s: torch.Tensor, best: torch.Tensor, *, rows: int, name: str = "scores"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of ``s [Q, G]``: how many entries are ``> best`` and how many ``== best``.
+
+    ``best`` ``[Q]`` has the dtype and device of ``s``. ``rows`` is the block height of
+    the torch path. Returns int64 ``(above, tied)`` on the device of ``s``.
+
+    Raises
+    ------
+    ValueError
+        If ``s`` holds a NaN or an infinity; the message names ``name`` and the position.
+    """
+    kernel = _numba_kernel(s, columns=True)
+    if kernel is not None:
+        above, tied, probe = _numba_outputs(s)
+        if s.stride(1) == 1:
+            kernel.rows(_numpy(s), _numpy(best), above, tied, probe)
+        else:
+            kernel.columns(_numpy(s).T, _numpy(best), above, tied, probe)
+        _check_probe(s, torch.from_numpy(probe), name)
+        return torch.from_numpy(above), torch.from_numpy(tied)
+    return _torch_count_against(s, best, rows, name)
+
+
+def count_masked(
+    s: torch.Tensor, mask: torch.Tensor, *, rows: int, name: str = "scores"
+) -> MaskedCounts:
+    """Best positive and counts of every row of ``s [Q, G]`` whose positives are ``mask``.
+
+    ``mask`` is bool ``[Q, G]`` on the device of ``s``. Each block (or row) is read for
+    the best positive and counted while it is still in cache, so the mask never has to
+    be turned into index pairs.
+
+    Raises
+    ------
+    ValueError
+        If ``s`` holds a NaN or an infinity; the message names ``name`` and the position.
+    """
+    kernel = _numba_kernel(s, columns=False) if mask.is_contiguous() else None
+    if kernel is not None:
+        n = s.shape[0]
+        above, tied, probe = _numba_outputs(s)
+        best: np.ndarray[Any, Any] = np.empty(n, dtype=_numpy_dtype(s))
+        tied_positives = np.empty(n, dtype=np.int64)
+        n_positives = np.empty(n, dtype=np.int64)
+        kernel.masked(
+            _numpy(s), _numpy(mask), best, n_positives, tied_positives, above, tied, probe
+        )
+        _check_probe(s, torch.from_numpy(probe), name)
+        return MaskedCounts(
+            best=torch.from_numpy(best),
+            has_positive=torch.from_numpy(n_positives) > 0,
+            tied_positives=torch.from_numpy(tied_positives),
+            above=torch.from_numpy(above),
+            tied=torch.from_numpy(tied),
+        )
+    return _torch_count_masked(s, mask, rows, name)
+
+
+# --- torch path -----------------------------------------------------------------------
+
+
+def _torch_count_against(
+    s: torch.Tensor, best: torch.Tensor, rows: int, name: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n_queries, n_gallery = s.shape
+    acc = _accumulator(s)
+    buffer = None
+    if s.stride(0) == 1 and s.stride(1) != 1:
+        # Column-major (a transposed view): walk it along its contiguous axis, blocks
+        # of gallery items reduced over the gallery into per-query totals.
+        gallery_major = s.T
+        step = max(1, rows * n_gallery // n_queries)
+        sums = torch.zeros((3, n_queries), dtype=acc, device=s.device)
+        for start in range(0, n_gallery, step):
+            block = gallery_major[start : start + step]
+            block_sums, buffer = _block_sums(block, best[None, :], 0, acc, buffer)
+            sums += block_sums
+    else:
+        sums = torch.empty((3, n_queries), dtype=acc, device=s.device)
+        for start in range(0, n_queries, rows):
+            stop = min(start + rows, n_queries)
+            block = s[start:stop]
+            sums[:, start:stop], buffer = _block_sums(block, best[start:stop, None], 1, acc, buffer)
+    probe, above_minus_below, above_plus_below = sums
+    _check_probe(s, probe, name)
+    above = ((above_minus_below + above_plus_below) / 2).round().long()
+    return above, n_gallery - above_plus_below.round().long()
+
+
+def _torch_count_masked(s: torch.Tensor, mask: torch.Tensor, rows: int, name: str) -> MaskedCounts:
+    n_queries = s.shape[0]
+    low = _lowest(s.dtype)
+    best = torch.empty(n_queries, dtype=s.dtype, device=s.device)
+    tied_positives = torch.empty(n_queries, dtype=torch.long, device=s.device)
+    for start in range(0, n_queries, rows):
+        block, positive = s[start : start + rows], mask[start : start + rows]
+        b = torch.where(positive, block, low).amax(1)
+        best[start : start + rows] = b
+        tied_positives[start : start + rows] = (positive & (block == b[:, None])).sum(1)
+    has_positive = mask.any(1)
+    above, tied = _torch_count_against(s, best, rows, name)
+    zero = torch.zeros_like(above)
+    return MaskedCounts(
+        best=best,
+        has_positive=has_positive,
+        tied_positives=torch.where(has_positive, tied_positives, zero),
+        above=torch.where(has_positive, above, zero),
+        tied=torch.where(has_positive, tied, zero),
+    )
+
+
+def _block_sums(
+    block: torch.Tensor, b: torch.Tensor, dim: int, acc: torch.dtype, buffer: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``[probe, above - below, above + below]`` of ``block`` against ``b``, over ``dim``.
+
+    ``probe`` (the sum of the differences) is non-finite when the block holds a NaN or
+    an infinity, or, rarely, when finite differences overflow; the exact check that
+    follows tells these apart. Differences go into ``buffer``, returned for the next
+    block (never larger than the first): a fresh multi-MB allocation per block costs
+    page faults.
+    """
+    if not block.is_floating_point():
+        # Integers are compared directly: a difference could overflow.
+        above = (block > b).sum(dim).to(acc)
+        below = (block < b).sum(dim).to(acc)
+        return torch.stack([torch.zeros_like(above), above - below, above + below]), None
+    if buffer is None:
+        d = block - b
+        buffer = d
+    else:
+        d = torch.sub(block, b, out=buffer[: block.shape[0]])
+    probe = d.sum(dim, dtype=acc)
+    # sign(d) is exact: a difference of two distinct IEEE floats is never 0. Its sum is
+    # above - below, the sum of its squares above + below.
+    d.sign_()
+    above_minus_below = d.sum(dim, dtype=acc)
+    d.square_()
+    return torch.stack([probe, above_minus_below, d.sum(dim, dtype=acc)]), buffer
+
+
+def _accumulator(s: torch.Tensor) -> torch.dtype:
+    """Dtype the torch path sums counts in: float32 is exact for counts up to 2**24."""
+    if s.is_floating_point() and s.shape[1] <= _FLOAT32_EXACT:
+        return torch.float32
+    return torch.float64
+
+
+def _lowest(dtype: torch.dtype) -> float | int:
+    return -float("inf") if dtype.is_floating_point else torch.iinfo(dtype).min
+
+
+# --- shared ---------------------------------------------------------------------------
+
+
+def _check_probe(s: torch.Tensor, probe: torch.Tensor, name: str) -> None:
+    """Find the first NaN or infinity among the rows whose probe is not finite."""
+    suspicious = ~torch.isfinite(probe)
+    if not bool(suspicious.any()):
+        return
+    rows_to_check = suspicious.nonzero()[:, 0].to(s.device)
+    found = first_nonfinite(s[rows_to_check])
+    if found is not None:
+        (i, j), value = found
+        raise ValueError(
+            f"{name} contains {value} at [{int(rows_to_check[i])}, {j}]; {name} must be finite"
+        )
+
+
+# --- numba path -----------------------------------------------------------------------
+
+
+class _Kernels(NamedTuple):
+    rows: Any
+    columns: Any
+    masked: Any
+
+
+def kernel_choice() -> str:
+    """Return the kernel setting from ``CCR_METRICS_KERNEL``: "auto", "numba" or "torch"."""
+    choice = os.environ.get("CCR_METRICS_KERNEL", "auto")
+    if choice not in _KERNELS:
+        raise ValueError(f"CCR_METRICS_KERNEL must be one of {', '.join(_KERNELS)}; got {choice!r}")
+    return choice
+
+
+def numba_available() -> bool:
+    """Whether the compiled kernel can run here (numba installed and not switched off)."""
+    return kernel_choice() != "torch" and _compiled(np.float32) is not None
+
+
+def _numba_kernel(s: torch.Tensor, *, columns: bool) -> _Kernels | None:
+    """Return the compiled kernels for ``s``, or None where the torch path must serve it.
+
+    ``columns`` says whether the caller can use the column-major kernel.
+    """
+    choice = kernel_choice()
+    if choice == "torch" or s.device.type != "cpu":
+        return None
+    if s.dtype not in (torch.float32, torch.float64):
+        return None
+    if s.dtype == torch.float32 and s.shape[1] > _FLOAT32_EXACT:
+        return None
+    row_major = s.stride(1) == 1 and s.stride(0) >= s.shape[1]
+    column_major = columns and s.stride(0) == 1 and s.stride(1) >= s.shape[0]
+    if not (row_major or column_major):
+        return None
+    kernels = _compiled(_numpy_dtype(s))
+    if kernels is None:
+        if choice == "numba":
+            raise ValueError(
+                "CCR_METRICS_KERNEL=numba but numba is not installed: "
+                'pip install "ccr-metrics[fast]"'
+            )
+        return None
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    return kernels
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
+    return t.detach().numpy()
+
+
+def _numba_outputs(s: torch.Tensor) -> tuple[np.ndarray[Any, Any], ...]:
+    """Empty ``above``, ``tied`` (int64) and ``probe`` (the scores' dtype) arrays ``[Q]``."""
+    n = s.shape[0]
+    return np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, _numpy_dtype(s))
+
+
+def _numpy_dtype(s: torch.Tensor) -> type:
+    return np.float32 if s.dtype == torch.float32 else np.float64
+
+
+@cache
+def _compiled(dtype: type) -> _Kernels | None:
+    """Compile (or load from numba's cache) the kernels for one dtype; None without numba.
+
+    The accumulators match what the vectoriser handles best, measured on AVX-512:
+    float32 lanes for float32 scores (exact up to 2**24 per row, hence the limit),
+    int64 lanes for float64 scores.
+    """
+    try:
+        import numba
+    except ImportError:
+        return None
+    acc = np.float32 if dtype is np.float32 else np.int64
+    # "reassoc" lets the float sums (counts and probe) be vectorised; comparisons keep
+    # IEEE semantics (no "nnan"/"ninf"), so NaN is never counted and always probed.
+    jit = numba.njit(parallel=True, cache=True, boundscheck=False, fastmath={"reassoc"})
+    prange = numba.prange
+
+    def rows(s: Any, best: Any, above: Any, tied: Any, probe: Any) -> None:
+        n_queries, n_gallery = s.shape
+        for q in prange(n_queries):
+            b = best[q]
+            row = s[q]
+            a = acc(0)
+            t = acc(0)
+            p = row[0] - row[0]
+            for g in range(n_gallery):
+                x = row[g]
+                a += acc(x > b)
+                t += acc(x == b)
+                p += x
+            above[q] = np.int64(a)
+            tied[q] = np.int64(t)
+            probe[q] = p
+
+    def columns(st: Any, best: Any, above: Any, tied: Any, probe: Any) -> None:
+        # st is the C-contiguous [G, Q] transpose: each gallery item's scores for a run
+        # of queries are contiguous, so every run reads the gallery once.
+        n_gallery, n_queries = st.shape
+        n_runs = (n_queries + _COLUMN_RUN - 1) // _COLUMN_RUN
+        for r in prange(n_runs):
+            lo = r * _COLUMN_RUN
+            hi = min(lo + _COLUMN_RUN, n_queries)
+            b = best[lo:hi]
+            a = np.zeros(hi - lo, acc)
+            t = np.zeros(hi - lo, acc)
+            p = np.zeros(hi - lo, st.dtype)
+            for g in range(n_gallery):
+                run = st[g, lo:hi]
+                for i in range(hi - lo):
+                    x = run[i]
+                    a[i] += acc(x > b[i])
+                    t[i] += acc(x == b[i])
+                    p[i] += x
+            for i in range(hi - lo):
+                above[lo + i] = np.int64(a[i])
+                tied[lo + i] = np.int64(t[i])
+                probe[lo + i] = p[i]
+
+    def masked(
+        s: Any,
+        mask: Any,
+        best: Any,
+        n_positives: Any,
+        tied_positives: Any,
+        above: Any,
+        tied: Any,
+        probe: Any,
+    ) -> None:
+        n_queries, n_gallery = s.shape
+        for q in prange(n_queries):
+            row = s[q]
+            m = mask[q]
+            b = -np.inf
+            count = 0
+            for g in range(n_gallery):
+                x = row[g] if m[g] else -np.inf
+                count += np.int64(m[g])
+                b = x if x > b else b
+            a = acc(0)
+            t = acc(0)
+            tp = acc(0)
+            p = row[0] - row[0]
+            for g in range(n_gallery):
+                x = row[g]
+                a += acc(x > b)
+                t += acc(x == b)
+                tp += acc(m[g] and x == b)
+                p += x
+            has = count > 0
+            best[q] = b
+            n_positives[q] = count
+            above[q] = np.int64(a) if has else 0
+            tied[q] = np.int64(t) if has else 0
+            tied_positives[q] = np.int64(tp) if has else 0
+            probe[q] = p
+
+    return _Kernels(rows=jit(rows), columns=jit(columns), masked=jit(masked))
