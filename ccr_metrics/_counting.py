@@ -129,41 +129,64 @@ def _torch_count_against(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     n_queries, n_gallery = s.shape
     acc = _accumulator(s)
-    buffer = None
     if s.stride(0) == 1 and s.stride(1) != 1:
         # Column-major (a transposed view): walk it along its contiguous axis, blocks
         # of gallery items reduced over the gallery into per-query totals.
         gallery_major = s.T
         step = max(1, rows * n_gallery // n_queries)
         sums = torch.zeros((3, n_queries), dtype=acc, device=s.device)
+        buffer = None
         for start in range(0, n_gallery, step):
             block = gallery_major[start : start + step]
             block_sums, buffer = _block_sums(block, best[None, :], 0, acc, buffer)
             sums += block_sums
-    else:
-        sums = torch.empty((3, n_queries), dtype=acc, device=s.device)
-        for start in range(0, n_queries, rows):
-            stop = min(start + rows, n_queries)
-            block = s[start:stop]
-            sums[:, start:stop], buffer = _block_sums(block, best[start:stop, None], 1, acc, buffer)
+        return _from_sums(s, sums, name)
+    return _torch_count_rows(s, best, rows, name)
+
+
+def _torch_count_rows(
+    s: torch.Tensor,
+    best: torch.Tensor,
+    rows: int,
+    name: str,
+    masked: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Count ``s`` in blocks of rows: ``(above, tied)``.
+
+    With ``masked = (mask, tied_positives)``, each block's best positives are found
+    first (written into ``best``, their ties into ``tied_positives``), and the block is
+    counted while it is still in cache.
+    """
+    n_queries = s.shape[0]
+    acc = _accumulator(s)
+    sums = torch.empty((3, n_queries), dtype=acc, device=s.device)
+    buffer = None
+    for start in range(0, n_queries, rows):
+        stop = min(start + rows, n_queries)
+        block = s[start:stop]
+        if masked is not None:
+            mask, tied_positives = masked
+            positive = mask[start:stop]
+            b = torch.where(positive, block, _lowest(s.dtype)).amax(1)
+            best[start:stop] = b
+            tied_positives[start:stop] = (positive & (block == b[:, None])).sum(1)
+        sums[:, start:stop], buffer = _block_sums(block, best[start:stop, None], 1, acc, buffer)
+    return _from_sums(s, sums, name)
+
+
+def _from_sums(s: torch.Tensor, sums: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(above, tied)`` from ``[probe, above - below, above + below]`` sums ``[3, Q]``."""
     probe, above_minus_below, above_plus_below = sums
     _check_probe(s, probe, name)
     above = ((above_minus_below + above_plus_below) / 2).round().long()
-    return above, n_gallery - above_plus_below.round().long()
+    return above, s.shape[1] - above_plus_below.round().long()
 
 
 def _torch_count_masked(s: torch.Tensor, mask: torch.Tensor, rows: int, name: str) -> MaskedCounts:
-    n_queries = s.shape[0]
-    low = _lowest(s.dtype)
-    best = torch.empty(n_queries, dtype=s.dtype, device=s.device)
-    tied_positives = torch.empty(n_queries, dtype=torch.long, device=s.device)
-    for start in range(0, n_queries, rows):
-        block, positive = s[start : start + rows], mask[start : start + rows]
-        b = torch.where(positive, block, low).amax(1)
-        best[start : start + rows] = b
-        tied_positives[start : start + rows] = (positive & (block == b[:, None])).sum(1)
+    best = torch.empty(s.shape[0], dtype=s.dtype, device=s.device)
+    tied_positives = torch.empty(s.shape[0], dtype=torch.long, device=s.device)
+    above, tied = _torch_count_rows(s, best, rows, name, (mask, tied_positives))
     has_positive = mask.any(1)
-    above, tied = _torch_count_against(s, best, rows, name)
     zero = torch.zeros_like(above)
     return MaskedCounts(
         best=best,
@@ -335,24 +358,37 @@ def _compiled(dtype: type) -> _Kernels | None:
 
     def columns(st: Any, best: Any, above: Any, tied: Any, probe: Any) -> None:
         # st is the C-contiguous [G, Q] transpose: each gallery item's scores for a run
-        # of queries are contiguous, so every run reads the gallery once.
+        # of queries are contiguous. Four gallery rows are counted per pass over the
+        # run's accumulators, so that they are read and written a quarter as often.
         n_gallery, n_queries = st.shape
         n_runs = (n_queries + _COLUMN_RUN - 1) // _COLUMN_RUN
         for r in prange(n_runs):
             lo = r * _COLUMN_RUN
             hi = min(lo + _COLUMN_RUN, n_queries)
+            n = hi - lo
             b = best[lo:hi]
-            a = np.zeros(hi - lo, acc)
-            t = np.zeros(hi - lo, acc)
-            p = np.zeros(hi - lo, st.dtype)
-            for g in range(n_gallery):
-                run = st[g, lo:hi]
-                for i in range(hi - lo):
-                    x = run[i]
-                    a[i] += acc(x > b[i])
-                    t[i] += acc(x == b[i])
-                    p[i] += x
-            for i in range(hi - lo):
+            a = np.zeros(n, acc)
+            t = np.zeros(n, acc)
+            p = np.zeros(n, st.dtype)
+            g = 0
+            while g + 4 <= n_gallery:
+                r0, r1, r2, r3 = st[g, lo:hi], st[g + 1, lo:hi], st[g + 2, lo:hi], st[g + 3, lo:hi]
+                for i in range(n):
+                    bi = b[i]
+                    x0, x1, x2, x3 = r0[i], r1[i], r2[i], r3[i]
+                    a[i] += acc(x0 > bi) + acc(x1 > bi) + acc(x2 > bi) + acc(x3 > bi)
+                    t[i] += acc(x0 == bi) + acc(x1 == bi) + acc(x2 == bi) + acc(x3 == bi)
+                    p[i] += (x0 + x1) + (x2 + x3)
+                g += 4
+            while g < n_gallery:
+                r0 = st[g, lo:hi]
+                for i in range(n):
+                    x0 = r0[i]
+                    a[i] += acc(x0 > b[i])
+                    t[i] += acc(x0 == b[i])
+                    p[i] += x0
+                g += 1
+            for i in range(n):
                 above[lo + i] = np.int64(a[i])
                 tied[lo + i] = np.int64(t[i])
                 probe[lo + i] = p[i]
@@ -371,28 +407,35 @@ def _compiled(dtype: type) -> _Kernels | None:
         for q in prange(n_queries):
             row = s[q]
             m = mask[q]
-            b = -np.inf
+            # The best positive and how many positives share it, from a scan of the
+            # mask: positives are few, so the branch is almost never taken. A NaN
+            # positive is skipped here and caught by the probe below.
+            b = row[0]
             count = 0
+            tp = 0
             for g in range(n_gallery):
-                x = row[g] if m[g] else -np.inf
-                count += np.int64(m[g])
-                b = x if x > b else b
+                if m[g]:
+                    x = row[g]
+                    if count == 0 or x > b:
+                        b = x
+                        tp = 1
+                    elif x == b:
+                        tp += 1
+                    count += 1
             a = acc(0)
             t = acc(0)
-            tp = acc(0)
             p = row[0] - row[0]
             for g in range(n_gallery):
                 x = row[g]
                 a += acc(x > b)
                 t += acc(x == b)
-                tp += acc(m[g] and x == b)
                 p += x
             has = count > 0
             best[q] = b
             n_positives[q] = count
             above[q] = np.int64(a) if has else 0
             tied[q] = np.int64(t) if has else 0
-            tied_positives[q] = np.int64(tp) if has else 0
+            tied_positives[q] = tp
             probe[q] = p
 
     return _Kernels(rows=jit(rows), columns=jit(columns), masked=jit(masked))

@@ -202,9 +202,10 @@ class RankCounts:
         For ``"expected"``, the exact probability that the best positive lands within
         the top ``k`` when the tied items are put in a uniformly random order: with
         ``m = k - above``, 0 for ``m <= 0``, 1 for ``m > n``, else
-        ``1 - C(n, m) / C(n + p, m)``, computed as a product of ``m`` ratios below 1
-        (never overflowing). For the other modes, 1 where ``ranks(ties) <= k``, else 0.
-        A query without a positive counts 0.
+        ``1 - C(n, m) / C(n + p, m)``, computed as a product of ``min(m, p)`` ratios
+        below 1 in log space (never overflowing, precise for small probabilities).
+        For the other modes, 1 where ``ranks(ties) <= k``, else 0. A query without a
+        positive counts 0.
         """
         check_choice("ties", ties, TIES)
         cutoff = _check_cutoff(k)
@@ -241,15 +242,20 @@ def _expected_hits(a: torch.Tensor, n: torch.Tensor, p: torch.Tensor, k: int) ->
     undecided = (p > 0) & (m > 0) & (m <= n)
     out = ((p > 0) & (m > n)).double()
     if bool(undecided.any()):
-        mu, nu, pu = m[undecided], n[undecided].double(), p[undecided].double()
-        # C(n, m) / C(n + p, m) = prod_{i < m} (n - i) / (n + p - i): at most k factors,
-        # each in [0, 1), so the product never overflows (it may underflow to 0: then
-        # the probability is 1 to double precision).
-        none_in_top = torch.ones_like(nu)
-        for i in range(int(mu.max())):
-            factor = (nu - i) / (nu + pu - i)
-            none_in_top = torch.where(mu > i, none_in_top * factor, none_in_top)
-        out[undecided] = 1.0 - none_in_top
+        mu, nu, pu = m[undecided].double(), n[undecided].double(), p[undecided].double()
+        # P(no positive in the first m places) = C(n, m) / C(n + p, m), a product of
+        # min(m, p) factors below 1: prod_{i < m} (1 - p / (n + p - i)) or, equally,
+        # prod_{j = 1..p} (1 - m / (n + j)). Summed as log1p and read back with expm1,
+        # so neither overflow nor the cancellation in 1 - product loses precision.
+        by_positives = pu <= mu
+        factors = torch.where(by_positives, pu, mu)
+        log_none = torch.zeros_like(nu)
+        for i in range(int(factors.max())):
+            term = torch.where(
+                by_positives, torch.log1p(-mu / (nu + i + 1)), torch.log1p(-pu / (nu + pu - i))
+            )
+            log_none += torch.where(factors > i, term, 0.0)
+        out[undecided] = -torch.expm1(log_none)
     return out
 
 

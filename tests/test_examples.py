@@ -1,6 +1,7 @@
 """The shipped examples run, and the bundled data is what its script makes."""
 
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,3 +26,17 @@ def test_bundled_data_is_reproducible(monkeypatch, tmp_path):
         assert sorted(shipped.files) == sorted(made.files)
         for key in shipped.files:
             np.testing.assert_array_equal(shipped[key], made[key])
+
+
+def test_gpu_check_dry_run_on_the_cpu():
+    """The GPU check script runs end to end (its checks on the CPU) and finds no difference."""
+    script = EXAMPLES.parent / "benchmarks" / "gpu_check.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 exactness failure(s)" in done.stdout
+    assert "DIFFERENT" not in done.stdout
