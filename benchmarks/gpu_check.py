@@ -68,9 +68,7 @@ def check_exactness(device: torch.device, n_queries: int, n_gallery: int) -> int
                     for name in ("above", "tied_negatives", "tied_positives")
                 )
                 failures += not same
-                print(
-                    f"  {dtype!s:15s} {kind:9s} {layout:6s} {'equal' if same else 'DIFFERENT'}"
-                )
+                print(f"  {dtype!s:15s} {kind:9s} {layout:6s} {'equal' if same else 'DIFFERENT'}")
     return failures
 
 
