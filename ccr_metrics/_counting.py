@@ -20,6 +20,7 @@ numba is installed (``numba`` insists on it, ``auto`` is the default).
 from __future__ import annotations
 
 import os
+import types
 from functools import cache
 from typing import Any, NamedTuple
 
@@ -30,8 +31,10 @@ from ._validation import first_nonfinite
 
 # Elements per block of the torch path when no block size is given: about 1 MB of
 # float32, which stays in a core's L2 cache across the passes over it (measured best
-# of 2**17 .. 2**22 on an AVX-512 CPU); a GPU wants large blocks to fill its cores.
+# of 2**17 .. 2**22 on an AVX-512 CPU); a GPU wants large blocks to fill its cores. A
+# column-major matrix is reduced by matrix-vector products, which want long blocks.
 _CPU_BLOCK_ELEMENTS = 1 << 18
+_CPU_COLUMN_BLOCK_ELEMENTS = 1 << 22
 _CUDA_BLOCK_ELEMENTS = 1 << 27
 # Queries per run in the column-major numba kernel: three accumulators of this many
 # floats stay in L1 while the run walks the gallery.
@@ -51,23 +54,31 @@ class MaskedCounts(NamedTuple):
     tied: torch.Tensor  # int64: every item scoring exactly best, positives included
 
 
-def block_rows(chunk_size: int | None, n_gallery: int, device: torch.device) -> int:
-    """Rows per block: ``chunk_size`` checked, or a cache-sized default for the device."""
-    if chunk_size is None:
-        budget = _CUDA_BLOCK_ELEMENTS if device.type == "cuda" else _CPU_BLOCK_ELEMENTS
-        return max(1, budget // max(n_gallery, 1))
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+def check_chunk_size(chunk_size: int | None) -> int | None:
+    """Return ``chunk_size`` if it is None or a positive int, else raise naming it."""
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     return chunk_size
 
 
+def _block_rows(chunk_size: int | None, n_gallery: int, device: torch.device) -> int:
+    """Rows per block of the torch path: ``chunk_size``, or a cache-sized default."""
+    if chunk_size is not None:
+        return chunk_size
+    budget = _CUDA_BLOCK_ELEMENTS if device.type == "cuda" else _CPU_BLOCK_ELEMENTS
+    return max(1, budget // max(n_gallery, 1))
+
+
 def count_against(
-    s: torch.Tensor, best: torch.Tensor, *, rows: int, name: str = "scores"
+    s: torch.Tensor, best: torch.Tensor, *, chunk_size: int | None, name: str = "scores"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row of ``s [Q, G]``: how many entries are ``> best`` and how many ``== best``.
 
-    ``best`` ``[Q]`` has the dtype and device of ``s``. ``rows`` is the block height of
-    the torch path. Returns int64 ``(above, tied)`` on the device of ``s``.
+    ``best`` ``[Q]`` has the dtype and device of ``s``. ``chunk_size`` is the block
+    height of the torch path (None: a default for the device and layout). Returns
+    int64 ``(above, tied)`` on the device of ``s``.
 
     Raises
     ------
@@ -83,17 +94,18 @@ def count_against(
             kernel.columns(_numpy(s).T, _numpy(best), above, tied, probe)
         _check_probe(s, torch.from_numpy(probe), name)
         return torch.from_numpy(above), torch.from_numpy(tied)
-    return _torch_count_against(s, best, rows, name)
+    return _torch_count_against(s, best, chunk_size, name)
 
 
 def count_masked(
-    s: torch.Tensor, mask: torch.Tensor, *, rows: int, name: str = "scores"
-) -> MaskedCounts:
+    s: torch.Tensor, mask: torch.Tensor, *, name: str = "scores"
+) -> MaskedCounts | None:
     """Best positive and counts of every row of ``s [Q, G]`` whose positives are ``mask``.
 
-    ``mask`` is bool ``[Q, G]`` on the device of ``s``. Each block (or row) is read for
-    the best positive and counted while it is still in cache, so the mask never has to
-    be turned into index pairs.
+    ``mask`` is bool ``[Q, G]`` on the device of ``s``. The fused numba kernel finds
+    each row's best positive by skipping the mask's all-zero words, then counts the row
+    while it is still in cache. Returns None where that kernel cannot serve ``s``: the
+    caller then turns the mask into index pairs.
 
     Raises
     ------
@@ -101,75 +113,79 @@ def count_masked(
         If ``s`` holds a NaN or an infinity; the message names ``name`` and the position.
     """
     kernel = _numba_kernel(s, columns=False) if mask.is_contiguous() else None
-    if kernel is not None:
-        n = s.shape[0]
-        above, tied, probe = _numba_outputs(s)
-        best: np.ndarray[Any, Any] = np.empty(n, dtype=_numpy_dtype(s))
-        tied_positives = np.empty(n, dtype=np.int64)
-        n_positives = np.empty(n, dtype=np.int64)
-        kernel.masked(
-            _numpy(s), _numpy(mask), best, n_positives, tied_positives, above, tied, probe
-        )
-        _check_probe(s, torch.from_numpy(probe), name)
-        return MaskedCounts(
-            best=torch.from_numpy(best),
-            has_positive=torch.from_numpy(n_positives) > 0,
-            tied_positives=torch.from_numpy(tied_positives),
-            above=torch.from_numpy(above),
-            tied=torch.from_numpy(tied),
-        )
-    return _torch_count_masked(s, mask, rows, name)
+    if kernel is None:
+        return None
+    n = s.shape[0]
+    above, tied, probe = _numba_outputs(s)
+    best: np.ndarray[Any, Any] = np.empty(n, dtype=_numpy_dtype(s))
+    tied_positives = np.empty(n, dtype=np.int64)
+    n_positives = np.empty(n, dtype=np.int64)
+    flat = _numpy(mask).reshape(-1)
+    words = flat[: flat.size // 8 * 8].view(np.uint64)
+    kernel.masked(_numpy(s), flat, words, best, n_positives, tied_positives, above, tied, probe)
+    _check_probe(s, torch.from_numpy(probe), name)
+    return MaskedCounts(
+        best=torch.from_numpy(best),
+        has_positive=torch.from_numpy(n_positives) > 0,
+        tied_positives=torch.from_numpy(tied_positives),
+        above=torch.from_numpy(above),
+        tied=torch.from_numpy(tied),
+    )
 
 
 # --- torch path -----------------------------------------------------------------------
 
 
 def _torch_count_against(
-    s: torch.Tensor, best: torch.Tensor, rows: int, name: str
+    s: torch.Tensor, best: torch.Tensor, chunk_size: int | None, name: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     n_queries, n_gallery = s.shape
     acc = _accumulator(s)
     if s.stride(0) == 1 and s.stride(1) != 1:
         # Column-major (a transposed view): walk it along its contiguous axis, blocks
-        # of gallery items reduced over the gallery into per-query totals.
+        # of gallery items reduced over the gallery into per-query totals, about as
+        # many elements per block as chunk_size rows would hold.
         gallery_major = s.T
-        step = max(1, rows * n_gallery // n_queries)
+        if chunk_size is None:
+            budget = _CUDA_BLOCK_ELEMENTS if s.device.type == "cuda" else _CPU_COLUMN_BLOCK_ELEMENTS
+            step = max(1, budget // n_queries)
+        else:
+            step = max(1, chunk_size * n_gallery // n_queries)
         sums = torch.zeros((3, n_queries), dtype=acc, device=s.device)
         buffer = None
-        for start in range(0, n_gallery, step):
-            block = gallery_major[start : start + step]
-            block_sums, buffer = _block_sums(block, best[None, :], 0, acc, buffer)
-            sums += block_sums
+        if s.dtype == acc:
+            # Summing over the gallery axis is a matrix-vector product with ones: BLAS
+            # reduces a strided axis much faster than a sum does. Sums of signs are
+            # whole numbers, exact in any order.
+            ones = torch.ones(min(step, n_gallery), dtype=acc, device=s.device)
+            for start in range(0, n_gallery, step):
+                block = gallery_major[start : start + step]
+                d = _difference(block, best[None, :], buffer)
+                buffer, o = d, ones[: block.shape[0]]
+                torch.addmv(sums[0], d.T, o, out=sums[0])
+                d.sign_()
+                torch.addmv(sums[1], d.T, o, out=sums[1])
+                d.abs_()
+                torch.addmv(sums[2], d.T, o, out=sums[2])
+        else:
+            for start in range(0, n_gallery, step):
+                block = gallery_major[start : start + step]
+                block_sums, buffer = _block_sums(block, best[None, :], 0, acc, buffer)
+                sums += block_sums
         return _from_sums(s, sums, name)
-    return _torch_count_rows(s, best, rows, name)
+    return _torch_count_rows(s, best, _block_rows(chunk_size, n_gallery, s.device), name)
 
 
 def _torch_count_rows(
-    s: torch.Tensor,
-    best: torch.Tensor,
-    rows: int,
-    name: str,
-    masked: tuple[torch.Tensor, torch.Tensor] | None = None,
+    s: torch.Tensor, best: torch.Tensor, rows: int, name: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Count ``s`` in blocks of rows: ``(above, tied)``.
-
-    With ``masked = (mask, tied_positives)``, each block's best positives are found
-    first (written into ``best``, their ties into ``tied_positives``), and the block is
-    counted while it is still in cache.
-    """
-    n_queries = s.shape[0]
+    """Count ``s`` in blocks of ``rows`` rows: ``(above, tied)``."""
     acc = _accumulator(s)
-    sums = torch.empty((3, n_queries), dtype=acc, device=s.device)
+    sums = torch.empty((3, s.shape[0]), dtype=acc, device=s.device)
     buffer = None
-    for start in range(0, n_queries, rows):
-        stop = min(start + rows, n_queries)
+    for start in range(0, s.shape[0], rows):
+        stop = min(start + rows, s.shape[0])
         block = s[start:stop]
-        if masked is not None:
-            mask, tied_positives = masked
-            positive = mask[start:stop]
-            b = torch.where(positive, block, _lowest(s.dtype)).amax(1)
-            best[start:stop] = b
-            tied_positives[start:stop] = (positive & (block == b[:, None])).sum(1)
         sums[:, start:stop], buffer = _block_sums(block, best[start:stop, None], 1, acc, buffer)
     return _from_sums(s, sums, name)
 
@@ -180,21 +196,6 @@ def _from_sums(s: torch.Tensor, sums: torch.Tensor, name: str) -> tuple[torch.Te
     _check_probe(s, probe, name)
     above = ((above_minus_below + above_plus_below) / 2).round().long()
     return above, s.shape[1] - above_plus_below.round().long()
-
-
-def _torch_count_masked(s: torch.Tensor, mask: torch.Tensor, rows: int, name: str) -> MaskedCounts:
-    best = torch.empty(s.shape[0], dtype=s.dtype, device=s.device)
-    tied_positives = torch.empty(s.shape[0], dtype=torch.long, device=s.device)
-    above, tied = _torch_count_rows(s, best, rows, name, (mask, tied_positives))
-    has_positive = mask.any(1)
-    zero = torch.zeros_like(above)
-    return MaskedCounts(
-        best=best,
-        has_positive=has_positive,
-        tied_positives=torch.where(has_positive, tied_positives, zero),
-        above=torch.where(has_positive, above, zero),
-        tied=torch.where(has_positive, tied, zero),
-    )
 
 
 def _block_sums(
@@ -213,18 +214,21 @@ def _block_sums(
         above = (block > b).sum(dim).to(acc)
         below = (block < b).sum(dim).to(acc)
         return torch.stack([torch.zeros_like(above), above - below, above + below]), None
-    if buffer is None:
-        d = block - b
-        buffer = d
-    else:
-        d = torch.sub(block, b, out=buffer[: block.shape[0]])
+    d = _difference(block, b, buffer)
     probe = d.sum(dim, dtype=acc)
     # sign(d) is exact: a difference of two distinct IEEE floats is never 0. Its sum is
     # above - below, the sum of its squares above + below.
     d.sign_()
     above_minus_below = d.sum(dim, dtype=acc)
     d.square_()
-    return torch.stack([probe, above_minus_below, d.sum(dim, dtype=acc)]), buffer
+    return torch.stack([probe, above_minus_below, d.sum(dim, dtype=acc)]), d
+
+
+def _difference(block: torch.Tensor, b: torch.Tensor, buffer: torch.Tensor | None) -> torch.Tensor:
+    """``block - b``, written into ``buffer`` (sized for the first, largest block) if given."""
+    if buffer is None:
+        return block - b
+    return torch.sub(block, b, out=buffer[: block.shape[0]])
 
 
 def _accumulator(s: torch.Tensor) -> torch.dtype:
@@ -232,10 +236,6 @@ def _accumulator(s: torch.Tensor) -> torch.dtype:
     if s.is_floating_point() and s.shape[1] <= _FLOAT32_EXACT:
         return torch.float32
     return torch.float64
-
-
-def _lowest(dtype: torch.dtype) -> float | int:
-    return -float("inf") if dtype.is_floating_point else torch.iinfo(dtype).min
 
 
 # --- shared ---------------------------------------------------------------------------
@@ -274,7 +274,7 @@ def kernel_choice() -> str:
 
 def numba_available() -> bool:
     """Whether the compiled kernel can run here (numba installed and not switched off)."""
-    return kernel_choice() != "torch" and _compiled(np.float32) is not None
+    return kernel_choice() != "torch" and _compiled(np.float32, True) is not None
 
 
 def _numba_kernel(s: torch.Tensor, *, columns: bool) -> _Kernels | None:
@@ -293,7 +293,12 @@ def _numba_kernel(s: torch.Tensor, *, columns: bool) -> _Kernels | None:
     column_major = columns and s.stride(0) == 1 and s.stride(1) >= s.shape[0]
     if not (row_major or column_major):
         return None
-    kernels = _compiled(_numpy_dtype(s))
+    import numba
+
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    # On one thread the serial build is faster: the parallel runtime costs about 20%
+    # on a memory-bound loop even with a single worker (measured on AVX-512).
+    kernels = _compiled(_numpy_dtype(s), threads > 1)
     if kernels is None:
         if choice == "numba":
             raise ValueError(
@@ -301,9 +306,8 @@ def _numba_kernel(s: torch.Tensor, *, columns: bool) -> _Kernels | None:
                 'pip install "ccr-metrics[fast]"'
             )
         return None
-    import numba
-
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    if threads > 1:
+        numba.set_num_threads(threads)
     return kernels
 
 
@@ -322,8 +326,10 @@ def _numpy_dtype(s: torch.Tensor) -> type:
 
 
 @cache
-def _compiled(dtype: type) -> _Kernels | None:
+def _compiled(dtype: type, parallel: bool) -> _Kernels | None:
     """Compile (or load from numba's cache) the kernels for one dtype; None without numba.
+
+    ``parallel`` spreads rows over numba's threads; without it the loops are serial.
 
     The accumulators match what the vectoriser handles best, measured on AVX-512:
     float32 lanes for float32 scores (exact up to 2**24 per row, hence the limit),
@@ -336,7 +342,19 @@ def _compiled(dtype: type) -> _Kernels | None:
     acc = np.float32 if dtype is np.float32 else np.int64
     # "reassoc" lets the float sums (counts and probe) be vectorised; comparisons keep
     # IEEE semantics (no "nnan"/"ninf"), so NaN is never counted and always probed.
-    jit = numba.njit(parallel=True, cache=True, boundscheck=False, fastmath={"reassoc"})
+    options = {"cache": True, "boundscheck": False, "fastmath": {"reassoc"}}
+
+    def jit(function: Any) -> Any:
+        if parallel:
+            return numba.njit(parallel=True, **options)(function)
+        # numba's cache keys a function by its qualified name and code, not by its
+        # options: the serial build gets a name of its own.
+        serial = types.FunctionType(
+            function.__code__, function.__globals__, closure=function.__closure__
+        )
+        serial.__qualname__ = function.__qualname__ + "_serial"
+        return numba.njit(**options)(serial)
+
     prange = numba.prange
 
     def rows(s: Any, best: Any, above: Any, tied: Any, probe: Any) -> None:
@@ -393,9 +411,20 @@ def _compiled(dtype: type) -> _Kernels | None:
                 tied[lo + i] = np.int64(t[i])
                 probe[lo + i] = p[i]
 
+    def fold(x: Any, b: Any, count: int, tp: int) -> tuple[Any, int, int]:
+        """Fold positive score ``x`` into (best, positives seen, positives tied with best)."""
+        if count == 0 or x > b:
+            return x, count + 1, 1
+        if x == b:
+            return b, count + 1, tp + 1
+        return b, count + 1, tp
+
+    take = numba.njit(inline="always")(fold)
+
     def masked(
         s: Any,
-        mask: Any,
+        flat: Any,
+        words: Any,
         best: Any,
         n_positives: Any,
         tied_positives: Any,
@@ -403,25 +432,36 @@ def _compiled(dtype: type) -> _Kernels | None:
         tied: Any,
         probe: Any,
     ) -> None:
+        # flat is the mask as one byte array, words the same bytes as uint64: a row's
+        # positives are found by skipping its all-zero words (positives are few), then
+        # the row is counted against its best positive while it is in cache. A NaN
+        # positive is never the best here; the probe catches it.
         n_queries, n_gallery = s.shape
         for q in prange(n_queries):
             row = s[q]
-            m = mask[q]
-            # The best positive and how many positives share it, from a scan of the
-            # mask: positives are few, so the branch is almost never taken. A NaN
-            # positive is skipped here and caught by the probe below.
+            start = q * n_gallery
+            end = start + n_gallery
             b = row[0]
             count = 0
             tp = 0
-            for g in range(n_gallery):
-                if m[g]:
-                    x = row[g]
-                    if count == 0 or x > b:
-                        b = x
-                        tp = 1
-                    elif x == b:
-                        tp += 1
-                    count += 1
+            w0 = (start + 7) // 8
+            w1 = end // 8
+            if w0 >= w1:  # no whole word inside the row: bytes only
+                w0 = w1 = end // 8 + 1
+                head_end = end
+            else:
+                head_end = w0 * 8
+            for i in range(start, head_end):
+                if flat[i]:
+                    b, count, tp = take(row[i - start], b, count, tp)
+            for w in range(w0, w1):
+                if words[w] != 0:
+                    for i in range(w * 8, w * 8 + 8):
+                        if flat[i]:
+                            b, count, tp = take(row[i - start], b, count, tp)
+            for i in range(max(w1 * 8, head_end), end):
+                if flat[i]:
+                    b, count, tp = take(row[i - start], b, count, tp)
             a = acc(0)
             t = acc(0)
             p = row[0] - row[0]

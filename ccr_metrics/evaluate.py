@@ -16,7 +16,7 @@ import torch
 
 from . import distributed
 from ._backend import ArrayLike, to_tensor
-from ._counting import block_rows, count_against
+from ._counting import check_chunk_size, count_against
 from ._validation import (
     check_choice,
     check_finite,
@@ -331,7 +331,7 @@ def _sharded_counts(
                 local = counts_from_positives(
                     scores,
                     (query, column),
-                    rows=block_rows(None, scores.shape[1], dev),
+                    chunk_size=None,
                     empty="miss",
                     missing="text_to_image",
                 )
@@ -348,9 +348,7 @@ def _sharded_counts(
                 shard = torch.zeros((2, b - a), dtype=torch.long, device=dev)
             else:
                 scores = block @ gallery.T
-                shard = torch.stack(
-                    count_against(scores, best, rows=block_rows(None, scores.shape[1], dev))
-                )
+                shard = torch.stack(count_against(scores, best, chunk_size=None))
             distributed.all_reduce_sum(shard)
             if src == rank:
                 above, tied_negatives, tied_positives = local
@@ -589,7 +587,7 @@ def _stream_counts(
         counts = counts_from_positives(
             s,
             positives(a, b),
-            rows=block_rows(None, s.shape[1], s.device),
+            chunk_size=None,
             empty=empty,
             missing="text_to_image",
         )
@@ -679,8 +677,9 @@ def _slices(scores: torch.Tensor, device: torch.device) -> Block:
 
 def _stream_rows(chunk_size: int | None, n_gallery: int, device: torch.device) -> int:
     """Return the queries per block: ``chunk_size`` checked, or the streaming default."""
-    if chunk_size is not None:
-        return block_rows(chunk_size, n_gallery, device)
+    rows = check_chunk_size(chunk_size)
+    if rows is not None:
+        return rows
     budget = _CUDA_STREAM_ELEMENTS if device.type == "cuda" else _CPU_STREAM_ELEMENTS
     return max(1, budget // max(n_gallery, 1))
 

@@ -812,3 +812,54 @@ def test_cuda_counts_match_naive_loop(kernel, dtype, form):
         counts = cm.rank_counts(scores, positives, chunk_size=chunk)
         check_output_types(counts, "torch", 7, device=scores.device)
         assert counts_list(counts) == expected
+
+
+# ------------------------------------------------- serial kernel, unaligned masks
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("form", ["index", "mask", "view"])
+def test_one_thread_serial_kernel_matches_naive_loop(one_thread, monkeypatch, dtype, form):
+    """On one torch thread the serial build of the numba kernel serves the call."""
+    monkeypatch.setenv("CCR_METRICS_KERNEL", "numba")
+    rng = seeded("serial", dtype, form)
+    scores = rng.integers(-2, 3, (40, 70)).astype(dtype)
+    index = rng.integers(0, 70, 40)
+    rows = exact_rows(scores)
+    expected = oracle_counts(rows, [{j} for j in index])
+    if form == "mask":
+        positives = np.zeros(scores.shape, dtype=bool)
+        positives[np.arange(40), index] = True
+        got = cm.rank_counts(scores, positives)
+    elif form == "view":
+        got = cm.rank_counts(np.ascontiguousarray(scores.T).T, index)
+    else:
+        got = cm.rank_counts(scores, index)
+    assert list(zip(got.above, got.tied_negatives, got.tied_positives, strict=True)) == expected
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("skip", [1, 3, 5])
+def test_a_mask_sliced_from_a_larger_one_is_read_whole(monkeypatch, kernel, skip):
+    """A mask that starts off an 8-byte boundary (rows sliced off) loses no positive."""
+    monkeypatch.setenv("CCR_METRICS_KERNEL", kernel)
+    rng = seeded("sliced mask", kernel, skip)
+    scores = rng.integers(-2, 3, (20, 13)).astype(np.float32)
+    mask = rng.random((20, 13)) < 0.25
+    mask[:, 0] = True
+    got = cm.rank_counts(torch.from_numpy(scores[skip:]), torch.from_numpy(mask)[skip:])
+    expected = oracle_counts(
+        exact_rows(scores[skip:]), [set(np.flatnonzero(r)) for r in mask[skip:]]
+    )
+    triples = zip(
+        got.above.tolist(), got.tied_negatives.tolist(), got.tied_positives.tolist(), strict=True
+    )
+    assert list(triples) == expected
