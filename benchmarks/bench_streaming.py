@@ -9,7 +9,9 @@ process (the difference to a process that only made the embeddings is the extra 
     python benchmarks/bench_streaming.py                 # 20,000 x 100,000, D = 256
     python benchmarks/bench_streaming.py --images 2000 --texts 10000   # quick look
 
-Targets on a 2-core CPU: evaluate within 1.3x of the bare matmul; peak RSS under 1.5 GB.
+Targets on a 2-core CPU: evaluate within 1.15x of the bare matmul; peak RSS under 1.5 GB.
+The first call in a fresh process (loading numba's compiled kernels, starting torch's
+threads) is timed apart on a tiny problem and reported beside the steady-state time.
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, float]:
     import resource
 
     images, texts, owner = make(args.images, args.texts, args.dim, args.seed)
+    # One-off costs of a fresh process (loading numba's compiled kernels, torch's thread
+    # pool) are timed apart, on a tiny problem, so that the ratio is the steady state.
+    start = time.perf_counter()
+    tiny = make(64, 320, args.dim, args.seed)
+    if kind == "evaluate":
+        cm.evaluate(tiny[0], {"en": tiny[1]}, {"en": tiny[2]}, device="cpu")
+    else:
+        bare_matmul(tiny[0], tiny[1])
+    warmup = time.perf_counter() - start
     baseline = current_rss_mb()
     start = time.perf_counter()
     if kind == "evaluate":
@@ -69,6 +80,7 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, float]:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "seconds": seconds,
+        "warmup": warmup,
         "peak_mb": peak / 1024,
         "baseline_mb": baseline,
         "recall": recall,
@@ -111,10 +123,11 @@ def main() -> None:
         extra = r["peak_mb"] - r["baseline_mb"]
         print(
             f"{kind:9s} {r['seconds']:7.2f} s   peak RSS {r['peak_mb']:7.0f} MB "
-            f"(extra over the process holding the embeddings: {extra:6.0f} MB)"
+            f"(extra over the process holding the embeddings: {extra:6.0f} MB); "
+            f"first call in the process {r['warmup']:.2f} s"
         )
-    verdict = "PASS" if ratio <= 1.3 else "MISS"
-    print(f"evaluate / bare matmul: {ratio:.2f}x  (target <= 1.3x: {verdict})")
+    verdict = "PASS" if ratio <= 1.15 else "MISS"
+    print(f"evaluate / bare matmul: {ratio:.2f}x  (target <= 1.15x: {verdict})")
     peak = best["evaluate"]["peak_mb"]
     verdict = "PASS" if peak < 1536 else "MISS"
     print(f"evaluate peak RSS {peak / 1024:.2f} GB (target < 1.5 GB: {verdict})")

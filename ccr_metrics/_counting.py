@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ._validation import first_nonfinite
+from ._validation import InputError, first_nonfinite
 
 # Elements per block of the torch path when no block size is given: about 1 MB of
 # float32, which stays in a core's L2 cache across the passes over it (measured best
@@ -250,8 +250,12 @@ def _check_probe(s: torch.Tensor, probe: torch.Tensor, name: str) -> None:
     found = first_nonfinite(s[rows_to_check])
     if found is not None:
         (i, j), value = found
-        raise ValueError(
-            f"{name} contains {value} at [{int(rows_to_check[i])}, {j}]; {name} must be finite"
+        row = int(rows_to_check[i])
+        raise InputError(
+            f"{name} contains {value} at [{row}, {j}]; {name} must be finite",
+            argument=name,
+            position=(row, j),
+            value=value,
         )
 
 

@@ -11,6 +11,28 @@ import torch
 T = TypeVar("T", bound=str)
 
 
+class InputError(ValueError):
+    """A bad input, named in the user's terms: the argument and the first offending place.
+
+    A ``ValueError``, so ``except ValueError`` catches it. ``argument`` names the
+    argument (or file field) at fault, ``position`` is the first offending index where
+    there is one, and ``value`` the offending value.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        argument: str | None = None,
+        position: tuple[int, ...] | None = None,
+        value: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.argument = argument
+        self.position = position
+        self.value = value
+
+
 def check_choice(name: str, value: T, options: Sequence[T]) -> T:
     """Return ``value`` if it is one of ``options``, else raise a ValueError listing them."""
     if not isinstance(value, str) or value not in options:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from . import distributed
 from ._backend import ArrayLike, to_tensor
 from ._counting import check_chunk_size, count_against
 from ._validation import (
+    InputError,
     check_choice,
     check_finite,
     check_ndim,
@@ -41,15 +42,18 @@ from .report import Report
 __all__ = ["evaluate", "evaluate_scores", "evaluate_sharded", "resolve_device"]
 
 Block = Callable[[int, int], torch.Tensor]
+# Raises for a non-finite score at (row, column) with its value, in the caller's terms.
+NonFinite = Callable[[int, int, float], NoReturn]
 # The positive pairs of queries a:b of a block: (offset in the block, gallery column).
 Positives = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
 
-# Queries per block when chunk_size is None. Large enough that a block's matrix product
+# Scores per block when chunk_size is None. Large enough that a block's matrix product
 # runs at full speed (a few rows against a large gallery re-read the whole gallery for
 # every block: 6x slower measured at 10 rows than at 640 against 100,000 x 256), small
-# enough to bound memory: 2**26 scores (256 MB in float32) on CPU, 2**28 on CUDA.
-# Ranking then walks each block in cache-sized pieces.
-_CPU_STREAM_ELEMENTS = 1 << 26
+# enough to bound memory and to be counted while still in cache: 2**23 (32 MB in
+# float32) on CPU, where the bare product itself was fastest (of 2**19 .. 2**26, at
+# 5,000 x 25,000 x 256 on AVX-512), 2**28 on CUDA.
+_CPU_STREAM_ELEMENTS = 1 << 23
 _CUDA_STREAM_ELEMENTS = 1 << 28
 
 
@@ -147,6 +151,7 @@ def evaluate(
     with _progress(progress, total) as bar:
         for lang, t in p.texts.items():
             owner = p.owners[lang].to(p.device)
+            text_name = f"text_embeds[{lang!r}]"
             counts[lang] = {
                 "i2t": _stream_counts(
                     _products(p.images, t, rows_i2t[lang]),
@@ -155,6 +160,7 @@ def evaluate(
                     rows_i2t[lang],
                     bar,
                     empty="miss",
+                    nonfinite=_product_nonfinite("image_embeds", p.images, text_name, t),
                 ),
                 "t2i": _stream_counts(
                     _products(t, p.images, rows_t2i),
@@ -163,6 +169,7 @@ def evaluate(
                     rows_t2i,
                     bar,
                     empty="error",
+                    nonfinite=_product_nonfinite(text_name, t, "image_embeds", p.images),
                 ),
             }
     return Report.from_counts(
@@ -249,6 +256,10 @@ def evaluate_sharded(
         p = _prepare(
             image_embeds, text_embeds, text_to_image, ks, ties, languages, caption_reduce, device
         )
+        # Checked before any collective: an error half-way would leave the others waiting.
+        check_finite(p.images, "image_embeds")
+        for lang, t in p.texts.items():
+            check_finite(t, f"text_embeds[{lang!r}]")
     except ValueError as exc:
         error = exc
     if distributed.any_process(error is not None):
@@ -485,7 +496,6 @@ def evaluate_scores(
                 m, _ = to_tensor(by_lang[lang], f"{direction}[{lang!r}]")
                 check_ndim(m, f"{direction}[{lang!r}]", 2, _LAYOUT[direction])
                 check_numeric(m, f"{direction}[{lang!r}]")
-                check_finite(m, f"{direction}[{lang!r}]")
                 matrices[lang][direction] = m
     n_images, n_texts = _score_shapes(matrices)
     owners = _owners(text_to_image, n_texts, n_images)
@@ -504,13 +514,26 @@ def evaluate_scores(
             for direction, m in matrices[lang].items():
                 rows = _stream_rows(chunk_size, m.shape[1], dev)
                 block = _slices(m, dev)
+                nonfinite = _stored_nonfinite(f"{direction}[{lang!r}]")
                 if direction == "i2t":
                     counts[lang]["i2t"] = _stream_counts(
-                        block, n_images, _captions_of_images(owner), rows, bar, empty="miss"
+                        block,
+                        n_images,
+                        _captions_of_images(owner),
+                        rows,
+                        bar,
+                        empty="miss",
+                        nonfinite=nonfinite,
                     )
                 else:
                     counts[lang]["t2i"] = _stream_counts(
-                        block, m.shape[0], _image_of_texts(owner), rows, bar, empty="error"
+                        block,
+                        m.shape[0],
+                        _image_of_texts(owner),
+                        rows,
+                        bar,
+                        empty="error",
+                        nonfinite=nonfinite,
                     )
     return Report.from_counts(
         counts,
@@ -574,27 +597,70 @@ def _stream_counts(
     bar: Any,
     *,
     empty: Empty,
+    nonfinite: NonFinite,
 ) -> RankCounts:
     """Count ``n_queries`` queries one block of scores at a time, as numpy int64 counts.
 
     With ``empty="miss"``, a query without a positive (an image with no text in the
-    language) gets zero counts: it is no query there.
+    language) gets zero counts: it is no query there. A NaN or infinity among the
+    scores is handed to ``nonfinite`` (row, column, value), which raises in the
+    caller's terms.
     """
     out = torch.empty((3, n_queries), dtype=torch.long)
     for a in range(0, n_queries, rows):
         b = min(a + rows, n_queries)
         s = block(a, b)
-        counts = counts_from_positives(
-            s,
-            positives(a, b),
-            chunk_size=None,
-            empty=empty,
-            missing="text_to_image",
-        )
+        try:
+            counts = counts_from_positives(
+                s, positives(a, b), chunk_size=None, empty=empty, missing="text_to_image"
+            )
+        except InputError as exc:
+            if exc.argument != "scores" or exc.position is None or exc.value is None:
+                raise
+            row, column = exc.position
+            nonfinite(a + row, column, exc.value)
         out[:, a:b] = torch.stack(counts).cpu()
         bar.update()
     above, tied_negatives, tied_positives = out.numpy()
     return RankCounts(above, tied_negatives, tied_positives)
+
+
+def _stored_nonfinite(name: str) -> NonFinite:
+    """Report a non-finite entry of the stored score matrix ``name``."""
+
+    def report(row: int, column: int, value: float) -> NoReturn:
+        raise InputError(
+            f"{name} contains {value} at index [{row}, {column}]; it must be finite",
+            argument=name,
+            position=(row, column),
+            value=value,
+        )
+
+    return report
+
+
+def _product_nonfinite(
+    queries_name: str, queries: torch.Tensor, gallery_name: str, gallery: torch.Tensor
+) -> NonFinite:
+    """Report a non-finite product: a non-finite embedding, or an overflow of its dtype.
+
+    Embeddings are not checked up front: a NaN or infinity in either shows in the
+    products, where the counting catches it for free; only then are they searched.
+    """
+
+    def report(row: int, column: int, value: float) -> NoReturn:
+        check_finite(queries, queries_name)
+        check_finite(gallery, gallery_name)
+        raise InputError(
+            f"the dot product of {queries_name} row {row} and {gallery_name} row {column} is "
+            f"{value} in {dtype_str(queries)}, although both are finite: their products "
+            "overflow that dtype; pass the embeddings as float32",
+            argument=queries_name,
+            position=(row,),
+            value=value,
+        )
+
+    return report
 
 
 def _embeddings(x: ArrayLike, name: str) -> torch.Tensor:
@@ -605,7 +671,6 @@ def _embeddings(x: ArrayLike, name: str) -> torch.Tensor:
         raise ValueError(f"{name} must be floating point, got dtype {dtype_str(t)}")
     if t.shape[0] == 0:
         raise ValueError(f"{name} is empty ({shape_str(t)})")
-    check_finite(t, name)
     return t
 
 

@@ -721,9 +721,10 @@ def counts_from_positives(
     has_positive = torch.bincount(positives[0], minlength=n_queries) > 0
     _check_empty(has_positive, empty, missing, n_gallery)
     query, column = positives
+    at_positives = s[query, column]
     best = torch.zeros(n_queries, dtype=s.dtype, device=s.device)
-    best.scatter_reduce_(0, query, s[query, column], reduce="amax", include_self=False)
-    above, tied, tied_positives = _against(s, query, column, best, chunk_size)
+    best.scatter_reduce_(0, query, at_positives, reduce="amax", include_self=False)
+    above, tied, tied_positives = _against(s, query, at_positives, best, chunk_size)
     zero = torch.zeros_like(above)
     return (
         torch.where(has_positive, above, zero),
@@ -754,29 +755,31 @@ def counts_against_best(
     ``(query, column)`` are the positives in this part; none may score above its
     query's ``best``.
     """
-    scores = s[query, column]
-    above_best = scores > best[query]
+    at_positives = s[query, column]
+    above_best = at_positives > best[query]
     if bool(above_best.any()):
         at = int(above_best.nonzero()[0, 0])
         raise ValueError(
             f"positives has column {int(column[at])} of query {int(query[at])} scoring "
-            f"{float(scores[at])}, above that query's best {float(best[query[at]])}"
+            f"{float(at_positives[at])}, above that query's best {float(best[query[at]])}"
         )
-    above, tied, tied_positives = _against(s, query, column, best, chunk_size)
+    above, tied, tied_positives = _against(s, query, at_positives, best, chunk_size)
     return above, tied - tied_positives, tied_positives
 
 
 def _against(
     s: torch.Tensor,
     query: torch.Tensor,
-    column: torch.Tensor,
+    at_positives: torch.Tensor,
     best: torch.Tensor,
     chunk_size: int | None,
 ) -> Counts:
-    """``(above, tied, tied_positives)`` against ``best``; ``tied`` includes the positives."""
-    at_best = (s[query, column] == best[query]).long()
+    """``(above, tied, tied_positives)`` against ``best``; ``tied`` includes the positives.
+
+    ``at_positives`` are the scores of the positive pairs, whose queries are ``query``.
+    """
     tied_positives = torch.zeros(s.shape[0], dtype=torch.long, device=s.device)
-    tied_positives.index_add_(0, query, at_best)
+    tied_positives.index_add_(0, query, (at_positives == best[query]).long())
     above, tied = count_against(s, best, chunk_size=chunk_size)
     return above, tied, tied_positives
 

@@ -346,3 +346,20 @@ def test_confidence_intervals_in_dict_table_and_round_trip(tmp_path):
     path = tmp_path / "ci.json"
     with_ci.save(path)
     assert cm.Report.load(path).to_dict() == summary  # redrawn from the same seed
+
+
+def test_float16_products_that_overflow_are_named_as_such():
+    images = np.full((3, 4), 200.0, dtype=np.float16)  # 4 * 200 * 200 = 160,000 > 65,504
+    texts = {"en": np.full((3, 4), 200.0, dtype=np.float16)}
+    with pytest.raises(ValueError, match=r"image_embeds row 0 .* overflow .* float32") as info:
+        cm.evaluate(images, texts, device="cpu")
+    assert "scores" not in str(info.value)
+
+
+def test_a_nan_embedding_is_named_not_its_scores():
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((6, 4)).astype(np.float32)
+    texts = {"en": rng.standard_normal((6, 4)).astype(np.float32)}
+    texts["en"][4, 2] = np.nan
+    with pytest.raises(ValueError, match=r"text_embeds\['en'\] contains nan at index \[4, 2\]"):
+        cm.evaluate(images, texts, device="cpu")
