@@ -415,16 +415,6 @@ def _compiled(dtype: type, parallel: bool) -> _Kernels | None:
                 tied[lo + i] = np.int64(t[i])
                 probe[lo + i] = p[i]
 
-    def fold(x: Any, b: Any, count: int, tp: int) -> tuple[Any, int, int]:
-        """Fold positive score ``x`` into (best, positives seen, positives tied with best)."""
-        if count == 0 or x > b:
-            return x, count + 1, 1
-        if x == b:
-            return b, count + 1, tp + 1
-        return b, count + 1, tp
-
-    take = numba.njit(inline="always")(fold)
-
     def masked(
         s: Any,
         flat: Any,
@@ -437,9 +427,9 @@ def _compiled(dtype: type, parallel: bool) -> _Kernels | None:
         probe: Any,
     ) -> None:
         # flat is the mask as one byte array, words the same bytes as uint64: a row's
-        # positives are found by skipping its all-zero words (positives are few), then
-        # the row is counted against its best positive while it is in cache. A NaN
-        # positive is never the best here; the probe catches it.
+        # positives are found by stepping over its all-zero words (positives are few),
+        # then the row is counted against its best positive while it is in cache. A
+        # NaN positive is never the best here; the probe catches it.
         n_queries, n_gallery = s.shape
         for q in prange(n_queries):
             row = s[q]
@@ -448,24 +438,20 @@ def _compiled(dtype: type, parallel: bool) -> _Kernels | None:
             b = row[0]
             count = 0
             tp = 0
-            w0 = (start + 7) // 8
-            w1 = end // 8
-            if w0 >= w1:  # no whole word inside the row: bytes only
-                w0 = w1 = end // 8 + 1
-                head_end = end
-            else:
-                head_end = w0 * 8
-            for i in range(start, head_end):
+            i = start
+            while i < end:
+                if i % 8 == 0 and i + 8 <= end and words[i // 8] == 0:
+                    i += 8
+                    continue
                 if flat[i]:
-                    b, count, tp = take(row[i - start], b, count, tp)
-            for w in range(w0, w1):
-                if words[w] != 0:
-                    for i in range(w * 8, w * 8 + 8):
-                        if flat[i]:
-                            b, count, tp = take(row[i - start], b, count, tp)
-            for i in range(max(w1 * 8, head_end), end):
-                if flat[i]:
-                    b, count, tp = take(row[i - start], b, count, tp)
+                    x = row[i - start]
+                    if count == 0 or x > b:
+                        b = x
+                        tp = 1
+                    elif x == b:
+                        tp += 1
+                    count += 1
+                i += 1
             a = acc(0)
             t = acc(0)
             p = row[0] - row[0]
