@@ -1,60 +1,205 @@
-"""The layering rule: the pure core imports no outer layer and never touches
-torch.distributed; distributed.py is the only module that imports it."""
+"""The layering rule of docs/architecture.md, checked against the package's imports.
+
+The table in docs/architecture.md says which package modules each module may import.
+Every import counts, those under ``TYPE_CHECKING`` and inside functions included: the
+check fails on an import the table does not list, on a module the table does not name,
+and on any import cycle. The checker itself is tested by injecting violations.
+"""
+
+from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "ccr_metrics"
-CORE = {"ranking", "recall", "mrv", "_contrastive", "sampling", "_validation", "_backend"}
-OUTER = {"io", "evaluate", "report", "cli", "metrics", "distributed", "losses", "testing"}
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "ccr_metrics"
+TABLE = ROOT / "docs" / "architecture.md"
+NAME = re.compile(r"`([\w.]+)`")
 
 
-def imports(path: Path) -> tuple[set[str], set[str]]:
-    """(package modules imported relatively, absolute module names) of one file."""
-    local, absolute = set(), set()
-    for node in ast.walk(ast.parse(path.read_text())):
+def package_modules() -> dict[str, Path]:
+    """Every module of the package by dotted name relative to it (``harness.local``)."""
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts = parts[:-1]  # a subpackage's __init__ is the subpackage
+        modules[".".join(parts)] = path
+    return modules
+
+
+def read_table() -> tuple[dict[str, str], dict[str, set[str]]]:
+    """``(layer of each module, modules each may import)`` from docs/architecture.md."""
+    layers, allowed = {}, {}
+    rows = [line for line in TABLE.read_text().splitlines() if line.startswith("| `")]
+    names = [NAME.findall(row.split("|")[1])[0] for row in rows]
+    for row, name in zip(rows, names, strict=True):
+        _, _, layer, imports, _ = row.split("|")
+        layers[name] = layer.strip()
+        if "every module above except" in imports:
+            excluded = set(NAME.findall(imports))
+            allowed[name] = {n for n in names if n not in excluded and n != name}
+        else:
+            allowed[name] = set(NAME.findall(imports))
+    return layers, allowed
+
+
+def imports_of(source: str, module: str, known: set[str]) -> set[str]:
+    """Package modules ``source`` (the code of ``module``) imports, wherever it does."""
+    is_package = module == "__init__" or any(k.startswith(module + ".") for k in known)
+    here = [] if module == "__init__" else module.split(".")
+    package = here if is_package else here[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            absolute.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level:
-            if node.module:
-                local.add(node.module.split(".")[0])
-            else:  # from . import name
-                local.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            absolute.add(node.module)
-            absolute.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return local, absolute
+            for alias in node.names:
+                if alias.name.startswith("ccr_metrics."):
+                    found.add(alias.name.removeprefix("ccr_metrics."))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+            elif node.module and node.module.split(".")[0] == "ccr_metrics":
+                base = []
+            else:
+                continue
+            target = (node.module or "").removeprefix("ccr_metrics").lstrip(".")
+            prefix = [*base, *target.split(".")] if target else base
+            dotted = ".".join(prefix) or "__init__"
+            for alias in node.names:
+                sub = ".".join([*prefix, alias.name])
+                found.add(sub if sub in known else dotted)
+    return found - {module}
 
 
-def test_the_check_sees_relative_imports():
-    local, _ = imports(PACKAGE / "evaluate.py")
-    assert {"distributed", "ranking", "report"} <= local
+def import_graph(sources: dict[str, str]) -> dict[str, set[str]]:
+    known = set(sources)
+    return {module: imports_of(source, module, known) for module, source in sources.items()}
 
 
-@pytest.mark.parametrize("module", sorted(CORE))
-def test_core_imports_no_outer_layer(module):
-    local, absolute = imports(PACKAGE / f"{module}.py")
-    assert not local & OUTER, f"{module}.py imports {sorted(local & OUTER)}"
-    assert not any(n.startswith(("ccr_metrics", "torch.distributed")) for n in absolute)
+def violations(graph: dict[str, set[str]], layers: dict[str, str], allowed: dict[str, set[str]]):
+    """Every breach of the rule, as readable lines (empty when the package keeps it)."""
+    found = []
+    for module in sorted(set(graph) - set(allowed)):
+        found.append(f"{module} is not in docs/architecture.md")
+    for module in sorted(set(allowed) - set(graph)):
+        found.append(f"docs/architecture.md names {module}, which does not exist")
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets - allowed.get(module, set())):
+            found.append(f"{module} imports {target}, which the table does not allow")
+        if layers.get(module) == "core":
+            for target in sorted(targets):
+                if layers.get(target, "core") != "core":
+                    found.append(f"core module {module} imports {target} ({layers[target]})")
+    for cycle in cycles(graph):
+        found.append("import cycle: " + " -> ".join(cycle))
+    return found
 
 
-@pytest.mark.parametrize("module", sorted(CORE))
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle through each strongly connected set of modules (Tarjan's algorithm)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in graph:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append([*sorted(component), sorted(component)[0]])
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def sources() -> dict[str, str]:
+    return {module: path.read_text() for module, path in package_modules().items()}
+
+
+def test_the_package_keeps_the_table():
+    layers, allowed = read_table()
+    assert violations(import_graph(sources()), layers, allowed) == []
+
+
+def test_the_check_sees_relative_and_nested_imports():
+    graph = import_graph(sources())
+    assert {"harness.inputs", "harness.stream", "report"} <= graph["harness.local"]
+    assert "distributed" in graph["harness.sharded"]
+    assert "_counting" in graph["ranking"]
+
+
+@pytest.mark.parametrize("module", sorted(m for m, layer in read_table()[0].items() if layer == "core"))
+def test_an_outer_import_injected_into_a_core_module_is_caught(module):
+    layers, allowed = read_table()
+    original = sources()
+    dots = "." * (module.count(".") + 1)
+    for injected in (
+        "from .cli import main\n",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .report import Report\n",
+        "def f():\n    from . import plots\n",
+    ):
+        code = {**original, module: original[module] + "\n" + injected.replace("from .", "from " + dots)}
+        found = violations(import_graph(code), layers, allowed)
+        assert any(line.startswith(f"{module} imports") for line in found), injected
+        assert any(line.startswith(f"core module {module}") for line in found), injected
+
+
+def test_an_injected_cycle_is_caught():
+    layers, allowed = read_table()
+    code = sources()
+    code["_backend"] += "\nfrom .ranking import rank_counts\n"
+    found = violations(import_graph(code), layers, allowed)
+    assert any(line.startswith("import cycle:") and "_backend" in line for line in found)
+    # A cycle among modules allowed to import each other is still caught.
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}
+    assert cycles(graph) == [["a", "b", "c", "a"]]
+
+
+def test_an_unlisted_module_is_caught():
+    layers, allowed = read_table()
+    code = {**sources(), "newthing": "import numpy\n"}
+    assert "newthing is not in docs/architecture.md" in violations(
+        import_graph(code), layers, allowed
+    )
+
+
+@pytest.mark.parametrize("module", sorted(m for m, layer in read_table()[0].items() if layer == "core"))
 def test_core_reads_no_file_and_prints_nothing(module):
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    tree = ast.parse(package_modules()[module].read_text())
     calls = {
-        n.func.id
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
     }
     assert not calls & {"print", "open", "input"}
 
 
 def test_only_distributed_imports_torch_distributed():
-    users = {
-        path.stem
-        for path in PACKAGE.glob("*.py")
-        if any(n.startswith("torch.distributed") for n in imports(path)[1])
-    }
+    users = set()
+    for module, source in sources().items():
+        for node in ast.walk(ast.parse(source)):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            if any(n.startswith("torch.distributed") for n in names):
+                users.add(module)
     assert users == {"distributed"}
