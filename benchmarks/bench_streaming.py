@@ -25,7 +25,7 @@ import time
 import torch
 
 import ccr_metrics as cm
-from ccr_metrics.evaluate import _stream_rows
+from ccr_metrics.harness.stream import stream_rows
 
 
 def make(n_images: int, n_texts: int, dim: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -40,7 +40,7 @@ def make(n_images: int, n_texts: int, dim: int, seed: int) -> tuple[torch.Tensor
 def bare_matmul(images: torch.Tensor, texts: torch.Tensor) -> None:
     """The products evaluate computes, in the same blocks and buffer, and nothing else."""
     for queries, gallery in ((images, texts), (texts, images)):
-        rows = _stream_rows(None, gallery.shape[0], queries.device)
+        rows = stream_rows(None, gallery.shape[0], queries.device)
         buffer = queries.new_empty((min(rows, queries.shape[0]), gallery.shape[0]))
         for a in range(0, queries.shape[0], rows):
             b = min(a + rows, queries.shape[0])

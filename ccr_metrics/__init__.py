@@ -9,7 +9,7 @@ with a stated tie policy,
 """
 
 from . import losses, sampling
-from .evaluate import evaluate, evaluate_scores, evaluate_sharded
+from .harness import evaluate, evaluate_scores, evaluate_sharded
 from .mrv import (
     CAPTION_REDUCTIONS,
     REDUCTIONS,

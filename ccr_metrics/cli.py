@@ -28,7 +28,7 @@ import torch
 
 from . import __version__
 from .consistency import consistency_breakdown
-from .evaluate import evaluate, evaluate_scores, resolve_device
+from .harness import evaluate, evaluate_scores, resolve_device
 from .io import (
     RELEASED_DIRECTIONS,
     load_embeddings,

@@ -20,6 +20,10 @@ TABLE = ROOT / "docs" / "architecture.md"
 NAME = re.compile(r"`([\w.]+)`")
 
 
+def core_modules() -> list[str]:
+    return sorted(m for m, layer in read_table()[0].items() if layer == "core")
+
+
 def package_modules() -> dict[str, Path]:
     """Every module of the package by dotted name relative to it (``harness.local``)."""
     modules = {}
@@ -147,7 +151,7 @@ def test_the_check_sees_relative_and_nested_imports():
     assert "_counting" in graph["ranking"]
 
 
-@pytest.mark.parametrize("module", sorted(m for m, layer in read_table()[0].items() if layer == "core"))
+@pytest.mark.parametrize("module", core_modules())
 def test_an_outer_import_injected_into_a_core_module_is_caught(module):
     layers, allowed = read_table()
     original = sources()
@@ -157,7 +161,8 @@ def test_an_outer_import_injected_into_a_core_module_is_caught(module):
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .report import Report\n",
         "def f():\n    from . import plots\n",
     ):
-        code = {**original, module: original[module] + "\n" + injected.replace("from .", "from " + dots)}
+        line = injected.replace("from .", "from " + dots)
+        code = {**original, module: original[module] + "\n" + line}
         found = violations(import_graph(code), layers, allowed)
         assert any(line.startswith(f"{module} imports") for line in found), injected
         assert any(line.startswith(f"core module {module}") for line in found), injected
@@ -182,11 +187,13 @@ def test_an_unlisted_module_is_caught():
     )
 
 
-@pytest.mark.parametrize("module", sorted(m for m, layer in read_table()[0].items() if layer == "core"))
+@pytest.mark.parametrize("module", core_modules())
 def test_core_reads_no_file_and_prints_nothing(module):
     tree = ast.parse(package_modules()[module].read_text())
     calls = {
-        n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        n.func.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
     }
     assert not calls & {"print", "open", "input"}
 

@@ -1,0 +1,47 @@
+"""The last stage: rank counts and the text-to-image index to a :class:`~ccr_metrics.Report`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from ..ranking import RankCounts
+from ..report import Report
+
+
+def build_report(
+    counts: Mapping[str, Mapping[str, RankCounts]],
+    owners: Mapping[str, torch.Tensor],
+    n_images: int,
+    ks: tuple[int, ...],
+    settings: Mapping[str, Any],
+) -> Report:
+    """Build the Report of ``counts``; ``owners`` are the text-to-image indices, any device."""
+    return Report.from_counts(
+        counts,
+        text_to_image={lang: o.cpu().numpy() for lang, o in owners.items()},
+        n_images=n_images,
+        ks=ks,
+        settings=settings,
+    )
+
+
+def settings(
+    ties: str,
+    caption_reduce: str,
+    languages: list[str],
+    source: str,
+    device: torch.device,
+    dtype: str,
+) -> dict[str, Any]:
+    """Record how the counts were made, for the Report's ``settings``."""
+    return {
+        "ties": ties,
+        "caption_reduce": caption_reduce,
+        "languages": languages,
+        "source": source,
+        "device": str(device),
+        "dtype": dtype,
+    }

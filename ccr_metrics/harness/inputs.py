@@ -1,0 +1,199 @@
+"""The inputs of an evaluation: checked, laid out by language, on the compute device."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
+
+import torch
+
+from .._backend import ArrayLike, to_tensor
+from .._validation import (
+    check_choice,
+    check_ndim,
+    check_numeric,
+    check_positive_ints,
+    dtype_str,
+    shape_str,
+)
+from ..mrv import CAPTION_REDUCTIONS
+from ..ranking import TIES, text_owner_index
+
+
+class Prepared(NamedTuple):
+    """Checked embeddings on the compute device, in their common dtype."""
+
+    images: torch.Tensor  # [N, D]
+    texts: dict[str, torch.Tensor]  # selected languages, in order: [M_l, D]
+    owners: dict[str, torch.Tensor]  # [M_l] on the CPU
+    ks: tuple[int, ...]
+    device: torch.device
+    dtype: torch.dtype
+
+
+def options(
+    ks: int | Iterable[int], ties: str, caption_reduce: str, device: str | torch.device | None
+) -> tuple[tuple[int, ...], torch.device]:
+    """Check the options every evaluation takes; return the cut-offs and the device."""
+    cutoffs = check_positive_ints("ks", ks)
+    check_choice("ties", ties, TIES)
+    check_choice("caption_reduce", caption_reduce, CAPTION_REDUCTIONS)
+    return cutoffs, resolve_device(device)
+
+
+def prepare(
+    image_embeds: ArrayLike,
+    text_embeds: Mapping[str, ArrayLike],
+    text_to_image: Mapping[str, ArrayLike] | None,
+    ks: int | Iterable[int],
+    ties: str,
+    languages: Sequence[str] | None,
+    caption_reduce: str,
+    device: str | torch.device | None,
+) -> Prepared:
+    """Validate the arguments of :func:`evaluate` and move the embeddings once."""
+    cutoffs, dev = options(ks, ties, caption_reduce, device)
+    images = _embeddings(image_embeds, "image_embeds")
+    if not isinstance(text_embeds, Mapping) or not text_embeds:
+        raise ValueError("text_embeds must map each language to its text embeddings [M, D]")
+    selected = select_languages(languages, list(text_embeds))
+    texts = {lang: _embeddings(text_embeds[lang], f"text_embeds[{lang!r}]") for lang in selected}
+    dim = images.shape[1]
+    for lang, t in texts.items():
+        if t.shape[1] != dim:
+            raise ValueError(
+                f"text_embeds[{lang!r}] has dimension {t.shape[1]} ({shape_str(t)}) but "
+                f"image_embeds has {dim} ({shape_str(images)})"
+            )
+    owners = text_owners(
+        text_to_image, {lang: t.shape[0] for lang, t in texts.items()}, len(images)
+    )
+    dtype = images.dtype
+    for t in texts.values():
+        dtype = torch.promote_types(dtype, t.dtype)
+    return Prepared(
+        images=images.detach().to(device=dev, dtype=dtype),
+        texts={lang: t.detach().to(device=dev, dtype=dtype) for lang, t in texts.items()},
+        owners=owners,
+        ks=cutoffs,
+        device=dev,
+        dtype=dtype,
+    )
+
+
+def score_matrices(
+    i2t: Mapping[str, ArrayLike] | None,
+    t2i: Mapping[str, ArrayLike] | None,
+    languages: Sequence[str] | None,
+) -> tuple[dict[str, dict[str, torch.Tensor]], int, dict[str, int]]:
+    """Check stored score matrices: ``({lang: {dir: matrix}}, N, {lang: M_l})``.
+
+    Values are not read here: the counting pass finds a NaN or infinity block by block,
+    so a memory-mapped matrix is never read whole for the check.
+    """
+    given = {"i2t": dict(i2t or {}), "t2i": dict(t2i or {})}
+    available = list(dict.fromkeys([*given["i2t"], *given["t2i"]]))
+    if not available:
+        raise ValueError("evaluate_scores needs i2t or t2i score matrices for some language")
+    selected = select_languages(languages, available)
+    matrices: dict[str, dict[str, torch.Tensor]] = {lang: {} for lang in selected}
+    for direction, by_lang in given.items():
+        for lang in selected:
+            if lang in by_lang:
+                m, _ = to_tensor(by_lang[lang], f"{direction}[{lang!r}]")
+                check_ndim(m, f"{direction}[{lang!r}]", 2, _LAYOUT[direction])
+                check_numeric(m, f"{direction}[{lang!r}]")
+                matrices[lang][direction] = m
+    n_images, n_texts = _score_shapes(matrices)
+    return matrices, n_images, n_texts
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Return the device to compute on: CUDA when available for None or "auto".
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not a device name, or names CUDA where none is available.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available")
+    return dev
+
+
+_LAYOUT = {"i2t": "[N, M] (images x texts)", "t2i": "[M, N] (texts x images)"}
+
+
+def _embeddings(x: ArrayLike, name: str) -> torch.Tensor:
+    t, _ = to_tensor(x, name)
+    check_ndim(t, name, 2, "[count, D]")
+    check_numeric(t, name)
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be floating point, got dtype {dtype_str(t)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} is empty ({shape_str(t)})")
+    return t
+
+
+def select_languages(languages: Sequence[str] | None, available: list[str]) -> list[str]:
+    """Return the languages to evaluate, in order: ``languages`` checked, or all ``available``."""
+    if languages is None:
+        return available
+    if isinstance(languages, str):
+        languages = [languages]
+    unknown = [lang for lang in languages if lang not in available]
+    if unknown:
+        raise ValueError(f"unknown language(s) {unknown}; available: {available}")
+    if not languages:
+        raise ValueError("languages must name at least one language")
+    return list(dict.fromkeys(languages))
+
+
+def text_owners(
+    text_to_image: Mapping[str, ArrayLike] | None, n_texts: Mapping[str, int], n_images: int
+) -> dict[str, torch.Tensor]:
+    """Return the checked text-to-image index of each language, LongTensors on the CPU."""
+    mapping = dict(text_to_image or {})
+    owners = {}
+    for lang, m in n_texts.items():
+        try:
+            owners[lang] = text_owner_index(
+                mapping.get(lang), n_texts=m, n_images=n_images, device=torch.device("cpu")
+            )
+        except ValueError as exc:
+            raise ValueError(f"language {lang!r}: {exc}") from None
+    return owners
+
+
+def _score_shapes(
+    matrices: Mapping[str, Mapping[str, torch.Tensor]],
+) -> tuple[int, dict[str, int]]:
+    """``N`` and each language's ``M_l`` from the matrices, checked to agree."""
+    n_images: int | None = None
+    n_texts: dict[str, int] = {}
+    for lang, by_dir in matrices.items():
+        for direction, m in by_dir.items():
+            n, k = (m.shape[0], m.shape[1]) if direction == "i2t" else (m.shape[1], m.shape[0])
+            name = f"{direction}[{lang!r}] {shape_str(m)}"
+            if n_images is None:
+                n_images = n
+            elif n != n_images:
+                raise ValueError(f"{name} has {n} images but other matrices have {n_images}")
+            if n_texts.setdefault(lang, k) != k:
+                raise ValueError(
+                    f"{name} has {k} texts but the other direction has {n_texts[lang]}"
+                )
+    if n_images is None:
+        raise ValueError("evaluate_scores needs i2t or t2i score matrices for some language")
+    return n_images, n_texts
