@@ -1,15 +1,39 @@
 """ccr-metrics: exact Recall@K and Mean Rank Variance for cross-lingual cross-modal retrieval.
 
-The functional core: :func:`rank_counts` counts, per query, the items above and tied with
-its best positive (:class:`RankCounts`), :func:`positive_ranks` turns them into exact ranks
-with a stated tie policy,
-:func:`recall_at_k` and :func:`mean_rank_variance` turn ranks into the paper's numbers,
-:func:`image_to_text_ranks` / :func:`text_to_image_ranks` rank the two directions and
-:func:`multilingual_recall` builds the per-language table.
+Every public object is reachable from here (listed once in ``docs/api.md``); the
+hypothesis strategies of the optional ``testing`` extra live in
+:mod:`ccr_metrics.testing`. The core: :func:`rank_counts` counts, per query, the items
+above and tied with its best positive (:class:`RankCounts`), :func:`positive_ranks`
+turns them into ranks with a stated tie policy, :func:`recall_at_k` and
+:func:`mean_rank_variance` into the paper's numbers. The harness (:func:`evaluate`,
+:func:`evaluate_scores`, :func:`evaluate_sharded`) returns a :class:`Report`, whose
+numbers are named by :class:`MetricKey`.
 """
 
-from . import losses, sampling
-from .harness import evaluate, evaluate_scores, evaluate_sharded
+from typing import Any
+
+from ._validation import InputError
+from ._version import __version__
+from .breakdown import Breakdown, consistency_breakdown
+from .consistency import consistency_at_k, largest_spread, pairwise_disagreement, recall_spread
+from .distributed import all_gather_with_grad
+from .harness import evaluate, evaluate_scores, evaluate_sharded, resolve_device
+from .io import (
+    Embeddings,
+    Scores,
+    load_arrays,
+    load_embeddings,
+    load_rank_matrix,
+    load_ranks,
+    load_released_ranks,
+    load_scores,
+)
+from .losses import (
+    ContrastiveLossTerms,
+    OneToKContrastiveLoss,
+    one_to_k_contrastive_loss,
+    one_to_one_contrastive_loss,
+)
 from .mrv import (
     CAPTION_REDUCTIONS,
     REDUCTIONS,
@@ -17,6 +41,7 @@ from .mrv import (
     mean_rank_variance,
     ranks_per_image,
 )
+from .plots import plot_comparison, plot_report
 from .ranking import (
     DEFAULT_TIES,
     TIES,
@@ -27,31 +52,87 @@ from .ranking import (
     text_to_image_ranks,
 )
 from .recall import multilingual_recall, recall_at_k
-from .report import Report
-from .stats import bootstrap_intervals, compare
+from .report import Report, bootstrap_intervals
+from .results import Comparison, Difference, Interval, Intervals, MetricKey
+from .sampling import (
+    hard_negative_probabilities,
+    hard_negatives,
+    hard_positive_languages,
+    hard_positive_probabilities,
+    released_hard_positive_languages,
+    released_hard_positive_probabilities,
+)
+from .stats import compare
+
+# torchmetrics takes seconds to import: its metrics are loaded on first use.
+_LAZY = {"MeanRankVariance": "metrics", "RecallAtK": "metrics"}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the torchmetrics classes when first asked for (PEP 562)."""
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'ccr_metrics' has no attribute {name!r}")
+
 
 __all__ = [
     "CAPTION_REDUCTIONS",
     "DEFAULT_TIES",
     "REDUCTIONS",
     "TIES",
+    "Breakdown",
+    "Comparison",
+    "ContrastiveLossTerms",
+    "Difference",
+    "Embeddings",
+    "InputError",
+    "Interval",
+    "Intervals",
+    "MeanRankVariance",
+    "MetricKey",
+    "OneToKContrastiveLoss",
     "RankCounts",
+    "RecallAtK",
     "Report",
+    "Scores",
+    "__version__",
+    "all_gather_with_grad",
     "bootstrap_intervals",
     "compare",
+    "consistency_at_k",
+    "consistency_breakdown",
     "evaluate",
     "evaluate_scores",
     "evaluate_sharded",
+    "hard_negative_probabilities",
+    "hard_negatives",
+    "hard_positive_languages",
+    "hard_positive_probabilities",
     "image_to_text_ranks",
     "instance_rank_variance",
-    "losses",
+    "largest_spread",
+    "load_arrays",
+    "load_embeddings",
+    "load_rank_matrix",
+    "load_ranks",
+    "load_released_ranks",
+    "load_scores",
     "mean_rank_variance",
     "multilingual_recall",
+    "one_to_k_contrastive_loss",
+    "one_to_one_contrastive_loss",
+    "pairwise_disagreement",
+    "plot_comparison",
+    "plot_report",
     "positive_ranks",
     "rank_counts",
     "ranks_per_image",
     "recall_at_k",
-    "sampling",
+    "recall_spread",
+    "released_hard_positive_languages",
+    "released_hard_positive_probabilities",
+    "resolve_device",
     "text_to_image_ranks",
 ]
-__version__ = "0.1.0"

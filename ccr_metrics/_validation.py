@@ -2,13 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TypeVar
+import functools
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 T = TypeVar("T", bound=str)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def renamed(**old_to_new: str) -> Callable[[F], F]:
+    """Accept the old name of a keyword argument for one release, with a DeprecationWarning.
+
+    ``@renamed(ks="k")`` makes ``f(ks=...)`` mean ``f(k=...)``; giving both is an error.
+    """
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in old_to_new.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise InputError(
+                            f"{function.__name__}() got both {old}= and {new}=; {old} is "
+                            f"the deprecated name of {new}",
+                            argument=old,
+                        )
+                    warnings.warn(
+                        f"{function.__name__}({old}=...) is deprecated and goes in the next "
+                        f"release; use {new}=",
+                        DeprecationWarning,
+                        stacklevel=2,
+                    )
+                    kwargs[new] = kwargs.pop(old)
+            return function(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 class InputError(ValueError):

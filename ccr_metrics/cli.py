@@ -26,8 +26,8 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
-from . import __version__
-from .consistency import consistency_breakdown
+from ._version import __version__
+from .breakdown import consistency_breakdown
 from .harness import evaluate, evaluate_scores, resolve_device
 from .io import (
     RELEASED_DIRECTIONS,
@@ -152,7 +152,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="languages to evaluate and take MRV over, in this order (default: all in the file)",
     )
     options.add_argument(
-        "--caption-reduce",
+        "--caption-reduction",
+        "--caption-reduce",  # the flag's name in the first release
+        dest="caption_reduction",
         choices=CAPTION_REDUCTIONS,
         default="first",
         help="how text-to-image MRV reduces an image's several captions (default: first)",
@@ -417,10 +419,10 @@ def _run_scores(args: argparse.Namespace) -> None:
 
 def _evaluation_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "ks": args.ks,
+        "k": args.ks,
         "ties": args.ties,
         "languages": args.languages,
-        "caption_reduce": args.caption_reduce,
+        "caption_reduction": args.caption_reduction,
         "chunk_size": args.chunk_size,
         "device": args.device,
         "progress": sys.stderr.isatty() if args.progress is None else args.progress,
@@ -444,7 +446,7 @@ def _print_report(report: Report, args: argparse.Namespace) -> None:
     print(report.to_table())
     if args.breakdown is not None:
         print()
-        print(_breakdown_text(consistency_breakdown(report, k=args.breakdown, top=5)))
+        print(_breakdown_text(consistency_breakdown(report, k=args.breakdown, top=5).to_dict()))
     if args.json is not None:
         report.save(args.json)
     if args.csv is not None:

@@ -4,8 +4,9 @@ Global inconsistency is a gap in recall between languages (:func:`recall_spread`
 Local inconsistency is one instance retrieved well in one language and badly in
 another: :func:`consistency_at_k` counts how often that happens at a cut-off,
 :func:`pairwise_disagreement` says which language pairs disagree, and
-:func:`largest_spread` lists the instances that move most. :func:`consistency_breakdown`
-collects all of them for a :class:`~ccr_metrics.Report`.
+:func:`largest_spread` lists the instances that move most.
+:func:`~ccr_metrics.consistency_breakdown` collects all of them for a
+:class:`~ccr_metrics.Report`.
 
 The functions take the rank matrices :func:`~ccr_metrics.mean_rank_variance` takes:
 ``ranks [N, K]`` (instances x languages) and an optional boolean ``mask [N, K]`` that
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,15 +25,10 @@ import torch
 from scipy import stats
 
 from ._backend import Array, ArrayLike, to_output, to_tensor
-from ._validation import check_choice
-from .mrv import REDUCTIONS, Reduction, checked_rank_matrix, instance_rank_variance
-
-if TYPE_CHECKING:
-    from .report import Report
+from .mrv import Reduction, checked_rank_matrix, instance_rank_variance
 
 __all__ = [
     "consistency_at_k",
-    "consistency_breakdown",
     "largest_spread",
     "pairwise_disagreement",
     "recall_spread",
@@ -287,119 +283,6 @@ def largest_spread(
     return frame
 
 
-def consistency_breakdown(
-    report: Report, *, k: int = 1, top: int = 10, reduction: Reduction = "std"
-) -> dict[str, Any]:
-    """Every consistency measure of a report, per direction, languages named.
-
-    Parameters
-    ----------
-    report : Report
-        An evaluation, as :func:`~ccr_metrics.evaluate` returns it.
-    k : int, default 1
-        The cut-off of :func:`consistency_at_k`. :func:`recall_spread` is given at
-        each of ``report.ks``.
-    top : int, default 10
-        How many instances :func:`largest_spread` lists.
-    reduction : {"variance", "std"}, default "std"
-        The spread used to pick those instances.
-
-    Returns
-    -------
-    breakdown : dict
-        JSON-serialisable (NaN written as None)::
-
-            {"languages": [...], "k": k, "top": top, "reduction": reduction,
-             "directions": {dir: {
-                 "recall_spread": {"1": recall_spread(...), ...},
-                 "instances": images ranked in two or more languages,
-                 "consistency": consistency_at_k(...),
-                 "msd": {lang: {lang: float}}, "spearman": {lang: {lang: float}},
-                 "largest_spread": [{"instance": i, "spread": s,
-                                     "ranks": {lang: rank}}, ...]}}}
-
-        The rank-based entries (from ``"instances"`` on) are None for a direction
-        whose MRV is None in :meth:`Report.mrv`: fewer than two languages carry it
-        (or not all of them do), or no image has a text in two.
-
-    Raises
-    ------
-    ValueError
-        If ``k`` or ``top`` is not a positive integer or ``reduction`` is unknown.
-
-    Notes
-    -----
-    Ranks are one per (image, language), from :meth:`Report.rank_matrix`, so
-    text-to-image ranks of several captions are reduced with the report's
-    ``caption_reduce`` setting.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from ccr_metrics import Report
-    >>> report = Report(
-    ...     ranks={"en": {"i2t": np.array([1.0, 2.0, 1.0]), "t2i": np.array([1.0, 3.0, 1.0])},
-    ...            "de": {"i2t": np.array([1.0, 4.0, 2.0]), "t2i": np.array([2.0, 1.0, 1.0])}},
-    ...     text_to_image={"en": np.array([0, 1, 2]), "de": np.array([0, 1, 2])},
-    ...     n_images=3, ks=(1, 5),
-    ... )
-    >>> out = consistency_breakdown(report, top=1)
-    >>> out["directions"]["i2t"]["consistency"]
-    {'all': 0.3333, 'some': 0.3333, 'none': 0.3333}
-    >>> out["directions"]["i2t"]["largest_spread"]
-    [{'instance': 1, 'spread': 1.0, 'ranks': {'en': 2.0, 'de': 4.0}}]
-    >>> out["directions"]["t2i"]["recall_spread"]["1"]
-    {'range': 0.0, 'std': 0.0, 'best': 'en', 'worst': 'en'}
-    """
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise ValueError(f"top must be a positive integer, got {top!r}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    check_choice("reduction", reduction, REDUCTIONS)
-    recall = report.recall()
-    mrv = report.mrv()
-    directions: dict[str, Any] = {}
-    for direction in report.directions:
-        carrying = [lang for lang in report.languages if direction in recall[lang]]
-        entry: dict[str, Any] = {
-            "recall_spread": {
-                str(cut): recall_spread({lang: recall[lang][direction][cut] for lang in carrying})
-                for cut in report.ks
-            }
-        }
-        rank_based = ("instances", "consistency", "msd", "spearman", "largest_spread")
-        if mrv[direction] is None:
-            entry.update(dict.fromkeys(rank_based))
-        else:
-            ranks, mask = report.rank_matrix(direction)
-            msd, rho = pairwise_disagreement(ranks, mask=mask)
-            frame = largest_spread(
-                ranks, mask=mask, top=top, reduction=reduction, languages=report.languages
-            )
-            entry.update(
-                instances=int((mask.sum(1) >= 2).sum()),
-                consistency=consistency_at_k(ranks, k, mask=mask),
-                msd=_named_matrix(np.asarray(msd), report.languages),
-                spearman=_named_matrix(np.asarray(rho), report.languages),
-                largest_spread=[
-                    {
-                        "instance": int(row["instance"]),
-                        "spread": float(row["spread"]),
-                        "ranks": {lang: _json_float(row[lang]) for lang in report.languages},
-                    }
-                    for _, row in frame.iterrows()
-                ],
-            )
-        directions[direction] = entry
-    return {
-        "languages": report.languages,
-        "k": int(k),
-        "top": int(top),
-        "reduction": reduction,
-        "directions": directions,
-    }
-
-
 def _checked_languages(
     ranks: ArrayLike, mask: ArrayLike | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -411,14 +294,3 @@ def _checked_languages(
             f"[{r.shape[0]}, {r.shape[1]}]"
         )
     return r, present
-
-
-def _json_float(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
-
-
-def _named_matrix(matrix: np.ndarray[Any, Any], languages: Sequence[str]) -> dict[str, Any]:
-    return {
-        a: {b: _json_float(matrix[i, j]) for j, b in enumerate(languages)}
-        for i, a in enumerate(languages)
-    }

@@ -23,6 +23,7 @@ from torchmetrics import Metric
 
 from ._backend import ArrayLike, to_tensor
 from ._validation import (
+    InputError,
     check_bool_mask,
     check_choice,
     check_ndim,
@@ -79,6 +80,10 @@ class RecallAtK(_RankMetric):
     empty : {"error", "miss"}, default "error"
         What a query without any positive gets: a ValueError in ``update``, or a miss
         at every cut-off.
+    prefix : str, optional
+        When given, ``compute()`` returns the flat names a
+        :class:`~ccr_metrics.MetricKey` gives, ready for a logger: with
+        ``prefix="en/t2i"``, ``{"en/t2i/R@1": tensor, ...}`` (``""``: ``"R@1"``).
     **kwargs
         torchmetrics options such as ``sync_on_compute``, ``process_group`` or
         ``compute_on_cpu``.
@@ -132,15 +137,18 @@ class RecallAtK(_RankMetric):
         *,
         ties: Ties = DEFAULT_TIES,
         empty: Empty = "error",
+        prefix: str | None = None,
         **kwargs: Any,
     ) -> None:
         cutoffs = check_positive_ints("k", k)
         check_choice("ties", ties, TIES)
         check_choice("empty", empty, EMPTY)
+        _check_prefix(prefix)
         super().__init__(**kwargs)
         self.k = cutoffs
         self.ties = ties
         self.empty = empty
+        self.prefix = prefix
         for name in ("above", "tied_negatives", "tied_positives"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -170,14 +178,14 @@ class RecallAtK(_RankMetric):
             count = cast(torch.Tensor, getattr(counts, name))
             getattr(self, name).append(count.to(device=self.device, dtype=torch.float64))
 
-    def compute(self) -> dict[int, torch.Tensor]:
+    def compute(self) -> dict[int, torch.Tensor] | dict[str, torch.Tensor]:
         """Recall at each cut-off over every query seen (on every process, under DDP).
 
         Returns
         -------
-        recall : dict of int to torch.Tensor
+        recall : dict of int (or, with ``prefix``, str) to torch.Tensor
             ``{k: fraction}``, float64 scalar tensors on the metric's device, in the
-            order the cut-offs were given.
+            order the cut-offs were given; with ``prefix``, keyed by flat name.
 
         Raises
         ------
@@ -190,9 +198,12 @@ class RecallAtK(_RankMetric):
             self._joined(self.tied_positives).long(),
         )
         recall = recall_at_k(counts, self.k, ties=self.ties)
-        return {
+        values = {
             k: torch.tensor(v, dtype=torch.float64, device=self.device) for k, v in recall.items()
         }
+        if self.prefix is None:
+            return values
+        return {_flat(self.prefix, f"R@{k}"): v for k, v in values.items()}
 
 
 class MeanRankVariance(_RankMetric):
@@ -207,6 +218,10 @@ class MeanRankVariance(_RankMetric):
         Tie policy used by ``update`` to rank the scores, as for
         :func:`~ccr_metrics.positive_ranks` (the expected and the average rank are
         the same).
+    prefix : str, optional
+        When given, ``compute()`` returns ``{"<prefix>/mrv_<reduction>": tensor}``, the
+        flat name a :class:`~ccr_metrics.MetricKey` gives (``prefix="t2i"``:
+        ``"t2i/mrv_variance"``), ready for a logger.
     **kwargs
         torchmetrics options such as ``sync_on_compute``, ``process_group`` or
         ``compute_on_cpu``.
@@ -268,13 +283,16 @@ class MeanRankVariance(_RankMetric):
         *,
         reduction: Reduction = "variance",
         ties: Ties = DEFAULT_TIES,
+        prefix: str | None = None,
         **kwargs: Any,
     ) -> None:
         check_choice("reduction", reduction, REDUCTIONS)
         check_choice("ties", ties, TIES)
+        _check_prefix(prefix)
         super().__init__(**kwargs)
         self.reduction = reduction
         self.ties = ties
+        self.prefix = prefix
         # Flat 1-D rows rather than [B, K]: a process without updates sends torchmetrics'
         # 1-D empty placeholder, which must have the others' number of dimensions.
         self.add_state("ranks", default=[], dist_reduce_fx="cat")
@@ -374,13 +392,13 @@ class MeanRankVariance(_RankMetric):
         # the same wrapper makes this a second, equally valid way to update.
         self._wrap_update(self._keep)(kept)
 
-    def compute(self) -> torch.Tensor:
+    def compute(self) -> torch.Tensor | dict[str, torch.Tensor]:
         """MRV over every instance seen (on every process, under DDP).
 
         Returns
         -------
         mrv : torch.Tensor
-            Float64 scalar on the metric's device.
+            Float64 scalar on the metric's device; with ``prefix``, ``{name: scalar}``.
 
         Raises
         ------
@@ -397,7 +415,10 @@ class MeanRankVariance(_RankMetric):
             )
         ranks = self._joined(self.ranks).reshape(-1, int(widths[0]))
         value = mean_rank_variance(ranks, reduction=self.reduction, mask=~torch.isnan(ranks))
-        return torch.tensor(value, dtype=torch.float64, device=self.device)
+        result = torch.tensor(value, dtype=torch.float64, device=self.device)
+        if self.prefix is None:
+            return result
+        return {_flat(self.prefix, f"mrv_{self.reduction}"): result}
 
     def _check_languages(self, k: int, name: str) -> None:
         if self.languages and int(self.languages[-1]) != k:
@@ -411,6 +432,19 @@ class MeanRankVariance(_RankMetric):
         self.ranks.append(ranks.reshape(-1).to(self.device))
         k = torch.tensor([ranks.shape[1]], dtype=torch.float64, device=self.device)
         self.languages.append(k)
+
+
+def _check_prefix(prefix: str | None) -> None:
+    if prefix is not None and not isinstance(prefix, str):
+        raise InputError(
+            f"prefix must be a string such as 'en/t2i' (or None), got {prefix!r}",
+            argument="prefix",
+        )
+
+
+def _flat(prefix: str, label: str) -> str:
+    """Join ``prefix`` and ``label`` into a flat metric name (``label`` alone for "")."""
+    return f"{prefix.rstrip('/')}/{label}" if prefix else label
 
 
 def _checked_mask(mask: ArrayLike | None, n: int, k: int, device: torch.device) -> torch.Tensor:

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 
 from ._backend import Array, ArrayLike, to_output, to_tensor
-from ._validation import check_bool_mask, check_choice, check_ndim, check_numeric
+from ._validation import check_bool_mask, check_choice, check_ndim, check_numeric, renamed
 from .ranking import text_owner_index
 
 __all__ = [
@@ -172,12 +172,13 @@ def mean_rank_variance(
     return float(spread[kept].mean())
 
 
+@renamed(reduce="caption_reduction")
 def ranks_per_image(
     text_ranks: ArrayLike,
     text_to_image: ArrayLike,
     n_images: int,
     *,
-    reduce: CaptionReduction = "first",
+    caption_reduction: CaptionReduction = "first",
 ) -> tuple[Array, Array]:
     """Reduce text-to-image ranks of several captions to one rank per image.
 
@@ -194,7 +195,7 @@ def ranks_per_image(
         The image each caption describes, in ``[0, n_images)``.
     n_images : int
         Number of images ``N``.
-    reduce : {"first", "mean", "min", "median"}, default "first"
+    caption_reduction : {"first", "mean", "min", "median"}, default "first"
         ``"first"`` takes the image's first caption in the given order (for data with
         one caption per language, the only one); ``"min"`` its best-ranked caption;
         ``"mean"`` and ``"median"`` summarise all its captions.
@@ -211,17 +212,17 @@ def ranks_per_image(
     ------
     ValueError
         If the shapes disagree, an image index is out of range, ``text_ranks`` holds
-        NaN, or ``reduce`` is unknown.
+        NaN, or ``caption_reduction`` is unknown.
 
     Examples
     --------
-    >>> ranks, present = ranks_per_image([4, 2, 7, 1], [0, 0, 2, 2], 3, reduce="min")
+    >>> ranks, present = ranks_per_image([4, 2, 7, 1], [0, 0, 2, 2], 3, caption_reduction="min")
     >>> ranks, present
     (array([ 2., nan,  1.]), array([ True, False,  True]))
-    >>> ranks_per_image([4, 2, 7, 1], [0, 0, 2, 2], 3, reduce="median")[0]
+    >>> ranks_per_image([4, 2, 7, 1], [0, 0, 2, 2], 3, caption_reduction="median")[0]
     array([ 3., nan,  4.])
     """
-    check_choice("reduce", reduce, CAPTION_REDUCTIONS)
+    check_choice("caption_reduction", caption_reduction, CAPTION_REDUCTIONS)
     r, as_torch = to_tensor(text_ranks, "text_ranks")
     check_numeric(r, "text_ranks")
     check_ndim(r, "text_ranks", 1, "[M] (one rank per caption)")
@@ -233,14 +234,18 @@ def ranks_per_image(
     owner = text_owner_index(text_to_image, n_texts=r.shape[0], n_images=n_images, device=r.device)
     count = torch.bincount(owner, minlength=n_images)
     present = count > 0
-    if reduce == "first":
+    if caption_reduction == "first":
         first = torch.full((n_images,), r.shape[0], dtype=torch.long, device=r.device)
         first.scatter_reduce_(0, owner, torch.arange(r.shape[0], device=r.device), reduce="amin")
         out = r[first.clamp(max=max(r.shape[0] - 1, 0))]
-    elif reduce in ("mean", "min"):
+    elif caption_reduction in ("mean", "min"):
         out = torch.zeros(n_images, dtype=torch.float64, device=r.device)
         out.scatter_reduce_(
-            0, owner, r, reduce="mean" if reduce == "mean" else "amin", include_self=False
+            0,
+            owner,
+            r,
+            reduce="mean" if caption_reduction == "mean" else "amin",
+            include_self=False,
         )
     else:
         # Sort by (image, rank); an image's captions are then a contiguous run whose

@@ -15,10 +15,11 @@ import numpy as np
 
 from .consistency import pairwise_disagreement
 from .mrv import instance_rank_variance
+from .results import MetricKey
 
 if TYPE_CHECKING:
     from .report import Report
-    from .stats import Comparison
+    from .results import Comparison
 
 __all__ = ["COMPARISON_SIZE", "REPORT_SIZE", "plot_comparison", "plot_report"]
 
@@ -209,7 +210,7 @@ def plot_comparison(
                 ]
                 ax.bar(x + (i - 0.5) * 0.4, heights, 0.4, label=name, color=colours[i])
             for j, lang in enumerate(languages):
-                key = ("recall", lang, direction, k)
+                key = MetricKey(lang, direction, "recall", k)
                 if key not in differences or direction not in recalls[0][lang]:
                     continue
                 low, high = differences[key].low, differences[key].high
@@ -272,10 +273,10 @@ def _interval_values(intervals: Any) -> Mapping[Any, tuple[float, float, float]]
     values = intervals if isinstance(intervals, Mapping) else getattr(intervals, "values", None)
     if not isinstance(values, Mapping):
         raise ValueError(
-            "intervals must be a mapping from ('recall', language, direction, k) to "
+            "intervals must be a mapping from MetricKey (or names such as 'en/i2t/R@1') to "
             f"(estimate, low, high), or have one as .values; got {type(intervals).__name__}"
         )
-    return values
+    return {MetricKey.of(key): value for key, value in values.items()}
 
 
 def _recall_bars(
@@ -294,7 +295,7 @@ def _recall_bars(
         heights = np.array([100 * recall[lang][direction][k] for lang in languages])
         ax.bar(offset, heights, width, label=f"R@{k}")
         for j, lang in enumerate(languages):
-            key = ("recall", lang, direction, k)
+            key = MetricKey(lang, direction, "recall", k)
             if key in intervals:
                 _, low, high = intervals[key]
                 # Whiskers from the interval's own bounds; clipped so a bound on the

@@ -12,22 +12,23 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from . import _bootstrap
+from ._bootstrap import Method
 from ._validation import check_choice
-from .mrv import REDUCTIONS, mean_rank_variance, ranks_per_image
+from .mrv import REDUCTIONS, instance_rank_variance, mean_rank_variance, ranks_per_image
 from .ranking import DEFAULT_TIES, TIES, RankCounts, Ties
 from .recall import DIRECTIONS, multilingual_recall
+from .results import Interval, Intervals, KeyedResult, MetricKey
 
-if TYPE_CHECKING:
-    from .stats import Intervals, Method
-
-__all__ = ["Report"]
+__all__ = ["Report", "bootstrap_intervals"]
 
 FORMAT = "ccr-metrics-report/2"
 # Reports saved before counts were kept: ranks only, read as such.
@@ -37,8 +38,12 @@ IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, eq=False)
-class Report:
+class Report(KeyedResult):
     """Ranks of a multilingual evaluation and the paper's numbers computed from them.
+
+    Every number has a :class:`~ccr_metrics.MetricKey`: iterating a report gives the
+    keys, ``report["en/i2t/R@1"]`` (or ``report[key]``) the number, and
+    :meth:`to_flat_dict` all of them by flat name, for a logger.
 
     Made by :func:`~ccr_metrics.evaluate` and :func:`~ccr_metrics.evaluate_scores`
     through :meth:`from_counts`; rarely built by hand.
@@ -57,8 +62,8 @@ class Report:
     ks : tuple of int, default (1, 5, 10)
         The recall cut-offs reported.
     settings : mapping, optional
-        How the ranks were made (ties, caption_reduce, ...); recorded in outputs.
-        ``caption_reduce`` decides how text-to-image MRV reduces several captions.
+        How the ranks were made (ties, caption_reduction, ...); recorded in outputs.
+        ``caption_reduction`` decides how text-to-image MRV reduces several captions.
     intervals : Intervals, optional
         Bootstrap confidence intervals of every number, as :meth:`with_confidence`
         adds them; shown by :meth:`to_table` and included by :meth:`to_dict`.
@@ -76,7 +81,7 @@ class Report:
     ...     ranks={"en": {"i2t": np.array([1.0, 2.0]), "t2i": np.array([1.0, 3.0])},
     ...            "de": {"i2t": np.array([1.0, 4.0]), "t2i": np.array([2.0, 1.0])}},
     ...     text_to_image={"en": np.array([0, 1]), "de": np.array([0, 1])},
-    ...     n_images=2, ks=(1, 5), settings={"caption_reduce": "first"},
+    ...     n_images=2, ks=(1, 5), settings={"caption_reduction": "first"},
     ... )
     >>> report.recall()["en"]
     {'i2t': {1: 0.5, 5: 1.0}, 't2i': {1: 0.5, 5: 1.0}}
@@ -219,6 +224,59 @@ class Report:
             for lang, by_dir in self.ranks.items()
         }
 
+    @cached_property
+    def _metrics(self) -> dict[MetricKey, float]:
+        table = self._table()
+        out: dict[MetricKey, float] = {}
+        for lang, dirs in table["recall"].items():
+            for d, by_k in dirs.items():
+                out.update({MetricKey(lang, d, "recall", k): v for k, v in by_k.items()})
+        for lang, value in table["mean_recall"].items():
+            out[MetricKey(lang, None, "mean_recall")] = value
+        for d, by_k in table["average"]["recall"].items():
+            out.update({MetricKey("average", d, "recall", k): v for k, v in by_k.items()})
+        out[MetricKey("average", None, "mean_recall")] = table["average"]["mean_recall"]
+        for d, values in self.mrv().items():
+            for reduction, value in (values or {}).items():
+                out[MetricKey(None, d, f"mrv_{reduction}")] = value
+        for lang, dirs in self.rank_summary().items():
+            for d, summary in dirs.items():
+                out[MetricKey(lang, d, "mean_rank")] = summary["mean"]
+                out[MetricKey(lang, d, "median_rank")] = summary["median"]
+        return out
+
+    def _entries(self) -> Mapping[MetricKey, float]:
+        return self._metrics
+
+    def metrics(self) -> dict[MetricKey, float]:
+        """Every number of the report by key, in the order of :meth:`to_dict`.
+
+        R@K per language and direction, mean recall per language, the averages over
+        languages, MRV per direction (both reductions; absent where undefined), and
+        mean and median rank per language and direction.
+        """
+        return dict(self._metrics)
+
+    def to_flat_dict(self) -> dict[str, float]:
+        """Every number by flat name, ``{"en/i2t/R@1": 0.8, ...}``, ready for a logger.
+
+        Recall is a fraction. Hand it to Lightning's ``self.log_dict``, TensorBoard's
+        ``add_scalars`` or ``wandb.log`` as it is.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> report = Report({"en": {"i2t": np.array([1.0, 3.0])}}, {"en": np.arange(2)},
+        ...                 n_images=2, ks=(1,))
+        >>> flat = report.to_flat_dict()
+        >>> list(flat)  # doctest: +NORMALIZE_WHITESPACE
+        ['en/i2t/R@1', 'en/mean_recall', 'average/i2t/R@1', 'average/mean_recall',
+         'en/i2t/mean_rank', 'en/i2t/median_rank']
+        >>> flat["en/i2t/R@1"], report["en/i2t/mean_rank"]
+        (0.5, 2.0)
+        """
+        return {key.name: value for key, value in self._metrics.items()}
+
     def recall(self) -> dict[str, dict[str, dict[int, float]]]:
         """R@K per language and direction: ``{lang: {dir: {k: fraction}}}``."""
         table: dict[str, dict[str, dict[int, float]]] = self._table()["recall"]
@@ -228,16 +286,16 @@ class Report:
         """One rank per (image, language) for MRV: ``(ranks [N, L], mask [N, L])``.
 
         Image-to-text gives one rank per image already; text-to-image ranks of several
-        captions are reduced with ``settings["caption_reduce"]``. The mask is False
+        captions are reduced with ``settings["caption_reduction"]``. The mask is False
         where an image has no text in a language.
         """
         columns, present = [], []
         for language in self.languages:
             r = self.ranks[language][direction]
             if direction == "t2i":
-                reduce = self.settings.get("caption_reduce", "first")
+                reduction = self.settings.get("caption_reduction", "first")
                 per_image, _ = ranks_per_image(
-                    r, self.text_to_image[language], self.n_images, reduce=reduce
+                    r, self.text_to_image[language], self.n_images, caption_reduction=reduction
                 )
                 r = np.asarray(per_image, dtype=np.float64)
             columns.append(r)
@@ -274,8 +332,8 @@ class Report:
     ) -> Report:
         """Return this report with bootstrap confidence intervals for every number.
 
-        Images are resampled with all their texts; see
-        :func:`~ccr_metrics.bootstrap_intervals`, which takes the same options.
+        Images are resampled with all their texts; see :func:`bootstrap_intervals`,
+        which takes the same options.
 
         Examples
         --------
@@ -283,17 +341,93 @@ class Report:
         >>> ranks = np.array([1.0, 3.0, 1.0, 1.0])
         >>> report = Report({"en": {"i2t": ranks, "t2i": ranks}},
         ...                 {"en": np.arange(4)}, n_images=4, ks=(1,))
-        >>> low, high = report.with_confidence(seed=0).intervals[("recall", "en", "i2t", 1)][1:]
+        >>> low, high = report.with_confidence(seed=0).intervals["en/i2t/R@1"][1:]
         >>> 0.0 <= low <= 0.75 <= high <= 1.0
         True
         """
-        # Imported here: stats builds on this module.
-        from .stats import bootstrap_intervals
-
         intervals = bootstrap_intervals(
             self, ci=ci, n_resamples=n_resamples, method=method, seed=seed
         )
         return replace(self, intervals=intervals)
+
+    def _ratios(self, languages: list[str] | None = None) -> _bootstrap.Ratios[MetricKey]:
+        """Express the report's metrics as ratios of per-image sums (and means of those).
+
+        Metrics are ordered as :meth:`metrics` orders them, with ``languages`` (default:
+        the report's) deciding the order of the per-language ones; mean and median ranks
+        are left out (the median is no ratio).
+        """
+        n = self.n_images
+        base: dict[MetricKey, tuple[FloatArray, FloatArray]] = {}
+        recall_keys: dict[str, list[MetricKey]] = {}
+        for lang in self.languages if languages is None else languages:
+            recall_keys[lang] = []
+            for d in (d for d in DIRECTIONS if d in self.ranks[lang]):
+                # Hits are 0/1, or probabilities under ties="expected".
+                if d == "i2t":
+                    queries = self.has_caption(lang).astype(np.float64)
+                    hits = [np.nan_to_num(self.hits(lang, d, k)) for k in self.ks]
+                else:
+                    owner = self.text_to_image[lang]
+                    queries = np.bincount(owner, minlength=n).astype(np.float64)
+                    hits = [
+                        np.bincount(owner, weights=self.hits(lang, d, k), minlength=n).astype(
+                            np.float64
+                        )
+                        for k in self.ks
+                    ]
+                for k, h in zip(self.ks, hits, strict=True):
+                    key = MetricKey(lang, d, "recall", k)
+                    base[key] = (h, queries)
+                    recall_keys[lang].append(key)
+        mrv_keys: list[MetricKey] = []
+        for d, by_reduction in self.mrv().items():
+            if by_reduction is None:
+                continue
+            ranks, mask = self.rank_matrix(d)
+            for reduction in REDUCTIONS:
+                spread = np.asarray(
+                    instance_rank_variance(ranks, reduction=reduction, mask=mask),
+                    dtype=np.float64,
+                )
+                valid = ~np.isnan(spread)
+                key = MetricKey(None, d, f"mrv_{reduction}")
+                base[key] = (np.where(valid, spread, 0.0), valid.astype(np.float64))
+                mrv_keys.append(key)
+
+        # Every metric as weights over the base ratios.
+        base_index = {key: i for i, key in enumerate(base)}
+        columns: dict[MetricKey, dict[MetricKey, float]] = {}
+        for keys in recall_keys.values():
+            columns.update({key: {key: 1.0} for key in keys})
+        for lang, keys in recall_keys.items():
+            columns[MetricKey(lang, None, "mean_recall")] = {key: 1 / len(keys) for key in keys}
+        for d in self.directions:
+            for k in self.ks:
+                parts = [
+                    key
+                    for keys in recall_keys.values()
+                    for key in keys
+                    if (key.direction, key.k) == (d, k)
+                ]
+                columns[MetricKey("average", d, "recall", k)] = {
+                    key: 1 / len(parts) for key in parts
+                }
+        columns[MetricKey("average", None, "mean_recall")] = {
+            key: 1 / len(keys) / len(recall_keys) for keys in recall_keys.values() for key in keys
+        }
+        columns.update({key: {key: 1.0} for key in mrv_keys})
+        mix = np.zeros((len(base), len(columns)))
+        for j, weights in enumerate(columns.values()):
+            for key, weight in weights.items():
+                mix[base_index[key], j] = weight
+        return _bootstrap.Ratios(
+            keys=list(columns),
+            estimates=np.array([self._metrics[key] for key in columns]),
+            numerators=np.stack([num for num, _ in base.values()], axis=1),
+            denominators=np.stack([den for _, den in base.values()], axis=1),
+            mix=mix,
+        )
 
     def _table(self) -> dict[str, Any]:
         by_language: dict[str, dict[str, Any]] = {
@@ -395,7 +529,7 @@ class Report:
         """
         table = self._table()
 
-        def cell(value: float, key: tuple[Any, ...], scale: float = 100.0) -> str:
+        def cell(value: float, key: MetricKey, scale: float = 100.0) -> str:
             text = f"{scale * value:.2f}"
             if self.intervals is not None and key in self.intervals.values:
                 _, low, high = self.intervals.values[key]
@@ -406,18 +540,20 @@ class Report:
         rows: dict[str, dict[str, str]] = {}
         for lang, dirs in table["recall"].items():
             rows[lang] = {
-                f"{d} R@{k}": cell(v, ("recall", lang, d, k))
+                f"{d} R@{k}": cell(v, MetricKey(lang, d, "recall", k))
                 for d, by_k in dirs.items()
                 for k, v in by_k.items()
             }
-            rows[lang]["mean recall"] = cell(table["mean_recall"][lang], ("mean_recall", lang))
+            rows[lang]["mean recall"] = cell(
+                table["mean_recall"][lang], MetricKey(lang, None, "mean_recall")
+            )
         rows["average"] = {
-            f"{d} R@{k}": cell(v, ("average", d, k))
+            f"{d} R@{k}": cell(v, MetricKey("average", d, "recall", k))
             for d, by_k in table["average"]["recall"].items()
             for k, v in by_k.items()
         }
         rows["average"]["mean recall"] = cell(
-            table["average"]["mean_recall"], ("average", "mean_recall")
+            table["average"]["mean_recall"], MetricKey("average", None, "mean_recall")
         )
         frame = pd.DataFrame(rows).T.reindex(columns=[*columns, "mean recall"])
         title = f"Recall (%): {self.n_images} images, languages {', '.join(self.languages)}"
@@ -440,8 +576,8 @@ class Report:
             if values is None:
                 lines.append(f"  {direction}: undefined (needs two languages per image)")
             else:
-                variance = cell(values["variance"], ("mrv", direction, "variance"), 1.0)
-                std = cell(values["std"], ("mrv", direction, "std"), 1.0)
+                variance = cell(values["variance"], MetricKey(None, direction, "mrv_variance"), 1.0)
+                std = cell(values["std"], MetricKey(None, direction, "mrv_std"), 1.0)
                 lines.append(f"  {direction}: variance {variance}   std {std}")
         settings = ", ".join(f"{k}={v}" for k, v in self.settings.items() if k != "languages")
         if settings:
@@ -509,6 +645,8 @@ class Report:
             raise ValueError(f"{path} is not a ccr-metrics report (format {FORMAT!r})")
         try:
             settings = dict(payload["settings"])
+            if "caption_reduce" in settings:  # the setting's name in reports of format 1
+                settings["caption_reduction"] = settings.pop("caption_reduce")
             ks = tuple(int(k) for k in settings.pop("ks"))
             text_to_image = {
                 k: np.asarray(v, dtype=np.int64) for k, v in payload["text_to_image"].items()
@@ -556,3 +694,87 @@ class Report:
 
 def _rk(by_k: Mapping[int, float]) -> dict[str, float]:
     return {f"R@{k}": v for k, v in by_k.items()}
+
+
+def bootstrap_intervals(
+    report: Report,
+    *,
+    ci: float = 0.95,
+    n_resamples: int = 2000,
+    method: Method = "percentile",
+    seed: int | None = 0,
+) -> Intervals:
+    """Confidence intervals for every number of a report, by resampling images.
+
+    Parameters
+    ----------
+    report : Report
+        The evaluation, as :func:`~ccr_metrics.evaluate` returns it or
+        :meth:`Report.load <ccr_metrics.Report.load>` reads it.
+    ci : float, default 0.95
+        Confidence level, in ``(0, 1)``.
+    n_resamples : int, default 2000
+        Bootstrap resamples: each draws ``N`` images with replacement, every image with
+        all its texts in every language.
+    method : {"percentile", "bca"}, default "percentile"
+        ``"percentile"`` takes the resamples' ``(1 - ci) / 2`` and ``(1 + ci) / 2``
+        quantiles; ``"bca"`` corrects them for bias and skew (Efron's BCa, with the
+        acceleration from the jackknife over images).
+    seed : int or None, default 0
+        Seed of the numpy random generator; the same seed gives the same intervals.
+        None draws fresh entropy.
+
+    Returns
+    -------
+    intervals : Intervals
+        ``(estimate, low, high)`` for R@K per language and direction, mean recall per
+        language, the averages over languages and MRV (variance and std) per
+        direction. Estimates are the report's own numbers.
+
+    Raises
+    ------
+    ValueError
+        If ``ci`` is not in ``(0, 1)``, ``n_resamples`` is not a positive integer or
+        ``method`` is unknown.
+
+    Notes
+    -----
+    The resamples keep the report's definitions: a recall is over the queries a
+    resample holds, mean recall and the averages are unweighted means of those, and
+    MRV is over the resampled images ranked in two or more languages. A resample that
+    holds no query of a metric (possible only with very few images) is left out of
+    that metric's interval. A metric equal in every resample, e.g. R@10 of 1.0, gets
+    the interval ``[v, v]``.
+
+    The jackknife needs no ``N x N`` work: leaving image ``i`` out of a ratio
+    ``S / C`` gives ``(S - s_i) / (C - c_i)``. BCa follows
+    :func:`scipy.stats.bootstrap`, except that the bias correction is clipped to the
+    resolution of the resamples, so an estimate outside all of them stays finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> report = Report(
+    ...     ranks={"en": {"i2t": np.array([1.0, 2, 1, 4]), "t2i": np.array([1.0, 3, 2, 1])},
+    ...            "de": {"i2t": np.array([2.0, 1, 1, 3]), "t2i": np.array([1.0, 1, 5, 2])}},
+    ...     text_to_image={"en": np.arange(4), "de": np.arange(4)},
+    ...     n_images=4, ks=(1, 5),
+    ... )
+    >>> intervals = bootstrap_intervals(report, n_resamples=500, seed=1)
+    >>> intervals["en/i2t/R@5"]  # every query is a hit: no uncertainty
+    Interval(estimate=1.0, low=1.0, high=1.0)
+    >>> estimate, low, high = intervals["average/mean_recall"]
+    >>> estimate, bool(low <= estimate <= high)
+    (0.75, True)
+    >>> intervals.to_frame().columns.tolist()
+    ['name', 'metric', 'language', 'direction', 'k', 'reduction', 'estimate', 'low', 'high']
+    """
+    ratios = report._ratios()
+    low, high = _bootstrap.intervals(
+        ratios, report.n_images, ci=ci, n_resamples=n_resamples, method=method, seed=seed
+    )
+    values = {
+        key: Interval(float(e), float(lo), float(hi))
+        for key, e, lo, hi in zip(ratios.keys, ratios.estimates, low, high, strict=True)
+    }
+    return Intervals(ci=ci, method=method, n_resamples=n_resamples, seed=seed, values=values)

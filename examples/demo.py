@@ -40,7 +40,9 @@ def main() -> None:
         t2i = cm.text_to_image_ranks(scores.T, owners[lang], ties=args.ties)
         ranks[lang] = {"i2t": i2t[present], "t2i": t2i}
         tr_columns.append(np.where(present, i2t, np.nan))
-        ir_columns.append(cm.ranks_per_image(t2i, owners[lang], n_images, reduce="first")[0])
+        ir_columns.append(
+            cm.ranks_per_image(t2i, owners[lang], n_images, caption_reduction="first")[0]
+        )
         present_columns.append(present)
 
     table = cm.multilingual_recall(ranks)

@@ -142,7 +142,7 @@ def oracle_any_recall(ranks, lang, direction, k, ties):
 def oracle_mrv(ranks, direction, reduction):
     """Mean over images with >= 2 languages of np.var / np.std of their ranks.
 
-    Text-to-image takes each image's first caption per language (caption_reduce="first").
+    Text-to-image takes each image's first caption per language (caption_reduction="first").
     """
     _, _, owners = dataset()
     spread = np.var if reduction == "variance" else np.std
@@ -878,7 +878,7 @@ BAD_USAGE = {
     "k not int": (["evaluate", "{file}", "--k", "five"], "got 'five'"),
     "no k": (["evaluate", "{file}", "--k"], "expected at least one argument"),
     "bad ties": (["scores", "{file}", "--ties", "random"], "argument --ties"),
-    "bad caption reduce": (["evaluate", "{file}", "--caption-reduce", "max"], "max"),
+    "bad caption reduction": (["evaluate", "{file}", "--caption-reduction", "max"], "max"),
     "bad chunk size": (["evaluate", "{file}", "--chunk-size", "-3"], "got '-3'"),
     "bad device": (["evaluate", "{file}", "--device", "tpu"], "argument --device"),
     "json to missing dir": (["evaluate", "{file}", "--json", "no/dir/r.json"], "'no/dir'"),
@@ -935,7 +935,7 @@ def test_interrupt_exits_130(tmp_path, capsys, monkeypatch):
 def test_help_exits_0(capsys):
     status, out, _ = run(["evaluate", "--help"], capsys)
     assert status == 0
-    assert "--caption-reduce" in out
+    assert "--caption-reduction" in out
 
 
 # ----------------------------------------------------------------------- the README

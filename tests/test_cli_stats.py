@@ -68,7 +68,7 @@ def test_compare_prints_table_and_writes_outputs(saved_pair, tmp_path, capsys):
         cm.Report.load(a), cm.Report.load(b), n_resamples=300, n_permutations=300
     ).to_dict()
     assert result == json.loads(json.dumps(expected))
-    assert out_csv.read_text().startswith("metric,")
+    assert out_csv.read_text().startswith("name,metric,")
     assert png.exists()
 
 

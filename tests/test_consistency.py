@@ -14,8 +14,8 @@ from hypothesis.extra.numpy import arrays
 from scipy import stats
 
 import ccr_metrics as cm
-from ccr_metrics import Report
-from ccr_metrics.consistency import (
+from ccr_metrics import (
+    Report,
     consistency_at_k,
     consistency_breakdown,
     largest_spread,
@@ -183,7 +183,8 @@ def test_recall_spread_matches_loop():
 
 
 def test_breakdown_of_a_real_report(report):
-    out = consistency_breakdown(report, k=5, top=3)
+    result = consistency_breakdown(report, k=5, top=3)
+    out = result.to_dict()
     json.dumps(out, allow_nan=False)
     assert out["languages"] == LANGS and set(out["directions"]) == {"i2t", "t2i"}
     recall = report.recall()
@@ -214,7 +215,7 @@ def test_breakdown_single_language_has_no_rank_entries():
         n_images=2,
         ks=(1,),
     )
-    entry = consistency_breakdown(one)["directions"]["i2t"]
+    entry = consistency_breakdown(one).to_dict()["directions"]["i2t"]
     assert entry["consistency"] is None and entry["largest_spread"] is None
     assert entry["recall_spread"]["1"]["range"] == 0.0
 

@@ -128,7 +128,7 @@ def test_streaming_equals_precomputed_on_float_embeddings():
 @pytest.mark.parametrize("ties", ["average", "expected"])
 def test_recall_and_mrv_follow_from_the_ranks(ties):
     images, texts, owners = integer_problem(seed=2)
-    report = cm.evaluate(images, texts, owners, ks=(1, 3), ties=ties, device="cpu")
+    report = cm.evaluate(images, texts, owners, k=(1, 3), ties=ties, device="cpu")
     ranks = naive_report(images, texts, owners, "average")
     summary = report.to_dict()
     for lang in texts:
@@ -164,9 +164,9 @@ def test_recall_and_mrv_follow_from_the_ranks(ties):
 
 
 @pytest.mark.parametrize("reduce", cm.CAPTION_REDUCTIONS)
-def test_caption_reduce_decides_text_to_image_mrv(reduce):
+def test_caption_reduction_decides_text_to_image_mrv(reduce):
     images, texts, owners = integer_problem(seed=4)
-    report = cm.evaluate(images, texts, owners, caption_reduce=reduce, device="cpu")
+    report = cm.evaluate(images, texts, owners, caption_reduction=reduce, device="cpu")
     ranks, mask = report.rank_matrix("t2i")
     en = report.ranks["en"]["t2i"].reshape(-1, 2)  # two captions per image, in order
     expected = {
@@ -203,7 +203,7 @@ def test_report_dict_is_json_and_save_load_round_trips(tmp_path):
     assert json.loads(json.dumps(summary, allow_nan=False)) == summary
     assert summary["n_images"] == 12
     assert summary["n_texts"] == {"en": 24, "de": 12, "fr": 8}
-    assert set(summary["settings"]) >= {"ties", "caption_reduce", "languages", "ks"}
+    assert set(summary["settings"]) >= {"ties", "caption_reduction", "languages", "ks"}
     path = tmp_path / "report.json"
     report.save(path)
     loaded = cm.Report.load(path)
@@ -284,8 +284,8 @@ def test_bad_input_is_a_clear_value_error(change, match):
     ("kwargs", "match"),
     [
         ({"ties": "random"}, "ties"),
-        ({"caption_reduce": "max"}, "caption_reduce"),
-        ({"ks": (0,)}, "ks"),
+        ({"caption_reduction": "max"}, "caption_reduction"),
+        ({"k": (0,)}, "k must"),
         ({"chunk_size": 0}, "chunk_size"),
         ({"device": "tpu"}, "device"),
     ],

@@ -8,14 +8,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 import ccr_metrics as cm
-from ccr_metrics import Report
-from ccr_metrics.stats import (
-    Comparison,
-    Intervals,
-    _Ratios,
-    bootstrap_intervals,
-    compare,
-)
+from ccr_metrics import Comparison, Intervals, MetricKey, Report, bootstrap_intervals, compare
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "multi30k_synthetic.npz"
 LANGUAGES = ["en", "de", "fr", "cs"]
@@ -53,17 +46,32 @@ def lookup(summary, key):
 
 
 def leaf_keys(summary):
-    """Every metric key of Report.to_dict(), found by walking it."""
+    """Every metric key of Report.to_dict() with an interval, found by walking it."""
     keys = []
     for lang, dirs in summary["recall"].items():
-        keys += [("recall", lang, d, int(k)) for d, by_k in dirs.items() for k in by_k]
-    keys += [("mean_recall", lang) for lang in summary["mean_recall"]]
+        keys += [MetricKey(lang, d, "recall", int(k)) for d, by_k in dirs.items() for k in by_k]
+    keys += [MetricKey(lang, None, "mean_recall") for lang in summary["mean_recall"]]
     for d, by_k in summary["average"].items():
-        keys += [("average", "mean_recall")] if d == "mean_recall" else []
-        keys += [("average", d, int(k)) for k in by_k] if d != "mean_recall" else []
+        if d == "mean_recall":
+            keys.append(MetricKey("average", None, "mean_recall"))
+        else:
+            keys += [MetricKey("average", d, "recall", int(k)) for k in by_k]
     for d, values in summary["mrv"].items():
-        keys += [("mrv", d, r) for r in values or {}]
+        keys += [MetricKey(None, d, f"mrv_{r}") for r in values or {}]
     return keys
+
+
+def path_of(key):
+    """Where a MetricKey's number sits in Report.to_dict()."""
+    if key.metric == "recall":
+        if key.language == "average":
+            return ("average", key.direction, key.k)
+        return ("recall", key.language, key.direction, key.k)
+    if key.metric == "mean_recall":
+        if key.language == "average":
+            return ("average", "mean_recall")
+        return ("mean_recall", key.language)
+    return ("mrv", key.direction, key.reduction)
 
 
 def simple_report(i2t, t2i=None, *, ks=(1, 5, 10), **settings) -> Report:
@@ -77,7 +85,7 @@ def simple_report(i2t, t2i=None, *, ks=(1, 5, 10), **settings) -> Report:
         text_to_image={lang: np.arange(n) for lang in names},
         n_images=n,
         ks=ks,
-        settings={"ties": "average", "caption_reduce": "first", **settings},
+        settings={"ties": "average", "caption_reduction": "first", **settings},
     )
 
 
@@ -109,19 +117,19 @@ def test_estimates_are_the_report_numbers_exactly(report):
     intervals = bootstrap_intervals(report, n_resamples=50)
     assert list(intervals.values) == leaf_keys(summary)
     for key, (estimate, low, high) in intervals.values.items():
-        assert estimate == lookup(summary, key), key
+        assert estimate == lookup(summary, path_of(key)), key
         assert low <= high
 
 
 def test_a_resample_equals_the_report_of_the_resampled_images(report):
-    ratios = _Ratios.of(report)
+    ratios = report._ratios()
     rng = np.random.default_rng(3)
     for drawn in (np.arange(report.n_images), rng.integers(0, report.n_images, report.n_images)):
         weights = np.bincount(drawn, minlength=report.n_images).astype(np.float64)
         got = ratios.statistics(weights[None])[0]
         expected = resampled_report(report, drawn).to_dict()
         for key, value in zip(ratios.keys, got, strict=True):
-            assert value == pytest.approx(lookup(expected, key), rel=1e-12, abs=1e-12), key
+            assert value == pytest.approx(lookup(expected, path_of(key)), rel=1e-12, abs=1e-12), key
 
 
 def test_loaded_reports_give_the_same_intervals(report, tmp_path):
@@ -142,8 +150,8 @@ def test_degenerate_metric_gives_a_point_interval_without_warnings(method):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         intervals = bootstrap_intervals(report, n_resamples=300, method=method)
-    assert intervals[("recall", "en", "i2t", 10)] == (1.0, 1.0, 1.0)
-    assert intervals[("average", "t2i", 10)] == (1.0, 1.0, 1.0)
+    assert intervals["en/i2t/R@10"] == (1.0, 1.0, 1.0)
+    assert intervals["average/t2i/R@10"] == (1.0, 1.0, 1.0)
     assert not np.isnan(intervals.to_frame()[["estimate", "low", "high"]].to_numpy()).any()
 
 
@@ -151,7 +159,7 @@ def test_identical_ranks_in_every_language_give_mrv_zero_interval():
     ranks = np.random.default_rng(0).integers(1, 50, size=(80, 1))
     report = simple_report(np.repeat(ranks, 3, axis=1))
     intervals = bootstrap_intervals(report, n_resamples=200, method="bca")
-    assert intervals[("mrv", "i2t", "variance")] == (0.0, 0.0, 0.0)
+    assert intervals["i2t/mrv_variance"] == (0.0, 0.0, 0.0)
 
 
 @pytest.mark.parametrize("method", ["percentile", "bca"])
@@ -167,7 +175,7 @@ def test_95_percent_intervals_cover_the_true_recall(method):
             simple_report(i2t, t2i), n_resamples=1000, method=method, seed=repetition
         )
         for j, (direction, p) in enumerate((("i2t", p_i2t), ("t2i", p_t2i))):
-            _, low, high = intervals[("recall", "en", direction, 1)]
+            _, low, high = intervals[f"en/{direction}/R@1"]
             covered[j] += low <= p <= high
     coverage = covered / repetitions
     assert ((coverage >= 0.90) & (coverage <= 0.99)).all(), coverage
@@ -196,8 +204,8 @@ def test_intervals_agree_with_scipy_bootstrap(report, method):
     spread = cm.instance_rank_variance(ranks, mask=mask)
     valid = ~np.isnan(spread)
     cases = {
-        ("recall", "cs", "t2i", 1): (t2i_hits, t2i_queries),
-        ("mrv", "i2t", "variance"): (np.where(valid, spread, 0.0), valid.astype(np.float64)),
+        "cs/t2i/R@1": (t2i_hits, t2i_queries),
+        "i2t/mrv_variance": (np.where(valid, spread, 0.0), valid.astype(np.float64)),
     }
     scipy_method = {"bca": "BCa", "percentile": "percentile"}[method]
     ours = bootstrap_intervals(report, n_resamples=4000, method=method, seed=1)
@@ -212,7 +220,7 @@ def test_intervals_agree_with_scipy_bootstrap(report, method):
 
 def test_bca_moves_a_skewed_interval(report):
     # MRV is right-skewed: BCa differs from the percentile interval there.
-    key = ("mrv", "t2i", "variance")
+    key = "t2i/mrv_variance"
     percentile = bootstrap_intervals(report, n_resamples=2000)[key]
     bca = bootstrap_intervals(report, n_resamples=2000, method="bca")[key]
     assert percentile.estimate == bca.estimate
@@ -240,7 +248,7 @@ def test_intervals_outputs(report):
         2,
     )
     for key, value in intervals.values.items():
-        assert lookup(summary, key) == list(value)
+        assert lookup(summary, path_of(key)) == list(value)
     frame = intervals.to_frame()
     assert len(frame) == len(intervals.values)
     average = frame[(frame.metric == "recall") & (frame.language == "average")]
@@ -257,7 +265,7 @@ def test_identical_reports_differ_by_zero_with_p_one(report):
     assert isinstance(result, Comparison)
     for key, row in result.values.items():
         assert (row.difference, row.low, row.high, row.p_value) == (0.0, 0.0, 0.0, 1.0), key
-        assert row.a == row.b == lookup(report.to_dict(), key)
+        assert row.a == row.b == lookup(report.to_dict(), path_of(key))
 
 
 def test_a_model_better_on_every_image_gets_the_smallest_p():
@@ -266,12 +274,12 @@ def test_a_model_better_on_every_image_gets_the_smallest_p():
     better = simple_report(np.ones((200, 2)))
     result = compare(worse, better, n_resamples=200, n_permutations=999)
     for k in (1, 5, 10):
-        row = result[("average", "i2t", k)]
+        row = result[f"average/i2t/R@{k}"]
         assert row.difference == 1.0
         assert row.p_value == 1 / 1000
         assert row.low == row.high == 1.0
-    assert result[("average", "mean_recall")].p_value == 1 / 1000
-    assert result[("mrv", "i2t", "std")].difference < 0  # B's ranks agree across languages
+    assert result["average/mean_recall"].p_value == 1 / 1000
+    assert result["i2t/mrv_std"].difference < 0  # B's ranks agree across languages
 
 
 def test_swapping_the_reports_flips_the_differences(report, other):
@@ -288,7 +296,7 @@ def test_swapping_the_reports_flips_the_differences(report, other):
 
 
 def test_paired_interval_uses_the_resamples_of_bootstrap_intervals(report, other):
-    key = ("average", "t2i", 1)
+    key = "average/t2i/R@1"
     result = compare(report, other, n_resamples=400, seed=9)[key]
     a = bootstrap_intervals(report, n_resamples=400, seed=9)[key]
     b = bootstrap_intervals(other, n_resamples=400, seed=9)[key]
@@ -300,7 +308,7 @@ def test_paired_interval_uses_the_resamples_of_bootstrap_intervals(report, other
 
 def test_a_real_difference_is_found(report, other):
     result = compare(report, other, method="bca")
-    row = result[("average", "t2i", 1)]
+    row = result["average/t2i/R@1"]
     assert row.difference < 0 and row.high < 0 and row.p_value < 0.01
     assert row.p_value >= 1 / 2001
 
@@ -327,13 +335,14 @@ def test_comparison_outputs(report, other):
     result = compare(report, other, n_resamples=300, n_permutations=300)
     summary = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert summary["difference"] == "b - a"
-    row = result[("recall", "fr", "t2i", 1)]
+    row = result["fr/t2i/R@1"]
     assert lookup(summary, ("recall", "fr", "t2i", 1)) == row._asdict()
     frame = result.to_frame()
     assert list(frame.columns) == [
-        *["metric", "language", "direction", "k", "reduction"],
+        *["name", "metric", "language", "direction", "k", "reduction"],
         *["a", "b", "difference", "low", "high", "p_value"],
     ]
+    assert frame["name"].tolist() == [key.name for key in result]
     assert len(frame) == len(result.values)
     table = result.to_table()
     line = next(x for x in table.splitlines() if x.startswith("fr t2i R@1 "))
@@ -371,7 +380,10 @@ def changed(report: Report, **fields) -> Report:
             "directions",
         ),
         (lambda r: changed(r, settings={**r.settings, "ties": "optimistic"}), "ties"),
-        (lambda r: changed(r, settings={**r.settings, "caption_reduce": "min"}), "caption_reduce"),
+        (
+            lambda r: changed(r, settings={**r.settings, "caption_reduction": "min"}),
+            "caption_reduction",
+        ),
         (lambda r: changed(r, ks=(1, 5)), "ks"),
     ],
 )

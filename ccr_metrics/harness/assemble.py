@@ -30,7 +30,7 @@ def build_report(
 
 def settings(
     ties: str,
-    caption_reduce: str,
+    caption_reduction: str,
     languages: list[str],
     source: str,
     device: torch.device,
@@ -39,7 +39,7 @@ def settings(
     """Record how the counts were made, for the Report's ``settings``."""
     return {
         "ties": ties,
-        "caption_reduce": caption_reduce,
+        "caption_reduction": caption_reduction,
         "languages": languages,
         "source": source,
         "device": str(device),

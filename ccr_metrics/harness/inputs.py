@@ -32,12 +32,12 @@ class Prepared(NamedTuple):
 
 
 def options(
-    ks: int | Iterable[int], ties: str, caption_reduce: str, device: str | torch.device | None
+    k: int | Iterable[int], ties: str, caption_reduction: str, device: str | torch.device | None
 ) -> tuple[tuple[int, ...], torch.device]:
     """Check the options every evaluation takes; return the cut-offs and the device."""
-    cutoffs = check_positive_ints("ks", ks)
+    cutoffs = check_positive_ints("k", k)
     check_choice("ties", ties, TIES)
-    check_choice("caption_reduce", caption_reduce, CAPTION_REDUCTIONS)
+    check_choice("caption_reduction", caption_reduction, CAPTION_REDUCTIONS)
     return cutoffs, resolve_device(device)
 
 
@@ -45,14 +45,14 @@ def prepare(
     image_embeds: ArrayLike,
     text_embeds: Mapping[str, ArrayLike],
     text_to_image: Mapping[str, ArrayLike] | None,
-    ks: int | Iterable[int],
+    k: int | Iterable[int],
     ties: str,
     languages: Sequence[str] | None,
-    caption_reduce: str,
+    caption_reduction: str,
     device: str | torch.device | None,
 ) -> Prepared:
     """Validate the arguments of :func:`evaluate` and move the embeddings once."""
-    cutoffs, dev = options(ks, ties, caption_reduce, device)
+    cutoffs, dev = options(k, ties, caption_reduction, device)
     images = _embeddings(image_embeds, "image_embeds")
     if not isinstance(text_embeds, Mapping) or not text_embeds:
         raise ValueError("text_embeds must map each language to its text embeddings [M, D]")

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 
 from .._backend import ArrayLike
-from .._validation import dtype_str
+from .._validation import dtype_str, renamed
 from ..mrv import CaptionReduction
 from ..ranking import DEFAULT_TIES, RankCounts, Ties
 from ..report import Report
@@ -27,15 +27,16 @@ from .stream import (
 __all__ = ["evaluate", "evaluate_scores"]
 
 
+@renamed(ks="k", caption_reduce="caption_reduction")
 def evaluate(
     image_embeds: ArrayLike,
     text_embeds: Mapping[str, ArrayLike],
     text_to_image: Mapping[str, ArrayLike] | None = None,
     *,
-    ks: int | Iterable[int] = (1, 5, 10),
+    k: int | Iterable[int] = (1, 5, 10),
     ties: Ties = DEFAULT_TIES,
     languages: Sequence[str] | None = None,
-    caption_reduce: CaptionReduction = "first",
+    caption_reduction: CaptionReduction = "first",
     chunk_size: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
@@ -51,14 +52,14 @@ def evaluate(
     text_to_image : mapping of str to array-like of int, each shape [M_l], optional
         The image of each text, per language. A language without an entry needs
         ``M_l == N`` (text ``i`` describes image ``i``).
-    ks : int or iterable of int, default (1, 5, 10)
+    k : int or iterable of int, default (1, 5, 10)
         Recall cut-offs.
     ties : {"expected", "average", "optimistic", "pessimistic"}, default "expected"
         Tie policy, as for :func:`~ccr_metrics.positive_ranks`; the Report keeps the
         rank counts, so recall under ``"expected"`` is the exact expected recall.
     languages : sequence of str, optional
         The languages to evaluate (and to take MRV over), in this order. Default: all.
-    caption_reduce : {"first", "mean", "min", "median"}, default "first"
+    caption_reduction : {"first", "mean", "min", "median"}, default "first"
         How text-to-image MRV turns the ranks of an image's several captions in one
         language into one (see :func:`~ccr_metrics.ranks_per_image`). "first" uses the
         first caption, which for one caption per language (xFlickr&CO) is the only one.
@@ -108,7 +109,7 @@ def evaluate(
     0.45
     """
     p = prepare(
-        image_embeds, text_embeds, text_to_image, ks, ties, languages, caption_reduce, device
+        image_embeds, text_embeds, text_to_image, k, ties, languages, caption_reduction, device
     )
     n_images = p.images.shape[0]
     rows_i2t = {lang: stream_rows(chunk_size, t.shape[0], p.device) for lang, t in p.texts.items()}
@@ -142,19 +143,22 @@ def evaluate(
                     product_nonfinite(text_name, t, "image_embeds", p.images),
                 ),
             }
-    run = settings(ties, caption_reduce, list(p.texts), "embeddings", p.device, dtype_str(p.images))
+    run = settings(
+        ties, caption_reduction, list(p.texts), "embeddings", p.device, dtype_str(p.images)
+    )
     return build_report(counts, p.owners, n_images, p.ks, run)
 
 
+@renamed(ks="k", caption_reduce="caption_reduction")
 def evaluate_scores(
     i2t: Mapping[str, ArrayLike] | None = None,
     t2i: Mapping[str, ArrayLike] | None = None,
     text_to_image: Mapping[str, ArrayLike] | None = None,
     *,
-    ks: int | Iterable[int] = (1, 5, 10),
+    k: int | Iterable[int] = (1, 5, 10),
     ties: Ties = DEFAULT_TIES,
     languages: Sequence[str] | None = None,
-    caption_reduce: CaptionReduction = "first",
+    caption_reduction: CaptionReduction = "first",
     chunk_size: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
@@ -168,7 +172,7 @@ def evaluate_scores(
     t2i : mapping of str to array-like, each shape [M_l, N], optional
         Text-to-image scores per language (row: text, column: image). At least one of
         ``i2t`` and ``t2i`` is needed; a language may have one direction only.
-    text_to_image, ks, ties, languages, caption_reduce, chunk_size, device, progress
+    text_to_image, k, ties, languages, caption_reduction, chunk_size, device, progress
         As for :func:`evaluate`.
 
     Returns
@@ -187,11 +191,11 @@ def evaluate_scores(
     >>> s = np.array([[0.9, 0.1, 0.3],
     ...               [0.2, 0.8, 0.7]])
     >>> report = evaluate_scores(i2t={"en": s}, t2i={"en": s.T},
-    ...                          text_to_image={"en": [0, 1, 0]}, ks=(1,), device="cpu")
+    ...                          text_to_image={"en": [0, 1, 0]}, k=(1,), device="cpu")
     >>> report.recall()
     {'en': {'i2t': {1: 1.0}, 't2i': {1: 0.6666666666666666}}}
     """
-    cutoffs, dev = options(ks, ties, caption_reduce, device)
+    cutoffs, dev = options(k, ties, caption_reduction, device)
     matrices, n_images, n_texts = score_matrices(i2t, t2i, languages)
     owner_of = text_owners(text_to_image, n_texts, n_images)
     # Each matrix is ranked in its own dtype; the settings list them all.
@@ -217,5 +221,5 @@ def evaluate_scores(
                 )
                 for direction, m in by_dir.items()
             }
-    run = settings(ties, caption_reduce, list(matrices), "scores", dev, ", ".join(dtypes))
+    run = settings(ties, caption_reduction, list(matrices), "scores", dev, ", ".join(dtypes))
     return build_report(counts, owner_of, n_images, cutoffs, run)

@@ -11,7 +11,7 @@ import torch
 from .. import distributed
 from .._backend import ArrayLike
 from .._counting import count_against
-from .._validation import check_finite, dtype_str
+from .._validation import check_finite, dtype_str, renamed
 from ..mrv import CaptionReduction
 from ..ranking import DEFAULT_TIES, RankCounts, Ties, counts_from_positives
 from ..report import Report
@@ -22,15 +22,16 @@ from .stream import Positives, captions_of_images, image_of_texts, progress_bar,
 __all__ = ["evaluate_sharded"]
 
 
+@renamed(ks="k", caption_reduce="caption_reduction")
 def evaluate_sharded(
     image_embeds: ArrayLike,
     text_embeds: Mapping[str, ArrayLike],
     text_to_image: Mapping[str, ArrayLike] | None = None,
     *,
-    ks: int | Iterable[int] = (1, 5, 10),
+    k: int | Iterable[int] = (1, 5, 10),
     ties: Ties = DEFAULT_TIES,
     languages: Sequence[str] | None = None,
-    caption_reduce: CaptionReduction = "first",
+    caption_reduction: CaptionReduction = "first",
     chunk_size: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
@@ -51,7 +52,7 @@ def evaluate_sharded(
     text_to_image : mapping of str to array-like of int, each shape [M_lr], optional
         The image of each local text as an index into this process's ``image_embeds``
         (an instance's image and texts live on the same process).
-    ks, ties, languages, caption_reduce, chunk_size, device, progress
+    k, ties, languages, caption_reduction, chunk_size, device, progress
         As for :func:`evaluate`; ``progress`` shows a bar on rank 0 only.
 
     Returns
@@ -94,7 +95,7 @@ def evaluate_sharded(
     error: ValueError | None = None
     try:
         p = prepare(
-            image_embeds, text_embeds, text_to_image, ks, ties, languages, caption_reduce, device
+            image_embeds, text_embeds, text_to_image, k, ties, languages, caption_reduction, device
         )
         # Checked before any collective: an error half-way would leave the others waiting.
         check_finite(p.images, "image_embeds")
@@ -108,7 +109,7 @@ def evaluate_sharded(
         "languages": list(p.texts),
         "dim": p.images.shape[1],
         "dtype": str(p.dtype),
-        "options": (p.ks, ties, caption_reduce, chunk_size),
+        "options": (p.ks, ties, caption_reduction, chunk_size),
     }
     views = distributed.gather_objects(
         {**layout, "sizes": [p.images.shape[0], *(t.shape[0] for t in p.texts.values())]}
@@ -146,7 +147,7 @@ def evaluate_sharded(
         ks=p.ks,
         settings={
             **settings(
-                ties, caption_reduce, languages_, "embeddings", p.device, dtype_str(p.images)
+                ties, caption_reduction, languages_, "embeddings", p.device, dtype_str(p.images)
             ),
             "processes": len(views),
         },

@@ -1,0 +1,501 @@
+"""Typed results: the key every number is named by, and the interval and comparison types.
+
+Every number a :class:`~ccr_metrics.Report` (and its intervals, comparisons and
+breakdowns) holds is named by one :class:`MetricKey` ``(language, direction, metric,
+k)``, which also gives it a flat name such as ``"en/i2t/R@1"`` for loggers:
+
+==============================  ===============================================
+flat name                       the number
+==============================  ===============================================
+``en/i2t/R@1``                  R@1 of image-to-text retrieval in English
+``en/mean_recall``              mean of English R@K over both directions
+``average/t2i/R@5``             R@5 of text-to-image, averaged over languages
+``average/mean_recall``         mean recall averaged over languages
+``i2t/mrv_variance``            MRV of image-to-text (paper Eq. 7)
+``i2t/mrv_std``                 MRV as the released code computes it
+``en/t2i/mean_rank``            mean rank of the correct image for English texts
+``en/t2i/median_rank``          its median (floored, as open_clip's)
+==============================  ===============================================
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from ._validation import InputError
+
+__all__ = ["Comparison", "Difference", "Interval", "Intervals", "MetricKey"]
+
+# One number over all languages: named by direction (and cut-off) only.
+_ACROSS_LANGUAGES = (
+    "mrv_variance",
+    "mrv_std",
+    "recall_range",
+    "recall_std",
+    "consistent_all",
+    "consistent_some",
+    "consistent_none",
+    "instances",
+)
+# One number over both directions: named by language only.
+_PER_LANGUAGE = ("mean_recall",)
+#: The metrics a key can name. The report's: recall (with a cut-off ``k``), mean recall,
+#: MRV, mean and median rank; the breakdown's: recall spread and consistency at a
+#: cut-off, the images ranked in two languages, and pairwise disagreement (``msd``,
+#: ``spearman``) of a language pair ``"en-de"``.
+METRICS = (
+    "recall",
+    "mean_recall",
+    "mean_rank",
+    "median_rank",
+    "msd",
+    "spearman",
+    *_ACROSS_LANGUAGES,
+)
+
+
+class MetricKey(NamedTuple):
+    """The name of one number: ``(language, direction, metric, k)``.
+
+    ``language`` is a language, ``"average"`` for the mean over languages, or None for
+    MRV (a number over all languages); ``direction`` is ``"i2t"``, ``"t2i"`` or None
+    for mean recall (over both); ``metric`` one of :data:`METRICS`; ``k`` the cut-off
+    of ``"recall"``, None otherwise.
+
+    Examples
+    --------
+    >>> key = MetricKey("en", "i2t", "recall", 1)
+    >>> key.name
+    'en/i2t/R@1'
+    >>> MetricKey.parse("average/mean_recall")
+    MetricKey(language='average', direction=None, metric='mean_recall', k=None)
+    >>> MetricKey.parse("t2i/mrv_std").reduction
+    'std'
+    """
+
+    language: str | None
+    direction: str | None
+    metric: str
+    k: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The flat name, e.g. ``"en/i2t/R@1"``: the parts that are set, joined by ``/``."""
+        if self.k is None:
+            label = self.metric
+        else:
+            label = f"R@{self.k}" if self.metric == "recall" else f"{self.metric}@{self.k}"
+        return "/".join(part for part in (self.language, self.direction, label) if part)
+
+    @property
+    def reduction(self) -> str | None:
+        """``"variance"`` or ``"std"`` for an MRV key, else None."""
+        return self.metric.removeprefix("mrv_") if self.metric.startswith("mrv_") else None
+
+    @property
+    def label(self) -> str:
+        """A short label for tables: ``"en i2t R@1"``, ``"MRV i2t std"``."""
+        if self.metric == "recall":
+            return f"{self.language} {self.direction} R@{self.k}"
+        if self.metric == "mean_recall":
+            return f"{self.language} mean recall"
+        if self.reduction is not None:
+            return f"MRV {self.direction} {self.reduction}"
+        parts = (self.language, self.direction, self.metric.replace("_", " "))
+        cut = "" if self.k is None else f"@{self.k}"
+        return " ".join(part for part in parts if part) + cut
+
+    @classmethod
+    def parse(cls, name: str) -> MetricKey:
+        """Return the key of a flat name, the inverse of :attr:`name`.
+
+        Raises
+        ------
+        InputError
+            If ``name`` is not a flat metric name.
+        """
+        parts = name.split("/") if isinstance(name, str) else [""]
+        metric, at, cut = parts[-1].partition("@")
+        metric = "recall" if metric == "R" else metric
+        k = int(cut) if at and cut.isdigit() else None
+        well_formed = (
+            metric in METRICS
+            and (not at or k is not None)
+            and (metric != "recall" or k is not None)
+            and (metric not in _PER_LANGUAGE or k is None)
+        )
+        shape = 2 if metric in (*_ACROSS_LANGUAGES, *_PER_LANGUAGE) else 3
+        if well_formed and len(parts) == shape:
+            if metric in _PER_LANGUAGE:
+                return cls(parts[0], None, metric)
+            if metric in _ACROSS_LANGUAGES:
+                return cls(None, parts[0], metric, k)
+            return cls(parts[0], parts[1], metric, k)
+        raise InputError(
+            f"{name!r} is not a metric name such as 'en/i2t/R@1', 'en/mean_recall', "
+            "'average/t2i/R@5' or 'i2t/mrv_std'",
+            argument="key",
+        )
+
+    @classmethod
+    def of(cls, key: MetricKey | str | tuple[Any, ...]) -> MetricKey:
+        """Return a key from a key, a flat name, or a tuple of the previous release (deprecated).
+
+        The previous release named metrics by paths into ``Report.to_dict()``:
+        ``("recall", lang, dir, k)``, ``("mean_recall", lang)``, ``("average", dir, k)``,
+        ``("average", "mean_recall")`` and ``("mrv", dir, reduction)``.
+        """
+        if isinstance(key, MetricKey):
+            return key
+        if isinstance(key, str):
+            return cls.parse(key)
+        converted = _from_path(key)
+        warnings.warn(
+            f"metric keys as tuples {key!r} are deprecated and go in the next release; "
+            f"use MetricKey or its name {converted.name!r}",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return converted
+
+
+def _from_path(path: tuple[Any, ...]) -> MetricKey:
+    """Return the key of a path into ``Report.to_dict()`` (the previous release's keys)."""
+    match tuple(path):
+        case ("recall", str(language), str(direction), k):
+            return MetricKey(language, direction, "recall", int(k))
+        case ("mean_recall", str(language)):
+            return MetricKey(language, None, "mean_recall")
+        case ("average", "mean_recall"):
+            return MetricKey("average", None, "mean_recall")
+        case ("average", str(direction), k):
+            return MetricKey("average", direction, "recall", int(k))
+        case ("mrv", str(direction), str(reduction)):
+            return MetricKey(None, direction, f"mrv_{reduction}")
+        case ("mean_rank" | "median_rank" as metric, str(language), str(direction)):
+            return MetricKey(language, direction, metric)
+    raise InputError(f"{path!r} names no metric", argument="key")
+
+
+class Interval(NamedTuple):
+    """A metric's point estimate and confidence interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+class Difference(NamedTuple):
+    """A metric of two reports, their difference ``b - a``, its interval and p-value."""
+
+    a: float
+    b: float
+    difference: float
+    low: float
+    high: float
+    p_value: float
+
+
+class KeyedResult:
+    """What every typed result shares: iteration over its keys, lookup by key or name.
+
+    A subclass provides :meth:`_entries`, its ``{MetricKey: entry}`` mapping.
+    """
+
+    def _entries(self) -> Mapping[MetricKey, Any]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[MetricKey]:
+        return iter(self._entries())
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return MetricKey.of(key) in self._entries()  # type: ignore[arg-type]
+        except (InputError, TypeError):
+            return False
+
+    def __getitem__(self, key: MetricKey | str | tuple[Any, ...]) -> Any:
+        """Return the entry of ``key``: a :class:`MetricKey`, its flat name, or a legacy tuple."""
+        try:
+            return self._entries()[MetricKey.of(key)]
+        except KeyError:
+            raise KeyError(f"{MetricKey.of(key).name} is not in this result") from None
+
+    def items(self) -> Iterator[tuple[MetricKey, Any]]:
+        """``(key, entry)`` pairs, in the order of :meth:`to_dict`."""
+        return iter(self._entries().items())
+
+
+def nest(values: Mapping[MetricKey, Any]) -> dict[str, Any]:
+    """``{key: leaf}`` in the nesting of ``Report.to_dict()``, cut-offs as strings."""
+    out: dict[str, Any] = {}
+    for key, leaf in values.items():
+        if key.metric == "recall":
+            path: tuple[str, ...] = (
+                ("average", str(key.direction), str(key.k))
+                if key.language == "average"
+                else ("recall", str(key.language), str(key.direction), str(key.k))
+            )
+        elif key.metric == "mean_recall":
+            path = (
+                ("average", "mean_recall")
+                if key.language == "average"
+                else ("mean_recall", str(key.language))
+            )
+        elif key.reduction is not None:
+            path = ("mrv", str(key.direction), key.reduction)
+        else:
+            path = (key.metric, str(key.language), str(key.direction))
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = leaf
+    return out
+
+
+def describe(key: MetricKey) -> dict[str, Any]:
+    """Name a metric in frame columns: metric, language, direction, k, reduction."""
+    metric = "mrv" if key.reduction is not None else key.metric
+    return {
+        "metric": metric,
+        "language": key.language,
+        "direction": key.direction,
+        "k": key.k,
+        "reduction": key.reduction,
+    }
+
+
+def frame(rows: list[dict[str, Any]], values: list[str]) -> pd.DataFrame:
+    """Build a data frame of described metrics, ``k`` as a nullable integer column."""
+    columns = ["name", "metric", "language", "direction", "k", "reduction", *values]
+    out = pd.DataFrame(rows, columns=columns)
+    out["k"] = out["k"].astype("Int64")  # NA where a metric has no cut-off
+    return out
+
+
+def json_float(value: float) -> float | None:
+    """``value`` for JSON: NaN (undefined) as None."""
+    return None if math.isnan(value) else float(value)
+
+
+@dataclass(frozen=True)
+class Intervals(KeyedResult):
+    """Bootstrap confidence intervals for every number of a report.
+
+    Made by :meth:`Report.with_confidence <ccr_metrics.Report.with_confidence>` and
+    :func:`~ccr_metrics.bootstrap_intervals`. Iterating gives the metric keys;
+    ``intervals["en/i2t/R@1"]`` (or a :class:`MetricKey`) gives an :class:`Interval`.
+
+    Parameters
+    ----------
+    ci : float
+        Confidence level, e.g. 0.95.
+    method : {"percentile", "bca"}
+        How the intervals were formed.
+    n_resamples : int
+        Bootstrap resamples of the images.
+    seed : int or None
+        The seed the resamples were drawn with.
+    values : mapping of MetricKey to Interval
+        ``(estimate, low, high)`` per metric, in the order of ``Report.to_dict()``.
+        Metrics the report leaves undefined (MRV with one language) are absent, and so
+        are mean and median ranks, which are no ratio of per-image sums.
+    """
+
+    ci: float
+    method: str
+    n_resamples: int
+    seed: int | None
+    values: Mapping[MetricKey, Interval]
+
+    def _entries(self) -> Mapping[MetricKey, Interval]:
+        return self.values
+
+    def options(self) -> dict[str, Any]:
+        """Return the options of :func:`bootstrap_intervals` that drew these intervals."""
+        return {
+            "ci": self.ci,
+            "method": self.method,
+            "n_resamples": self.n_resamples,
+            "seed": self.seed,
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per metric.
+
+        Returns
+        -------
+        frame : pandas.DataFrame
+            Columns ``name`` (the flat name), ``metric`` ("recall", "mean_recall",
+            "mrv"), ``language`` ("average" for the mean over languages, None for MRV),
+            ``direction``, ``k`` (Int64, NA where it does not apply), ``reduction`` (MRV
+            only), ``estimate``, ``low``, ``high``. Recall is a fraction.
+        """
+        rows = [
+            {"name": key.name, **describe(key), **value._asdict()}
+            for key, value in self.values.items()
+        ]
+        return frame(rows, ["estimate", "low", "high"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable intervals, nested like ``Report.to_dict()``.
+
+        Returns
+        -------
+        summary : dict
+            ``{"ci", "method", "n_resamples", "seed", "recall": {lang: {dir: {"1":
+            [estimate, low, high], ...}}}, "mean_recall": {...}, "average": {...},
+            "mrv": {dir: {"variance": [...], "std": [...]}}}``; an interval no resample
+            defines is ``None``.
+        """
+        nested = nest({key: [json_float(v) for v in value] for key, value in self.values.items()})
+        return {**self.options(), **nested}
+
+    def to_flat_dict(self) -> dict[str, float]:
+        """``{"en/i2t/R@1/low": f, "en/i2t/R@1/high": f, ...}`` for a logger."""
+        return {
+            f"{key.name}/{end}": getattr(value, end)
+            for key, value in self.values.items()
+            for end in ("low", "high")
+        }
+
+
+@dataclass(frozen=True)
+class Comparison(KeyedResult):
+    """A paired comparison of two reports on the same test set.
+
+    Made by :func:`~ccr_metrics.compare`. Differences are ``b - a``: positive when
+    report B scores higher (for recall, B is better; for MRV, B's ranks vary more
+    across languages). Iterating gives the metric keys; ``comparison["en/i2t/R@1"]``
+    (or a :class:`MetricKey`) gives a :class:`Difference`.
+
+    Parameters
+    ----------
+    ci : float
+        Confidence level of the intervals of the differences.
+    method : {"percentile", "bca"}
+        How the intervals were formed.
+    n_resamples : int
+        Paired bootstrap resamples of the images.
+    n_permutations : int
+        Random swaps of the two models' results behind the p-values.
+    seed : int or None
+        The seed the resamples and permutations were drawn with.
+    n_images : int
+        Images in the shared test set.
+    values : mapping of MetricKey to Difference
+        ``(a, b, difference, low, high, p_value)`` per metric, in the order of
+        ``Report.to_dict()``.
+    names : tuple of str, default ("A", "B")
+        What to call the two reports in tables and plots.
+    """
+
+    ci: float
+    method: str
+    n_resamples: int
+    n_permutations: int
+    seed: int | None
+    n_images: int
+    values: Mapping[MetricKey, Difference]
+    names: tuple[str, str] = ("A", "B")
+
+    def _entries(self) -> Mapping[MetricKey, Difference]:
+        return self.values
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per metric.
+
+        Returns
+        -------
+        frame : pandas.DataFrame
+            Columns ``name``, ``metric``, ``language``, ``direction``, ``k``,
+            ``reduction`` as :meth:`Intervals.to_frame`, then ``a``, ``b``,
+            ``difference`` (``b - a``), ``low``, ``high``, ``p_value``. Recall is a
+            fraction.
+        """
+        rows = [
+            {"name": key.name, **describe(key), **value._asdict()}
+            for key, value in self.values.items()
+        ]
+        return frame(rows, list(Difference._fields))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable comparison, nested like ``Report.to_dict()``.
+
+        Returns
+        -------
+        summary : dict
+            ``{"difference": "b - a", "names": [a, b], "ci", "method", "n_resamples",
+            "n_permutations", "seed", "n_images", "recall": {lang: {dir: {"1": {"a",
+            "b", "difference", "low", "high", "p_value"}, ...}}}, "mean_recall",
+            "average", "mrv"}``.
+        """
+        nested = nest(
+            {
+                key: {name: json_float(v) for name, v in value._asdict().items()}
+                for key, value in self.values.items()
+            }
+        )
+        return {
+            "difference": "b - a",
+            "names": list(self.names),
+            "ci": self.ci,
+            "method": self.method,
+            "n_resamples": self.n_resamples,
+            "n_permutations": self.n_permutations,
+            "seed": self.seed,
+            "n_images": self.n_images,
+            **nested,
+        }
+
+    def to_flat_dict(self) -> dict[str, float]:
+        """``{"en/i2t/R@1/difference": f, ".../low", ".../high", ".../p_value"}`` for a logger."""
+        return {
+            f"{key.name}/{field}": getattr(value, field)
+            for key, value in self.values.items()
+            for field in ("difference", "low", "high", "p_value")
+        }
+
+    def to_table(self) -> str:
+        """Format the comparison as text: recall in percentage points, MRV in its units."""
+        a, b = self.names
+        level = f"{100 * self.ci:g}%"
+        rows = [("metric", a, b, f"{b} - {a}", f"{level} interval", "p")]
+        for key, v in self.values.items():
+            scale = 1.0 if key.reduction is not None else 100.0
+            rows.append(
+                (
+                    key.label,
+                    f"{scale * v.a:.2f}",
+                    f"{scale * v.b:.2f}",
+                    f"{scale * v.difference:+.2f}",
+                    f"[{scale * v.low:+.2f}, {scale * v.high:+.2f}]",
+                    f"p={_format_p(v.p_value)}",
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = [
+            f"{b} - {a} over {self.n_images} images: paired bootstrap {level} interval "
+            f"({self.method}, {self.n_resamples} resamples), two-sided permutation p "
+            f"({self.n_permutations} permutations)",
+            "Recall in percentage points; MRV in ranks (variance in squared ranks), "
+            "lower is more consistent.",
+        ]
+        for row in rows:
+            cells = [row[0].ljust(widths[0])]
+            cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+            lines.append("  ".join(cells).rstrip())
+        return "\n".join(lines)
+
+
+def _format_p(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
