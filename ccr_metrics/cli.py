@@ -37,9 +37,9 @@ from .io import (
     load_scores,
 )
 from .mrv import CAPTION_REDUCTIONS, REDUCTIONS, mean_rank_variance
-from .ranking import DEFAULT_TIES, TIES
 from .report import Report
 from .stats import METHODS, compare
+from .ties import DEFAULT_TIES, TIES
 
 __all__ = ["main"]
 

@@ -34,8 +34,9 @@ from ._validation import (
     shape_str,
 )
 from .mrv import REDUCTIONS, Reduction, checked_rank_matrix, mean_rank_variance
-from .ranking import DEFAULT_TIES, EMPTY, TIES, Empty, RankCounts, Ties, positive_ranks, rank_counts
+from .ranking import positive_ranks, rank_counts
 from .recall import recall_at_k
+from .ties import DEFAULT_TIES, EMPTY, TIES, Empty, RankCounts, Ties
 
 __all__ = ["MeanRankVariance", "RecallAtK"]
 

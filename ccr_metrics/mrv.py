@@ -7,8 +7,8 @@ from typing import Literal
 import torch
 
 from ._backend import Array, ArrayLike, to_output, to_tensor
+from ._positives import text_owner_index
 from ._validation import check_bool_mask, check_choice, check_ndim, check_numeric, renamed
-from .ranking import text_owner_index
 
 __all__ = [
     "CAPTION_REDUCTIONS",

@@ -9,7 +9,7 @@ import torch
 
 from ._backend import ArrayLike, to_tensor
 from ._validation import check_choice, check_ndim, check_numeric, check_positive_ints, shape_str
-from .ranking import DEFAULT_TIES, TIES, RankCounts, Ties
+from .ties import DEFAULT_TIES, TIES, RankCounts, Ties
 
 __all__ = ["multilingual_recall", "recall_at_k"]
 

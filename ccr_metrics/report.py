@@ -8,7 +8,6 @@ be re-analysed under another tie policy.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -20,19 +19,16 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from . import _bootstrap
+from . import _bootstrap, _report_json
 from ._bootstrap import Method
 from ._validation import check_choice
 from .mrv import REDUCTIONS, instance_rank_variance, mean_rank_variance, ranks_per_image
-from .ranking import DEFAULT_TIES, TIES, RankCounts, Ties
 from .recall import DIRECTIONS, multilingual_recall
 from .results import Interval, Intervals, KeyedResult, MetricKey
+from .ties import DEFAULT_TIES, TIES, RankCounts, Ties
 
 __all__ = ["Report", "bootstrap_intervals"]
 
-FORMAT = "ccr-metrics-report/2"
-# Reports saved before counts were kept: ranks only, read as such.
-_FORMAT_RANKS_ONLY = "ccr-metrics-report/1"
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -598,98 +594,39 @@ class Report(KeyedResult):
         return pd.DataFrame(rows).T.reindex(columns=columns)
 
     def save(self, path: str | Path) -> None:
-        """Write the report, rank counts (or ranks) included, as JSON readable by :meth:`load`."""
-        payload = {
-            "format": FORMAT,
-            **self.to_dict(),
-            **({"confidence": self.intervals.options()} if self.intervals is not None else {}),
-            "text_to_image": {k: v.tolist() for k, v in self.text_to_image.items()},
-            "ranks": {
-                lang: {
-                    d: [None if math.isnan(x) else x for x in r.tolist()] for d, r in dirs.items()
-                }
-                for lang, dirs in self.ranks.items()
-            },
-        }
-        if self.counts is not None:
-            payload["counts"] = {
-                lang: {
-                    d: {
-                        "above": np.asarray(c.above).tolist(),
-                        "tied_negatives": np.asarray(c.tied_negatives).tolist(),
-                        "tied_positives": np.asarray(c.tied_positives).tolist(),
-                    }
-                    for d, c in dirs.items()
-                }
-                for lang, dirs in self.counts.items()
-            }
-        Path(path).write_text(json.dumps(payload, allow_nan=False))
+        """Write the report, rank counts (or ranks) and intervals included, as JSON.
+
+        :meth:`load` reads it back; the format is described in ``docs/cli.md``.
+        """
+        document = _report_json.payload(
+            self.to_dict(), self.ranks, self.text_to_image, self.counts, self.intervals
+        )
+        _report_json.write(path, document)
 
     @classmethod
     def load(cls, path: str | Path) -> Report:
-        """Read a report written by :meth:`save`.
+        """Read a report written by :meth:`save` (this release's format, or the first's).
+
+        Intervals come back as they were saved, never drawn again.
 
         Raises
         ------
-        ValueError
-            If the file is not JSON or not a ccr-metrics report.
+        InputError
+            If the file is not JSON or not a ccr-metrics report, or a field is malformed.
         """
-        try:
-            payload = json.loads(Path(path).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path} is not a JSON report: {exc}") from None
-        if not isinstance(payload, dict) or payload.get("format") not in (
-            FORMAT,
-            _FORMAT_RANKS_ONLY,
-        ):
-            raise ValueError(f"{path} is not a ccr-metrics report (format {FORMAT!r})")
-        try:
-            settings = dict(payload["settings"])
-            if "caption_reduce" in settings:  # the setting's name in reports of format 1
-                settings["caption_reduction"] = settings.pop("caption_reduce")
-            ks = tuple(int(k) for k in settings.pop("ks"))
-            text_to_image = {
-                k: np.asarray(v, dtype=np.int64) for k, v in payload["text_to_image"].items()
-            }
-            if "counts" in payload:
-                counts = {
-                    lang: {
-                        d: RankCounts(
-                            np.asarray(c["above"], dtype=np.int64),
-                            np.asarray(c["tied_negatives"], dtype=np.int64),
-                            np.asarray(c["tied_positives"], dtype=np.int64),
-                        )
-                        for d, c in dirs.items()
-                    }
-                    for lang, dirs in payload["counts"].items()
-                }
-                report = cls.from_counts(
-                    counts, text_to_image, int(payload["n_images"]), ks, settings
-                )
-                if "confidence" in payload:
-                    report = report.with_confidence(**payload["confidence"])
-                return report
-            report = cls(
-                ranks={
-                    lang: {
-                        d: np.asarray([math.nan if x is None else x for x in r], dtype=np.float64)
-                        for d, r in dirs.items()
-                    }
-                    for lang, dirs in payload["ranks"].items()
-                },
-                text_to_image={
-                    k: np.asarray(v, dtype=np.int64) for k, v in payload["text_to_image"].items()
-                },
-                n_images=int(payload["n_images"]),
-                ks=ks,
-                settings=settings,
+        fields = _report_json.read(path)
+        intervals = fields.pop("intervals")
+        if "counts" in fields:
+            report = cls.from_counts(
+                fields["counts"],
+                fields["text_to_image"],
+                fields["n_images"],
+                fields["ks"],
+                fields["settings"],
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path} is a malformed ccr-metrics report: {exc!r}") from None
-        # Intervals are derived numbers: drawn again from the same options (and seed).
-        if "confidence" in payload:
-            report = report.with_confidence(**payload["confidence"])
-        return report
+        else:
+            report = cls(**fields)
+        return report if intervals is None else replace(report, intervals=intervals)
 
 
 def _rk(by_k: Mapping[int, float]) -> dict[str, float]:

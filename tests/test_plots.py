@@ -49,7 +49,7 @@ class Intervals:
 
 def fake_intervals(report, half_width):
     return {
-        ("recall", lang, d, k): (v, max(v - half_width, 0), min(v + half_width, 1))
+        f"{lang}/{d}/R@{k}": (v, max(v - half_width, 0), min(v + half_width, 1))
         for lang, dirs in report.recall().items()
         for d, by_k in dirs.items()
         for k, v in by_k.items()

@@ -350,7 +350,7 @@ def test_comparison_outputs(report, other):
     assert f"[{100 * row.low:+.2f}, {100 * row.high:+.2f}]" in line
     assert re.search(r"p=\d\.\d{3}$", line)
     mrv = next(x for x in table.splitlines() if x.startswith("MRV t2i variance"))
-    assert f"{result[('mrv', 't2i', 'variance')].difference:+.2f}" in mrv
+    assert f"{result['t2i/mrv_variance'].difference:+.2f}" in mrv
 
 
 def changed(report: Report, **fields) -> Report:

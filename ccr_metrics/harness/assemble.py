@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from ..ranking import RankCounts
 from ..report import Report
+from ..ties import RankCounts
 
 
 def build_report(

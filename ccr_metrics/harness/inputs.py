@@ -8,6 +8,7 @@ from typing import NamedTuple
 import torch
 
 from .._backend import ArrayLike, to_tensor
+from .._positives import text_owner_index
 from .._validation import (
     check_choice,
     check_ndim,
@@ -17,7 +18,7 @@ from .._validation import (
     shape_str,
 )
 from ..mrv import CAPTION_REDUCTIONS
-from ..ranking import TIES, text_owner_index
+from ..ties import TIES
 
 
 class Prepared(NamedTuple):

@@ -9,8 +9,8 @@ import torch
 from .._backend import ArrayLike
 from .._validation import dtype_str, renamed
 from ..mrv import CaptionReduction
-from ..ranking import DEFAULT_TIES, RankCounts, Ties
 from ..report import Report
+from ..ties import DEFAULT_TIES, RankCounts, Ties
 from .assemble import build_report, settings
 from .inputs import options, prepare, score_matrices, text_owners
 from .stream import (

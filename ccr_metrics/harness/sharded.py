@@ -11,10 +11,11 @@ import torch
 from .. import distributed
 from .._backend import ArrayLike
 from .._counting import count_against
+from .._positives import counts_from_positives
 from .._validation import check_finite, dtype_str, renamed
 from ..mrv import CaptionReduction
-from ..ranking import DEFAULT_TIES, RankCounts, Ties, counts_from_positives
 from ..report import Report
+from ..ties import DEFAULT_TIES, RankCounts, Ties
 from .assemble import settings
 from .inputs import prepare
 from .stream import Positives, captions_of_images, image_of_texts, progress_bar, stream_rows

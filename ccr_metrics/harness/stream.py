@@ -15,8 +15,9 @@ from typing import Any, NoReturn
 import torch
 
 from .._counting import check_chunk_size
+from .._positives import counts_from_positives
 from .._validation import InputError, check_finite, dtype_str
-from ..ranking import Empty, RankCounts, counts_from_positives
+from ..ties import Empty, RankCounts
 
 Block = Callable[[int, int], torch.Tensor]
 # Raises for a non-finite score at (row, column) with its value, in the caller's terms.

@@ -1,0 +1,307 @@
+"""Positives parsed into one form, and the counting of validated scores against them.
+
+Internal: the building blocks behind :func:`~ccr_metrics.rank_counts` and the harness.
+Positives come as indices ``[Q]``, a bool mask ``[Q, G]``, ragged lists or ``[Q, P]``
+indices; they are parsed into a bool mask or deduplicated ``(query, column)`` pairs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._backend import ArrayLike, to_output, to_tensor
+from ._counting import count_against, count_masked
+from ._validation import check_ndim, check_numeric, dtype_str, shape_str
+from .ties import Empty, RankCounts
+
+
+def text_owner_index(
+    text_to_image: ArrayLike | None, *, n_texts: int, n_images: int, device: torch.device
+) -> torch.Tensor:
+    """Check ``text_to_image`` and return it as a LongTensor ``[M]`` on ``device``.
+
+    ``None`` means text ``i`` belongs to image ``i`` and needs ``n_texts == n_images``.
+    """
+    if text_to_image is None:
+        if n_texts != n_images:
+            raise ValueError(
+                f"text_to_image is required when the number of texts ({n_texts}) differs "
+                f"from the number of images ({n_images})"
+            )
+        return torch.arange(n_texts, device=device)
+    t, _ = to_tensor(text_to_image, "text_to_image")
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise ValueError(f"text_to_image must hold integer image indices, got {dtype_str(t)}")
+    if t.ndim != 1 or t.shape[0] != n_texts:
+        raise ValueError(
+            f"text_to_image must have shape [{n_texts}] (one image per text), got {shape_str(t)}"
+        )
+    t = t.to(device=device, dtype=torch.long)
+    _check_index_range(t, n_images, "text_to_image", "image index")
+    return t
+
+
+def parse_positives(
+    positives: ArrayLike | Sequence[Sequence[int]],
+    n_queries: int,
+    n_gallery: int,
+    device: torch.device,
+) -> ParsedPositives:
+    """Return the positives as a bool mask ``[Q, G]`` or deduplicated ``(query, column)`` pairs.
+
+    Accepts the three forms :func:`~ccr_metrics.rank_counts` documents. Indices are checked to lie
+    in ``[0, n_gallery)``; a message names the first offending query.
+    """
+    t = _positives_tensor(positives, n_queries)
+    if t is None:  # ragged
+        rows = list(positives)  # type: ignore[arg-type]
+        flat = np.asarray(list(itertools.chain.from_iterable(rows)))
+        if flat.size and flat.dtype.kind not in "iu":
+            raise ValueError(
+                f"positives must hold integer column indices, got values of dtype {flat.dtype}"
+            )
+        lengths = torch.as_tensor(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))
+        query = torch.repeat_interleave(torch.arange(n_queries), lengths).to(device)
+        column = torch.as_tensor(flat.astype(np.int64, copy=False)).to(device)
+    elif t.dtype == torch.bool:
+        if tuple(t.shape) != (n_queries, n_gallery):
+            raise ValueError(
+                f"positives mask must have the shape of scores [{n_queries}, {n_gallery}], "
+                f"got {shape_str(t)}"
+            )
+        return t.to(device)
+    elif t.is_floating_point() or t.is_complex():
+        raise ValueError(
+            f"positives must be integer column indices or a bool mask, got dtype {dtype_str(t)}"
+        )
+    elif t.ndim == 1:
+        if t.shape[0] != n_queries:
+            raise ValueError(
+                f"positives must have one column index per query: shape [{n_queries}], "
+                f"got {shape_str(t)}"
+            )
+        query = torch.arange(n_queries, device=device)
+        column = t.to(device=device, dtype=torch.long)
+        _check_index_range(column, n_gallery, "positives", "column index", query)
+        return query, column  # one per query: nothing to deduplicate
+    elif t.ndim == 2:
+        if t.shape[0] != n_queries:
+            raise ValueError(
+                f"positives must have {n_queries} rows (one per query), got {shape_str(t)}"
+            )
+        if tuple(t.shape) == (n_queries, n_gallery) and n_gallery > 1:
+            raise ValueError(
+                f"positives is an integer array shaped like scores {shape_str(t)}: pass a "
+                "bool mask (positives.astype(bool)) or lists of column indices"
+            )
+        query = torch.arange(n_queries, device=device).repeat_interleave(t.shape[1])
+        column = t.to(device=device, dtype=torch.long).reshape(-1)
+    else:
+        raise ValueError(
+            f"positives must be 1-D indices, a 2-D mask or index lists, got shape {shape_str(t)}"
+        )
+    _check_index_range(column, n_gallery, "positives", "column index", query)
+    # Repeated indices would count one positive twice among the ties.
+    key = torch.unique(query * n_gallery + column)
+    return key // n_gallery, key % n_gallery
+
+
+def mask_pairs(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the ``(query, column)`` pairs of a bool mask ``[Q, G]``, in row-major order.
+
+    Positives are few: the mask's bytes are read as 64-bit words, and only the words
+    that are not zero are looked into, which is several times faster than a nonzero
+    over every byte. Bytes before the first 8-byte boundary and after the last are
+    looked at one by one.
+    """
+    n_gallery = mask.shape[1]
+    flat = mask.contiguous().reshape(-1)
+    head = min(-flat.storage_offset() % 8, flat.shape[0])
+    whole = head + (flat.shape[0] - head) // 8 * 8
+    if whole == head:
+        query, column = mask.nonzero(as_tuple=True)
+        return query, column
+    hot = (flat[head:whole].view(torch.int64) != 0).nonzero()[:, 0]
+    candidates = head + (hot[:, None] * 8 + torch.arange(8, device=mask.device)).reshape(-1)
+    index = torch.cat(
+        [
+            flat[:head].nonzero()[:, 0],
+            candidates[flat[candidates]],
+            whole + flat[whole:].nonzero()[:, 0],
+        ]
+    )
+    return index // n_gallery, index % n_gallery
+
+
+def _positives_tensor(positives: Any, n_queries: int) -> torch.Tensor | None:
+    """``positives`` as a tensor, or None when it is a ragged sequence of sequences."""
+    if isinstance(positives, torch.Tensor):
+        return positives
+    if isinstance(positives, np.ndarray):
+        return to_tensor(positives, "positives")[0]
+    if not isinstance(positives, Sequence):
+        raise ValueError(
+            f"positives must be an array, a tensor or a sequence, got {type(positives).__name__}"
+        )
+    if len(positives) != n_queries:
+        raise ValueError(
+            f"positives must have one entry per query ({n_queries}), got {len(positives)}"
+        )
+    try:
+        arr = np.asarray(positives)
+    except ValueError:  # ragged rows: numpy refuses to make them one array
+        return None
+    # Nested lists of ints are index lists even when they happen to be rectangular.
+    if arr.dtype == object or (arr.ndim == 2 and arr.dtype != bool):
+        return None
+    return to_tensor(arr, "positives")[0]
+
+
+def _check_index_range(
+    index: torch.Tensor,
+    size: int,
+    name: str,
+    what: str,
+    query: torch.Tensor | None = None,
+) -> None:
+    bad = (index < 0) | (index >= size)
+    if bool(bad.any()):
+        at = int(bad.nonzero()[0, 0])
+        where = f"query {int(query[at])}" if query is not None else f"position {at}"
+        raise ValueError(f"{name} has {what} {int(index[at])} at {where}, outside [0, {size})")
+
+
+def check_scores(s: torch.Tensor) -> None:
+    """Refuse scores that are not a non-empty real 2-D matrix ``[Q, G]``."""
+    check_ndim(s, "scores", 2, "[Q, G] (queries x gallery)")
+    check_numeric(s, "scores")
+    if s.shape[0] == 0 or s.shape[1] == 0:
+        raise ValueError(
+            f"scores must have at least one query and one candidate, got {shape_str(s)}"
+        )
+
+
+Counts = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+# Parsed positives: a bool mask [Q, G], or (query, column) index pairs.
+ParsedPositives = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+def counts_from_positives(
+    s: torch.Tensor,
+    positives: ParsedPositives,
+    *,
+    chunk_size: int | None,
+    empty: Empty,
+    missing: str,
+) -> Counts:
+    """``(above, tied_negatives, tied_positives)`` int64 ``[Q]`` of validated, detached scores.
+
+    The building block behind every public ranking function and the harness.
+    ``missing`` names the argument to blame when a query has no positive; with
+    ``empty="miss"`` such a query gets zero counts.
+    """
+    n_queries, n_gallery = s.shape
+    if isinstance(positives, torch.Tensor):
+        m = count_masked(s, positives)
+        if m is not None:
+            _check_empty(m.has_positive, empty, missing, n_gallery)
+            return m.above, m.tied - m.tied_positives, m.tied_positives
+        positives = mask_pairs(positives)
+    has_positive = torch.bincount(positives[0], minlength=n_queries) > 0
+    _check_empty(has_positive, empty, missing, n_gallery)
+    query, column = positives
+    at_positives = s[query, column]
+    best = torch.zeros(n_queries, dtype=s.dtype, device=s.device)
+    best.scatter_reduce_(0, query, at_positives, reduce="amax", include_self=False)
+    above, tied, tied_positives = _against(s, query, at_positives, best, chunk_size)
+    zero = torch.zeros_like(above)
+    return (
+        torch.where(has_positive, above, zero),
+        torch.where(has_positive, tied - tied_positives, zero),
+        torch.where(has_positive, tied_positives, zero),
+    )
+
+
+def _check_empty(has_positive: torch.Tensor, empty: Empty, missing: str, n_gallery: int) -> None:
+    if empty == "error" and not bool(has_positive.all()):
+        q = int((~has_positive).nonzero()[0, 0])
+        raise ValueError(
+            f"{missing} gives query row {q} of scores no positive among its {n_gallery} "
+            "candidates; pass empty='miss' to count such queries as misses"
+        )
+
+
+def counts_against_best(
+    s: torch.Tensor,
+    query: torch.Tensor,
+    column: torch.Tensor,
+    best: torch.Tensor,
+    *,
+    chunk_size: int | None,
+) -> Counts:
+    """Count one part of a gallery against the whole gallery's best scores ``[Q]``.
+
+    ``(query, column)`` are the positives in this part; none may score above its
+    query's ``best``.
+    """
+    at_positives = s[query, column]
+    above_best = at_positives > best[query]
+    if bool(above_best.any()):
+        at = int(above_best.nonzero()[0, 0])
+        raise ValueError(
+            f"positives has column {int(column[at])} of query {int(query[at])} scoring "
+            f"{float(at_positives[at])}, above that query's best {float(best[query[at]])}"
+        )
+    above, tied, tied_positives = _against(s, query, at_positives, best, chunk_size)
+    return above, tied - tied_positives, tied_positives
+
+
+def _against(
+    s: torch.Tensor,
+    query: torch.Tensor,
+    at_positives: torch.Tensor,
+    best: torch.Tensor,
+    chunk_size: int | None,
+) -> Counts:
+    """``(above, tied, tied_positives)`` against ``best``; ``tied`` includes the positives.
+
+    ``at_positives`` are the scores of the positive pairs, whose queries are ``query``.
+    """
+    tied_positives = torch.zeros(s.shape[0], dtype=torch.long, device=s.device)
+    tied_positives.index_add_(0, query, (at_positives == best[query]).long())
+    above, tied = count_against(s, best, chunk_size=chunk_size)
+    return above, tied, tied_positives
+
+
+def check_best(best: ArrayLike, s: torch.Tensor) -> torch.Tensor:
+    """``best`` as a tensor ``[Q]`` in the dtype and on the device of ``s``."""
+    b, _ = to_tensor(best, "best")
+    check_numeric(b, "best")
+    if b.ndim != 1 or b.shape[0] != s.shape[0]:
+        raise ValueError(
+            f"best must have one score per query: shape [{s.shape[0]}], got {shape_str(b)}"
+        )
+    b = b.to(s.device)
+    converted = b.to(s.dtype)
+    if converted.dtype != b.dtype and not bool((converted.to(b.dtype) == b).all()):
+        raise ValueError(
+            f"best ({dtype_str(b)}) holds values that {dtype_str(s)} scores cannot represent; "
+            "pass the best scores in the dtype of scores"
+        )
+    if converted.is_floating_point() and not bool(torch.isfinite(converted).all()):
+        at = int((~torch.isfinite(converted)).nonzero()[0, 0])
+        raise ValueError(
+            f"best contains {float(converted[at])} at position {at}; it must be finite"
+        )
+    return converted
+
+
+def counts_output(a: torch.Tensor, n: torch.Tensor, p: torch.Tensor, as_torch: bool) -> RankCounts:
+    """Wrap int64 counts as RankCounts in the caller's kind (numpy or torch)."""
+    return RankCounts(to_output(a, as_torch), to_output(n, as_torch), to_output(p, as_torch))
