@@ -361,6 +361,16 @@ def _compiled(dtype: type, parallel: bool) -> _Kernels | None:
 
     prange = numba.prange
 
+    return _Kernels(
+        rows=jit(_rows_kernel(acc, prange)),
+        columns=jit(_columns_kernel(acc, prange)),
+        masked=jit(_masked_kernel(acc, prange)),
+    )
+
+
+def _rows_kernel(acc: Any, prange: Any) -> Any:
+    """Make the row-major kernel: each row read once, counted and probed in that read."""
+
     def rows(s: Any, best: Any, above: Any, tied: Any, probe: Any) -> None:
         n_queries, n_gallery = s.shape
         for q in prange(n_queries):
@@ -377,6 +387,12 @@ def _compiled(dtype: type, parallel: bool) -> _Kernels | None:
             above[q] = np.int64(a)
             tied[q] = np.int64(t)
             probe[q] = p
+
+    return rows
+
+
+def _columns_kernel(acc: Any, prange: Any) -> Any:
+    """Make the column-major kernel: runs of queries, four gallery rows per pass."""
 
     def columns(st: Any, best: Any, above: Any, tied: Any, probe: Any) -> None:
         # st is the C-contiguous [G, Q] transpose: each gallery item's scores for a run
@@ -414,6 +430,12 @@ def _compiled(dtype: type, parallel: bool) -> _Kernels | None:
                 above[lo + i] = np.int64(a[i])
                 tied[lo + i] = np.int64(t[i])
                 probe[lo + i] = p[i]
+
+    return columns
+
+
+def _masked_kernel(acc: Any, prange: Any) -> Any:
+    """Make the mask kernel: the best positive from the non-zero mask words, then a count."""
 
     def masked(
         s: Any,
@@ -468,4 +490,4 @@ def _compiled(dtype: type, parallel: bool) -> _Kernels | None:
             tied_positives[q] = tp
             probe[q] = p
 
-    return _Kernels(rows=jit(rows), columns=jit(columns), masked=jit(masked))
+    return masked

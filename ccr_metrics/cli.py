@@ -128,6 +128,16 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
 
+    options = _evaluation_parser()
+    _add_evaluate(commands, options)
+    _add_scores(commands, options)
+    _add_mrv(commands)
+    _add_compare(commands)
+    return parser
+
+
+def _evaluation_parser() -> argparse.ArgumentParser:
+    """Build the options ``evaluate`` and ``scores`` share."""
     options = _Parser(add_help=False)
     options.add_argument(
         "-k",
@@ -201,6 +211,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_plot(options, "draw recall bars, the language disagreement heatmap and rank spreads")
 
+    return options
+
+
+def _add_evaluate(commands: Any, options: argparse.ArgumentParser) -> None:
     evaluate_ = commands.add_parser(
         "evaluate",
         parents=[options],
@@ -217,6 +231,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     evaluate_.set_defaults(run=_run_evaluate)
 
+
+def _add_scores(commands: Any, options: argparse.ArgumentParser) -> None:
     scores = commands.add_parser(
         "scores",
         parents=[options],
@@ -233,6 +249,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     scores.set_defaults(run=_run_scores)
 
+
+def _add_mrv(commands: Any) -> None:
     mrv = commands.add_parser(
         "mrv",
         help="Mean Rank Variance of saved rank arrays",
@@ -278,6 +296,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_json(mrv, "write both reductions, the languages and N as JSON")
     mrv.set_defaults(run=_run_mrv)
 
+
+def _add_compare(commands: Any) -> None:
     comparison = commands.add_parser(
         "compare",
         help="compare two saved reports of the same test set",
@@ -313,7 +333,6 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_plot(comparison, "draw both models' recall side by side and their rank spreads")
     comparison.set_defaults(run=_run_compare)
-    return parser
 
 
 def _add_bootstrap(parser: argparse.ArgumentParser) -> None:
