@@ -9,6 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ._validation import InputError
+
 #: An array argument: a numpy array, a torch tensor, or anything ``np.asarray`` accepts.
 ArrayLike: TypeAlias = npt.ArrayLike | torch.Tensor
 #: What the public functions return for an array: numpy in gives numpy out, torch gives torch.
@@ -27,12 +29,14 @@ def to_tensor(x: ArrayLike, name: str) -> tuple[torch.Tensor, bool]:
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{name} could not be read as an array: {exc}") from None
+        raise InputError(f"{name} could not be read as an array: {exc}", argument=name) from None
     if arr.dtype.kind not in "biufc":
-        raise ValueError(f"{name} must be numeric, got an array of dtype {arr.dtype}")
+        raise InputError(
+            f"{name} must be numeric, got an array of dtype {arr.dtype}", argument=name
+        )
     if arr.dtype.kind == "u" and arr.dtype.itemsize > 1:
         if arr.size and arr.max() > np.iinfo(np.int64).max:
-            raise ValueError(f"{name} holds unsigned values beyond the int64 range")
+            raise InputError(f"{name} holds unsigned values beyond the int64 range", argument=name)
         arr = arr.astype(np.int64)
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr, ndtri
 
-from ._validation import check_choice
+from ._validation import InputError, check_choice, check_positive_int
 
 FloatArray = npt.NDArray[np.float64]
 K = TypeVar("K", bound=Hashable)
@@ -104,7 +104,7 @@ def paired(
     The resamples are the ones :func:`intervals` draws with the same seed.
     """
     check_options(ci=ci, n_resamples=n_resamples, method=method)
-    check_count("n_permutations", n_permutations)
+    check_positive_int("n_permutations", n_permutations)
     resample_rng, permutation_rng = generators(seed)
     boot = np.concatenate(
         [
@@ -121,15 +121,11 @@ def paired(
 def check_options(*, ci: float, n_resamples: int, method: str) -> None:
     """Refuse a confidence level outside (0, 1), a bad resample count or method."""
     if isinstance(ci, bool) or not isinstance(ci, int | float) or not 0 < ci < 1:
-        raise ValueError(f"ci must be a confidence level in (0, 1), e.g. 0.95; got {ci!r}")
-    check_count("n_resamples", n_resamples)
+        raise InputError(
+            f"ci must be a confidence level in (0, 1), e.g. 0.95; got {ci!r}", argument="ci"
+        )
+    check_positive_int("n_resamples", n_resamples)
     check_choice("method", method, METHODS)
-
-
-def check_count(name: str, value: int) -> None:
-    """Refuse ``value`` unless it is a positive integer; the message names ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
 
 
 def generators(seed: int | None) -> tuple[np.random.Generator, np.random.Generator]:

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ._validation import InputError, first_nonfinite
+from ._validation import InputError, first_nonfinite, positive_int
 
 # Elements per block of the torch path when no block size is given: about 1 MB of
 # float32, which stays in a core's L2 cache across the passes over it (measured best
@@ -56,10 +56,11 @@ class MaskedCounts(NamedTuple):
 
 def check_chunk_size(chunk_size: int | None) -> int | None:
     """Return ``chunk_size`` if it is None or a positive int, else raise naming it."""
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    if chunk_size is not None and positive_int(chunk_size) is None:
+        raise InputError(
+            f"chunk_size must be a positive integer or None, got {chunk_size!r}",
+            argument="chunk_size",
+        )
     return chunk_size
 
 
@@ -272,7 +273,10 @@ def kernel_choice() -> str:
     """Return the kernel setting from ``CCR_METRICS_KERNEL``: "auto", "numba" or "torch"."""
     choice = os.environ.get("CCR_METRICS_KERNEL", "auto")
     if choice not in _KERNELS:
-        raise ValueError(f"CCR_METRICS_KERNEL must be one of {', '.join(_KERNELS)}; got {choice!r}")
+        raise InputError(
+            f"CCR_METRICS_KERNEL must be one of {', '.join(_KERNELS)}; got {choice!r}",
+            argument="CCR_METRICS_KERNEL",
+        )
     return choice
 
 
@@ -305,9 +309,10 @@ def _numba_kernel(s: torch.Tensor, *, columns: bool) -> _Kernels | None:
     kernels = _compiled(_numpy_dtype(s), threads > 1)
     if kernels is None:
         if choice == "numba":
-            raise ValueError(
+            raise InputError(
                 "CCR_METRICS_KERNEL=numba but numba is not installed: "
-                'pip install "ccr-metrics[fast]"'
+                'pip install "ccr-metrics[fast]"',
+                argument="CCR_METRICS_KERNEL",
             )
         return None
     if threads > 1:

@@ -16,7 +16,7 @@ import torch
 
 from ._backend import ArrayLike, to_output, to_tensor
 from ._counting import count_against, count_masked
-from ._validation import check_ndim, check_numeric, dtype_str, shape_str
+from ._validation import InputError, check_ndim, check_numeric, dtype_str, shape_str
 from .ties import Empty, RankCounts
 
 
@@ -29,17 +29,22 @@ def text_owner_index(
     """
     if text_to_image is None:
         if n_texts != n_images:
-            raise ValueError(
+            raise InputError(
                 f"text_to_image is required when the number of texts ({n_texts}) differs "
-                f"from the number of images ({n_images})"
+                f"from the number of images ({n_images})",
+                argument="text_to_image",
             )
         return torch.arange(n_texts, device=device)
     t, _ = to_tensor(text_to_image, "text_to_image")
     if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        raise ValueError(f"text_to_image must hold integer image indices, got {dtype_str(t)}")
+        raise InputError(
+            f"text_to_image must hold integer image indices, got {dtype_str(t)}",
+            argument="text_to_image",
+        )
     if t.ndim != 1 or t.shape[0] != n_texts:
-        raise ValueError(
-            f"text_to_image must have shape [{n_texts}] (one image per text), got {shape_str(t)}"
+        raise InputError(
+            f"text_to_image must have shape [{n_texts}] (one image per text), got {shape_str(t)}",
+            argument="text_to_image",
         )
     t = t.to(device=device, dtype=torch.long)
     _check_index_range(t, n_images, "text_to_image", "image index")
@@ -62,28 +67,32 @@ def parse_positives(
         rows = list(positives)  # type: ignore[arg-type]
         flat = np.asarray(list(itertools.chain.from_iterable(rows)))
         if flat.size and flat.dtype.kind not in "iu":
-            raise ValueError(
-                f"positives must hold integer column indices, got values of dtype {flat.dtype}"
+            raise InputError(
+                f"positives must hold integer column indices, got values of dtype {flat.dtype}",
+                argument="positives",
             )
         lengths = torch.as_tensor(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))
         query = torch.repeat_interleave(torch.arange(n_queries), lengths).to(device)
         column = torch.as_tensor(flat.astype(np.int64, copy=False)).to(device)
     elif t.dtype == torch.bool:
         if tuple(t.shape) != (n_queries, n_gallery):
-            raise ValueError(
+            raise InputError(
                 f"positives mask must have the shape of scores [{n_queries}, {n_gallery}], "
-                f"got {shape_str(t)}"
+                f"got {shape_str(t)}",
+                argument="positives",
             )
         return t.to(device)
     elif t.is_floating_point() or t.is_complex():
-        raise ValueError(
-            f"positives must be integer column indices or a bool mask, got dtype {dtype_str(t)}"
+        raise InputError(
+            f"positives must be integer column indices or a bool mask, got dtype {dtype_str(t)}",
+            argument="positives",
         )
     elif t.ndim == 1:
         if t.shape[0] != n_queries:
-            raise ValueError(
+            raise InputError(
                 f"positives must have one column index per query: shape [{n_queries}], "
-                f"got {shape_str(t)}"
+                f"got {shape_str(t)}",
+                argument="positives",
             )
         query = torch.arange(n_queries, device=device)
         column = t.to(device=device, dtype=torch.long)
@@ -91,19 +100,22 @@ def parse_positives(
         return query, column  # one per query: nothing to deduplicate
     elif t.ndim == 2:
         if t.shape[0] != n_queries:
-            raise ValueError(
-                f"positives must have {n_queries} rows (one per query), got {shape_str(t)}"
+            raise InputError(
+                f"positives must have {n_queries} rows (one per query), got {shape_str(t)}",
+                argument="positives",
             )
         if tuple(t.shape) == (n_queries, n_gallery) and n_gallery > 1:
-            raise ValueError(
+            raise InputError(
                 f"positives is an integer array shaped like scores {shape_str(t)}: pass a "
-                "bool mask (positives.astype(bool)) or lists of column indices"
+                "bool mask (positives.astype(bool)) or lists of column indices",
+                argument="positives",
             )
         query = torch.arange(n_queries, device=device).repeat_interleave(t.shape[1])
         column = t.to(device=device, dtype=torch.long).reshape(-1)
     else:
-        raise ValueError(
-            f"positives must be 1-D indices, a 2-D mask or index lists, got shape {shape_str(t)}"
+        raise InputError(
+            f"positives must be 1-D indices, a 2-D mask or index lists, got shape {shape_str(t)}",
+            argument="positives",
         )
     _check_index_range(column, n_gallery, "positives", "column index", query)
     # Repeated indices would count one positive twice among the ties.
@@ -145,12 +157,14 @@ def _positives_tensor(positives: Any, n_queries: int) -> torch.Tensor | None:
     if isinstance(positives, np.ndarray):
         return to_tensor(positives, "positives")[0]
     if not isinstance(positives, Sequence):
-        raise ValueError(
-            f"positives must be an array, a tensor or a sequence, got {type(positives).__name__}"
+        raise InputError(
+            f"positives must be an array, a tensor or a sequence, got {type(positives).__name__}",
+            argument="positives",
         )
     if len(positives) != n_queries:
-        raise ValueError(
-            f"positives must have one entry per query ({n_queries}), got {len(positives)}"
+        raise InputError(
+            f"positives must have one entry per query ({n_queries}), got {len(positives)}",
+            argument="positives",
         )
     try:
         arr = np.asarray(positives)
@@ -173,7 +187,9 @@ def _check_index_range(
     if bool(bad.any()):
         at = int(bad.nonzero()[0, 0])
         where = f"query {int(query[at])}" if query is not None else f"position {at}"
-        raise ValueError(f"{name} has {what} {int(index[at])} at {where}, outside [0, {size})")
+        raise InputError(
+            f"{name} has {what} {int(index[at])} at {where}, outside [0, {size})", argument=name
+        )
 
 
 def check_scores(s: torch.Tensor) -> None:
@@ -181,8 +197,9 @@ def check_scores(s: torch.Tensor) -> None:
     check_ndim(s, "scores", 2, "[Q, G] (queries x gallery)")
     check_numeric(s, "scores")
     if s.shape[0] == 0 or s.shape[1] == 0:
-        raise ValueError(
-            f"scores must have at least one query and one candidate, got {shape_str(s)}"
+        raise InputError(
+            f"scores must have at least one query and one candidate, got {shape_str(s)}",
+            argument="scores",
         )
 
 
@@ -231,9 +248,10 @@ def counts_from_positives(
 def _check_empty(has_positive: torch.Tensor, empty: Empty, missing: str, n_gallery: int) -> None:
     if empty == "error" and not bool(has_positive.all()):
         q = int((~has_positive).nonzero()[0, 0])
-        raise ValueError(
+        raise InputError(
             f"{missing} gives query row {q} of scores no positive among its {n_gallery} "
-            "candidates; pass empty='miss' to count such queries as misses"
+            "candidates; pass empty='miss' to count such queries as misses",
+            argument=missing,
         )
 
 
@@ -254,9 +272,10 @@ def counts_against_best(
     above_best = at_positives > best[query]
     if bool(above_best.any()):
         at = int(above_best.nonzero()[0, 0])
-        raise ValueError(
+        raise InputError(
             f"positives has column {int(column[at])} of query {int(query[at])} scoring "
-            f"{float(at_positives[at])}, above that query's best {float(best[query[at]])}"
+            f"{float(at_positives[at])}, above that query's best {float(best[query[at]])}",
+            argument="positives",
         )
     above, tied, tied_positives = _against(s, query, at_positives, best, chunk_size)
     return above, tied - tied_positives, tied_positives
@@ -284,20 +303,23 @@ def check_best(best: ArrayLike, s: torch.Tensor) -> torch.Tensor:
     b, _ = to_tensor(best, "best")
     check_numeric(b, "best")
     if b.ndim != 1 or b.shape[0] != s.shape[0]:
-        raise ValueError(
-            f"best must have one score per query: shape [{s.shape[0]}], got {shape_str(b)}"
+        raise InputError(
+            f"best must have one score per query: shape [{s.shape[0]}], got {shape_str(b)}",
+            argument="best",
         )
     b = b.to(s.device)
     converted = b.to(s.dtype)
     if converted.dtype != b.dtype and not bool((converted.to(b.dtype) == b).all()):
-        raise ValueError(
+        raise InputError(
             f"best ({dtype_str(b)}) holds values that {dtype_str(s)} scores cannot represent; "
-            "pass the best scores in the dtype of scores"
+            "pass the best scores in the dtype of scores",
+            argument="best",
         )
     if converted.is_floating_point() and not bool(torch.isfinite(converted).all()):
         at = int((~torch.isfinite(converted)).nonzero()[0, 0])
-        raise ValueError(
-            f"best contains {float(converted[at])} at position {at}; it must be finite"
+        raise InputError(
+            f"best contains {float(converted[at])} at position {at}; it must be finite",
+            argument="best",
         )
     return converted
 

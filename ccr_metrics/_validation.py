@@ -71,7 +71,7 @@ def check_choice(name: str, value: T, options: Sequence[T]) -> T:
     """Return ``value`` if it is one of ``options``, else raise a ValueError listing them."""
     if not isinstance(value, str) or value not in options:
         listed = ", ".join(repr(o) for o in options)
-        raise ValueError(f"{name} must be one of {listed}; got {value!r}")
+        raise InputError(f"{name} must be one of {listed}; got {value!r}", argument=name)
     return value
 
 
@@ -88,16 +88,19 @@ def shape_str(t: torch.Tensor) -> str:
 def check_numeric(t: torch.Tensor, name: str) -> None:
     """Refuse bool and complex tensors: neither orders as a score or a rank."""
     if t.dtype == torch.bool:
-        raise ValueError(f"{name} must hold numbers, got a bool array {shape_str(t)}")
+        raise InputError(
+            f"{name} must hold numbers, got a bool array {shape_str(t)}", argument=name
+        )
     if t.is_complex():
-        raise ValueError(f"{name} must be real, got complex dtype {dtype_str(t)}")
+        raise InputError(f"{name} must be real, got complex dtype {dtype_str(t)}", argument=name)
 
 
 def check_ndim(t: torch.Tensor, name: str, ndim: int, layout: str) -> None:
     """Raise unless ``t`` has ``ndim`` dimensions; ``layout`` names them, e.g. ``[Q, G]``."""
     if t.ndim != ndim:
-        raise ValueError(
-            f"{name} must be {ndim}-D {layout}, got {t.ndim}-D with shape {shape_str(t)}"
+        raise InputError(
+            f"{name} must be {ndim}-D {layout}, got {t.ndim}-D with shape {shape_str(t)}",
+            argument=name,
         )
 
 
@@ -117,22 +120,44 @@ def check_finite(t: torch.Tensor, name: str) -> None:
     found = first_nonfinite(t)
     if found is not None:
         index, value = found
-        raise ValueError(f"{name} contains {value} at index {list(index)}; it must be finite")
+        raise InputError(
+            f"{name} contains {value} at index {list(index)}; it must be finite", argument=name
+        )
 
 
-def check_positive_ints(name: str, values: int | Iterable[int]) -> tuple[int, ...]:
+def positive_int(value: object) -> int | None:
+    """``value`` as an int if it is a positive integer (a 0-d integer tensor included)."""
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.is_floating_point():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        return None
+    return int(value)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` as an int, or raise naming ``name`` unless it is a positive integer."""
+    checked = positive_int(value)
+    if checked is None:
+        raise InputError(f"{name} must be a positive integer, got {value!r}", argument=name)
+    return checked
+
+
+def check_positive_ints(name: str, values: object) -> tuple[int, ...]:
     """Normalise an int or an iterable of ints to a tuple of distinct positive ints."""
-    if isinstance(values, (int, np.integer, str)) or not isinstance(values, Iterable):
+    if isinstance(values, torch.Tensor) and values.ndim == 0:
         items: list[object] = [values]
+    elif isinstance(values, (int, np.integer, str)) or not isinstance(values, Iterable):
+        items = [values]
     else:
         items = list(values)
     if not items:
-        raise ValueError(f"{name} must name at least one cut-off")
+        raise InputError(f"{name} must name at least one cut-off", argument=name)
     checked: list[int] = []
     for v in items:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must hold positive integers, got {v!r}")
-        checked.append(int(v))
+        value = positive_int(v)
+        if value is None:
+            raise InputError(f"{name} must hold positive integers, got {v!r}", argument=name)
+        checked.append(value)
     return tuple(dict.fromkeys(checked))
 
 
@@ -144,8 +169,10 @@ def check_bool_mask(
     ``layout`` names the dimensions for the message, e.g. ``"(instances x languages)"``.
     """
     if mask.dtype != torch.bool:
-        raise ValueError(f"{name} must be a bool array, got dtype {dtype_str(mask)}")
+        raise InputError(f"{name} must be a bool array, got dtype {dtype_str(mask)}", argument=name)
     if tuple(mask.shape) != shape:
         wanted = "[" + ", ".join(str(n) for n in shape) + "]"
-        raise ValueError(f"{name} must have shape {wanted} {layout}, got {shape_str(mask)}")
+        raise InputError(
+            f"{name} must have shape {wanted} {layout}, got {shape_str(mask)}", argument=name
+        )
     return mask.to(device)

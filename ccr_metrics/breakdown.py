@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._validation import check_choice
+from ._validation import check_choice, check_positive_int
 from .consistency import consistency_at_k, largest_spread, pairwise_disagreement, recall_spread
 from .mrv import REDUCTIONS, Reduction
 from .report import Report
@@ -182,10 +182,8 @@ def consistency_breakdown(
     >>> summary["directions"]["t2i"]["recall_spread"]["1"]
     {'range': 0.0, 'std': 0.0, 'best': 'en', 'worst': 'en'}
     """
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise ValueError(f"top must be a positive integer, got {top!r}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    top = check_positive_int("top", top)
+    k = check_positive_int("k", k)
     check_choice("reduction", reduction, REDUCTIONS)
     recall = report.recall()
     mrv = report.mrv()

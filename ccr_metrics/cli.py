@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
+from ._validation import InputError, positive_int
 from ._version import __version__
 from .breakdown import consistency_breakdown
 from .harness import evaluate, evaluate_scores, resolve_device
@@ -377,10 +378,10 @@ def _add_json(parser: argparse.ArgumentParser, help: str) -> None:
 
 def _positive_int(text: str) -> int:
     try:
-        value = int(text)
+        value = positive_int(int(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
+        value = None
+    if value is None:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
 
@@ -454,7 +455,7 @@ def _naming(file: Path) -> Iterator[None]:
     try:
         yield
     except ValueError as exc:
-        raise ValueError(f"{file}: {exc}") from None
+        raise InputError(f"{file}: {exc}") from None
 
 
 def _print_report(report: Report, args: argparse.Namespace) -> None:

@@ -25,6 +25,7 @@ import torch
 from scipy import stats
 
 from ._backend import Array, ArrayLike, to_output, to_tensor
+from ._validation import InputError
 from .mrv import Reduction, checked_rank_matrix, instance_rank_variance
 
 __all__ = [
@@ -62,10 +63,15 @@ def recall_spread(recall_by_language: Mapping[str, float]) -> dict[str, Any]:
     {'range': 0.4, 'std': 0.1633, 'best': 'en', 'worst': 'fr'}
     """
     if not recall_by_language:
-        raise ValueError("recall_by_language must hold at least one language")
+        raise InputError(
+            "recall_by_language must hold at least one language", argument="recall_by_language"
+        )
     for language, value in recall_by_language.items():
         if not math.isfinite(value):
-            raise ValueError(f"recall_by_language[{language!r}] is {value}; it must be finite")
+            raise InputError(
+                f"recall_by_language[{language!r}] is {value}; it must be finite",
+                argument="recall_by_language",
+            )
     languages = list(recall_by_language)
     values = np.array([float(recall_by_language[lang]) for lang in languages])
     return {
@@ -123,13 +129,14 @@ def consistency_at_k(
     {'all': 0.3333, 'some': 0.3333, 'none': 0.3333}
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+        raise InputError(f"k must be a positive integer, got {k!r}", argument="k")
     r, present = _checked_languages(ranks, mask)
     kept = present.sum(1) >= 2
     if not bool(kept.any()):
-        raise ValueError(
+        raise InputError(
             f"consistency_at_k needs an instance ranked in two or more languages; none of "
-            f"the {r.shape[0]} rows of ranks has two present"
+            f"the {r.shape[0]} rows of ranks has two present",
+            argument="consistency_at_k",
         )
     found = ((r <= k) & present)[kept].sum(1)
     count = present[kept].sum(1)
@@ -261,16 +268,20 @@ def largest_spread(
     1         0     1.0  1.0  3.0
     """
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise ValueError(f"top must be a positive integer, got {top!r}")
+        raise InputError(f"top must be a positive integer, got {top!r}", argument="top")
     r, present = _checked_languages(ranks, mask)
     n_languages = r.shape[1]
     names = [str(j) for j in range(n_languages)] if languages is None else list(languages)
     if len(names) != n_languages:
-        raise ValueError(
-            f"languages must name the {n_languages} columns of ranks, got {len(names)} names"
+        raise InputError(
+            f"languages must name the {n_languages} columns of ranks, got {len(names)} names",
+            argument="languages",
         )
     if len(set(names)) != len(names) or {"instance", "spread"} & set(names):
-        raise ValueError(f"languages must be distinct and not 'instance' or 'spread', got {names}")
+        raise InputError(
+            f"languages must be distinct and not 'instance' or 'spread', got {names}",
+            argument="languages",
+        )
     spread, _ = to_tensor(instance_rank_variance(r, reduction=reduction, mask=present), "spread")
     spread_np = spread.cpu().numpy()
     kept = np.flatnonzero(~np.isnan(spread_np))
@@ -289,8 +300,9 @@ def _checked_languages(
     """Check ranks and mask as MRV does, and that there are at least two languages."""
     r, present, _ = checked_rank_matrix(ranks, mask)
     if r.shape[1] < 2:
-        raise ValueError(
+        raise InputError(
             f"ranks must have at least 2 language columns [N, K >= 2], got shape "
-            f"[{r.shape[0]}, {r.shape[1]}]"
+            f"[{r.shape[0]}, {r.shape[1]}]",
+            argument="ranks",
         )
     return r, present

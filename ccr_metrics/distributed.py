@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ._validation import shape_str
+from ._validation import InputError, shape_str
 
 __all__ = [
     "all_gather_shapes",
@@ -164,9 +164,10 @@ def all_gather_with_grad(
     trailing = {tuple(s[1:]) for s in shapes}
     if len(trailing) > 1:
         listed = ", ".join(f"rank {r}: {list(s)}" for r, s in enumerate(shapes))
-        raise ValueError(
+        raise InputError(
             f"all_gather_with_grad needs the same shape beyond dim 0 on every process, "
-            f"got {listed} (this process: {shape_str(tensor)})"
+            f"got {listed} (this process: {shape_str(tensor)})",
+            argument="all_gather_with_grad",
         )
     sizes = [int(s[0]) for s in shapes]
     longest = max(sizes)

@@ -29,6 +29,8 @@ import safetensors
 import safetensors.torch
 import torch
 
+from ._validation import InputError
+
 __all__ = [
     "ARRAY_SUFFIXES",
     "RANK_SUFFIXES",
@@ -126,7 +128,7 @@ def load_arrays(path: PathLike) -> dict[str, LoadedArray]:
     file = _existing_file(path, ARRAY_SUFFIXES)
     arrays = _READERS[file.suffix.lower()](file)
     if not arrays:
-        raise ValueError(f"{file}: the file holds no arrays")
+        raise InputError(f"{file}: the file holds no arrays", argument=str(file))
     return arrays
 
 
@@ -169,14 +171,16 @@ def load_embeddings(path: PathLike) -> Embeddings:
     arrays = load_arrays(path)
     groups = _group_keys(arrays, path, ("text", "text_to_image"), "image")
     if "image" not in arrays:
-        raise ValueError(
-            f"{path}: no 'image' key (the image embeddings [N, D]); keys: {list(arrays)}"
+        raise InputError(
+            f"{path}: no 'image' key (the image embeddings [N, D]); keys: {list(arrays)}",
+            argument=str(path),
         )
     texts = groups["text"]
     if not texts:
-        raise ValueError(
+        raise InputError(
             f"{path}: no 'text.<lang>' key (text embeddings [M, D] per language); "
-            f"keys: {list(arrays)}"
+            f"keys: {list(arrays)}",
+            argument=str(path),
         )
     _check_mapped_languages(path, groups["text_to_image"], texts, "a 'text.<lang>' key")
     return Embeddings(arrays["image"], texts, groups["text_to_image"])
@@ -222,9 +226,10 @@ def load_scores(path: PathLike) -> Scores:
     groups = _group_keys(arrays, path, ("i2t", "t2i", "text_to_image"), None)
     scored = {**groups["i2t"], **groups["t2i"]}
     if not scored:
-        raise ValueError(
+        raise InputError(
             f"{path}: no 'i2t.<lang>' or 't2i.<lang>' key (score matrices per language); "
-            f"keys: {list(arrays)}"
+            f"keys: {list(arrays)}",
+            argument=str(path),
         )
     _check_mapped_languages(path, groups["text_to_image"], scored, "scores")
     return Scores(groups["i2t"], groups["t2i"], groups["text_to_image"])
@@ -266,15 +271,20 @@ def load_ranks(path: PathLike) -> npt.NDArray[np.float64]:
     file = _existing_file(path, RANK_SUFFIXES)
     ranks = _read_npy(file) if file.suffix.lower() == ".npy" else _read_lines(file)
     if ranks.dtype.kind not in "iuf":
-        raise ValueError(f"{file}: ranks must be numbers, got dtype {ranks.dtype}")
+        raise InputError(
+            f"{file}: ranks must be numbers, got dtype {ranks.dtype}", argument=str(file)
+        )
     if ranks.ndim != 1 or ranks.size == 0:
-        raise ValueError(
-            f"{file}: ranks must be a non-empty 1-D array [N], got shape {list(ranks.shape)}"
+        raise InputError(
+            f"{file}: ranks must be a non-empty 1-D array [N], got shape {list(ranks.shape)}",
+            argument=str(file),
         )
     out = ranks.astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(out))
     if bad.size:
-        raise ValueError(f"{file}: rank {bad[0]} is {out[bad[0]]}; ranks must be finite")
+        raise InputError(
+            f"{file}: rank {bad[0]} is {out[bad[0]]}; ranks must be finite", argument=str(file)
+        )
     return out
 
 
@@ -312,14 +322,15 @@ def load_rank_matrix(files: Mapping[str, PathLike]) -> npt.NDArray[np.float64]:
     >>> tmp.cleanup()
     """
     if not files:
-        raise ValueError("files must map at least one language to a rank file")
+        raise InputError("files must map at least one language to a rank file", argument="files")
     columns = {lang: load_ranks(path) for lang, path in files.items()}
     first, n = next((lang, len(r)) for lang, r in columns.items())
     for lang, r in columns.items():
         if len(r) != n:
-            raise ValueError(
+            raise InputError(
                 f"{files[lang]} ({lang}) has {len(r)} ranks but {files[first]} ({first}) "
-                f"has {n}; every language must rank the same instances"
+                f"has {n}; every language must rank the same instances",
+                argument=str(files[lang]),
             )
     return np.stack(list(columns.values()), axis=1)
 
@@ -394,9 +405,9 @@ def load_released_ranks(
     if not folder.exists():
         raise FileNotFoundError(f"{folder}: no such directory")
     if not folder.is_dir():
-        raise ValueError(f"{folder}: not a directory")
+        raise InputError(f"{folder}: not a directory", argument=str(folder))
     if not model:
-        raise ValueError("model must be a non-empty name")
+        raise InputError("model must be a non-empty name", argument="model")
     found: dict[str, dict[str, Path]] = {direction: {} for direction in RELEASED_DIRECTIONS}
     models: set[str] = set()
     tags = {tag: direction for direction, tag in RELEASED_DIRECTIONS.items()}
@@ -411,9 +422,10 @@ def load_released_ranks(
     present = {lang for files in found.values() for lang in files}
     if not present:
         others = ", ".join(sorted(models)) or "none (no <language>_<model>_{tr,ir}.npy file)"
-        raise ValueError(
+        raise InputError(
             f"{folder}: no rank file of model {model!r} (<language>_{model}_tr.npy or "
-            f"<language>_{model}_ir.npy); models present: {others}"
+            f"<language>_{model}_ir.npy); models present: {others}",
+            argument=str(folder),
         )
     if languages is None:
         order = [lang for lang in _RELEASED_ORDER if lang in present]
@@ -422,12 +434,13 @@ def load_released_ranks(
         order = list(languages)
         repeated = sorted({lang for lang in order if order.count(lang) > 1})
         if repeated:
-            raise ValueError(f"languages {repeated} are given more than once")
+            raise InputError(f"languages {repeated} are given more than once", argument="languages")
         absent = [lang for lang in order if lang not in present]
         if absent:
-            raise ValueError(
+            raise InputError(
                 f"{folder}: no rank file of model {model!r} for language(s) {absent}; "
-                f"languages present: {', '.join(sorted(present))}"
+                f"languages present: {', '.join(sorted(present))}",
+                argument=str(folder),
             )
     out: dict[str, dict[str, npt.NDArray[np.float64]]] = {}
     for direction, files in found.items():
@@ -438,10 +451,11 @@ def load_released_ranks(
         sizes = {lang: len(r) for lang, r in ranks.items()}
         if len(set(sizes.values())) > 1:
             counts = ", ".join(f"{lang} {n}" for lang, n in sizes.items())
-            raise ValueError(
+            raise InputError(
                 f"{folder}: the {RELEASED_DIRECTIONS[direction]} ({direction}) files of model "
                 f"{model!r} rank different numbers of instances ({counts}); every language "
-                "must rank the same instances"
+                "must rank the same instances",
+                argument=str(folder),
             )
         out[direction] = ranks
     return out
@@ -451,9 +465,10 @@ def _released_file(file: Path) -> npt.NDArray[np.float64]:
     ranks = load_ranks(file)
     negative = np.flatnonzero(ranks < 0)
     if negative.size:
-        raise ValueError(
+        raise InputError(
             f"{file}: rank {negative[0]} is {ranks[negative[0]]}; the released ranks are "
-            "0-based positions, never negative"
+            "0-based positions, never negative",
+            argument=str(file),
         )
     return ranks
 
@@ -463,11 +478,12 @@ def _existing_file(path: PathLike, suffixes: tuple[str, ...]) -> Path:
     if not file.exists():
         raise FileNotFoundError(f"{file}: no such file")
     if not file.is_file():
-        raise ValueError(f"{file}: not a file")
+        raise InputError(f"{file}: not a file", argument=str(file))
     if file.suffix.lower() not in suffixes:
-        raise ValueError(
+        raise InputError(
             f"{file}: unknown file type {file.suffix or '(no extension)'!r}; "
-            f"expected one of {', '.join(suffixes)}"
+            f"expected one of {', '.join(suffixes)}",
+            argument=str(file),
         )
     return file
 
@@ -480,11 +496,14 @@ def _read_npz(file: Path) -> dict[str, LoadedArray]:
         except ValueError as exc:
             raise _unreadable(file, ".npz archive", exc) from None
         except (OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{file}: not a readable .npz archive ({exc})") from None
+            raise InputError(
+                f"{file}: not a readable .npz archive ({exc})", argument=str(file)
+            ) from None
         if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(
+            raise InputError(
                 f"{file}: holds a single array {list(archive.shape)}, not named arrays; "
-                "save with np.savez(path, image=..., **{'text.en': ...})"
+                "save with np.savez(path, image=..., **{'text.en': ...})",
+                argument=str(file),
             )
         with archive:
             return {key: _npz_member(archive, key, file) for key in archive.files}
@@ -495,13 +514,14 @@ def _npz_member(archive: Any, key: str, file: Path) -> npt.NDArray[Any]:
         return np.asarray(archive[key])
     except ValueError as exc:
         if "allow_pickle" in str(exc):
-            raise ValueError(
+            raise InputError(
                 f"{file}: key {key!r} is an object array of pickled Python objects "
-                f"({_NO_PICKLE}); save numeric arrays"
+                f"({_NO_PICKLE}); save numeric arrays",
+                argument=str(file),
             ) from None
-        raise ValueError(f"{file}: key {key!r} is unreadable ({exc})") from None
+        raise InputError(f"{file}: key {key!r} is unreadable ({exc})", argument=str(file)) from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ValueError(f"{file}: key {key!r} is unreadable ({exc})") from None
+        raise InputError(f"{file}: key {key!r} is unreadable ({exc})", argument=str(file)) from None
 
 
 def _unreadable(file: Path, kind: str, exc: ValueError) -> ValueError:
@@ -519,7 +539,9 @@ def _read_safetensors(file: Path) -> dict[str, LoadedArray]:
         # The torch API, not the numpy one: it also reads bfloat16.
         return dict(safetensors.torch.load_file(file, device="cpu"))
     except safetensors.SafetensorError as exc:
-        raise ValueError(f"{file}: not a readable safetensors file ({exc})") from None
+        raise InputError(
+            f"{file}: not a readable safetensors file ({exc})", argument=str(file)
+        ) from None
 
 
 def _read_pt(file: Path) -> dict[str, LoadedArray]:
@@ -532,24 +554,30 @@ def _read_pt(file: Path) -> dict[str, LoadedArray]:
         # Both a corrupt file and one that asks for code end here: say what torch saw.
         found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n|$)", str(exc))
         reason = f": {found.group(1).strip()}" if found else ""
-        raise ValueError(
+        raise InputError(
             f"{file}: refused: not a dict of tensors readable without unpickling objects"
-            f"{reason} ({_NO_PICKLE}; re-save as a dict of tensors, .safetensors or .npz)"
+            f"{reason} ({_NO_PICKLE}; re-save as a dict of tensors, .safetensors or .npz)",
+            argument=str(file),
         ) from None
     except (RuntimeError, OSError, EOFError) as exc:
         first_line = str(exc).split("\n", 1)[0].split(". ", 1)[0]
-        raise ValueError(f"{file}: not a readable PyTorch file ({first_line})") from None
+        raise InputError(
+            f"{file}: not a readable PyTorch file ({first_line})", argument=str(file)
+        ) from None
     if not isinstance(obj, dict):
-        raise ValueError(
+        raise InputError(
             f"{file}: holds a {type(obj).__name__}, not a dict of tensors; "
-            "save with torch.save({'image': ..., 'text.en': ...}, path)"
+            "save with torch.save({'image': ..., 'text.en': ...}, path)",
+            argument=str(file),
         )
     not_tensors = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
-        raise ValueError(f"{file}: the values of keys {not_tensors} are not tensors")
+        raise InputError(
+            f"{file}: the values of keys {not_tensors} are not tensors", argument=str(file)
+        )
     not_named = [k for k in obj if not isinstance(k, str)]
     if not_named:
-        raise ValueError(f"{file}: keys {not_named} are not strings")
+        raise InputError(f"{file}: keys {not_named} are not strings", argument=str(file))
     return dict(obj)
 
 
@@ -563,10 +591,12 @@ def _read_npy(file: Path) -> npt.NDArray[Any]:
         except ValueError as exc:
             raise _unreadable(file, ".npy file", exc) from None
         except (OSError, EOFError) as exc:
-            raise ValueError(f"{file}: not a readable .npy file ({exc})") from None
+            raise InputError(
+                f"{file}: not a readable .npy file ({exc})", argument=str(file)
+            ) from None
         if not isinstance(loaded, np.ndarray):
             loaded.close()
-            raise ValueError(f"{file}: is an .npz archive, not one .npy array")
+            raise InputError(f"{file}: is an .npz archive, not one .npy array", argument=str(file))
         return loaded
 
 
@@ -574,7 +604,7 @@ def _read_lines(file: Path) -> npt.NDArray[np.float64]:
     try:
         lines = file.read_text().splitlines()
     except UnicodeDecodeError:
-        raise ValueError(f"{file}: not a text file") from None
+        raise InputError(f"{file}: not a text file", argument=str(file)) from None
     values = []
     for number, line in enumerate(lines, start=1):
         text = line.strip()
@@ -583,8 +613,9 @@ def _read_lines(file: Path) -> npt.NDArray[np.float64]:
         try:
             values.append(float(text))
         except ValueError:
-            raise ValueError(
-                f"{file}: line {number} is {text!r}, not one number (one rank per line)"
+            raise InputError(
+                f"{file}: line {number} is {text!r}, not one number (one rank per line)",
+                argument=str(file),
             ) from None
     return np.asarray(values, dtype=np.float64)
 
@@ -618,7 +649,9 @@ def _group_keys(
                 if embeddings
                 else " (embeddings: read them with load_embeddings, or `ccr-metrics evaluate`)"
             )
-        raise ValueError(f"{path}: unexpected key(s) {unexpected}{hint}; expected {layout}")
+        raise InputError(
+            f"{path}: unexpected key(s) {unexpected}{hint}; expected {layout}", argument=str(path)
+        )
     return groups
 
 
@@ -631,4 +664,6 @@ def _check_mapped_languages(
     orphans = [lang for lang in mapping if lang not in present]
     if orphans:
         keys = [f"text_to_image.{lang}" for lang in orphans]
-        raise ValueError(f"{path}: {keys} given for language(s) {orphans} without {what}")
+        raise InputError(
+            f"{path}: {keys} given for language(s) {orphans} without {what}", argument=str(path)
+        )

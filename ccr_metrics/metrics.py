@@ -61,7 +61,7 @@ class _RankMetric(Metric):
         if isinstance(state, list):
             state = torch.cat(state) if state else torch.empty(0)
         if state.shape[0] == 0:
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__}.compute() needs at least one update() since the "
                 "metric was built or last reset()"
             )
@@ -333,9 +333,10 @@ class MeanRankVariance(_RankMetric):
         check_numeric(s, "scores")
         n, k, g = s.shape
         if n == 0 or k == 0 or g == 0:
-            raise ValueError(
+            raise InputError(
                 "scores must have at least one instance, language and candidate, "
-                f"got {shape_str(s)}"
+                f"got {shape_str(s)}",
+                argument="scores",
             )
         self._check_languages(k, "scores")
         present = _checked_mask(mask, n, k, s.device)
@@ -357,9 +358,10 @@ class MeanRankVariance(_RankMetric):
                 if found is None:
                     raise
                 index, value = found
-                raise ValueError(
+                raise InputError(
                     f"scores contains {value} at {list(index)}; scores must be finite "
-                    "(mark missing languages with mask)"
+                    "(mark missing languages with mask)",
+                    argument="scores",
                 ) from None
         self._keep(ranks)
 
@@ -384,8 +386,9 @@ class MeanRankVariance(_RankMetric):
         r, present, _ = checked_rank_matrix(ranks, mask, rows="B")
         n, k = r.shape
         if n == 0 or k == 0:
-            raise ValueError(
-                f"ranks must have at least one instance and language, got {shape_str(r)}"
+            raise InputError(
+                f"ranks must have at least one instance and language, got {shape_str(r)}",
+                argument="ranks",
             )
         self._check_languages(k, "ranks")
         kept = torch.where(present, r, torch.full_like(r, float("nan")))
@@ -410,7 +413,7 @@ class MeanRankVariance(_RankMetric):
         widths = torch.unique(self._joined(self.languages))
         if widths.shape[0] > 1:
             # update() refuses a second K, so the batches that differ came from other processes.
-            raise ValueError(
+            raise InputError(
                 f"processes hold ranks for different numbers of languages "
                 f"{[int(w) for w in widths]}; every batch needs the same K"
             )
@@ -423,9 +426,10 @@ class MeanRankVariance(_RankMetric):
 
     def _check_languages(self, k: int, name: str) -> None:
         if self.languages and int(self.languages[-1]) != k:
-            raise ValueError(
+            raise InputError(
                 f"{name} covers {k} languages, earlier batches {int(self.languages[-1])}; "
-                "every batch needs the same K (mark missing languages with mask)"
+                "every batch needs the same K (mark missing languages with mask)",
+                argument=name,
             )
 
     def _keep(self, ranks: torch.Tensor) -> None:
@@ -461,19 +465,24 @@ def _positive_columns(positives: ArrayLike, present: torch.Tensor, g: int) -> to
     n, k = present.shape
     p, _ = to_tensor(positives, "positives")
     if p.dtype == torch.bool or p.is_floating_point() or p.is_complex():
-        raise ValueError(f"positives must hold integer gallery indices, got dtype {dtype_str(p)}")
+        raise InputError(
+            f"positives must hold integer gallery indices, got dtype {dtype_str(p)}",
+            argument="positives",
+        )
     if tuple(p.shape) == (n,):
         p = p[:, None].expand(n, k)
     elif tuple(p.shape) != (n, k):
-        raise ValueError(
+        raise InputError(
             f"positives must have shape [{n}] (one candidate per instance) or [{n}, {k}] "
-            f"(one per instance and language), got {shape_str(p)}"
+            f"(one per instance and language), got {shape_str(p)}",
+            argument="positives",
         )
     p = p.to(device=present.device, dtype=torch.long)
     bad = present & ((p < 0) | (p >= g))
     if bool(bad.any()):
         i, j = (int(v) for v in bad.nonzero()[0])
-        raise ValueError(
-            f"positives has candidate index {int(p[i, j])} at [{i}, {j}], outside [0, {g})"
+        raise InputError(
+            f"positives has candidate index {int(p[i, j])} at [{i}, {j}], outside [0, {g})",
+            argument="positives",
         )
     return p

@@ -8,7 +8,14 @@ import torch
 
 from ._backend import Array, ArrayLike, to_output, to_tensor
 from ._positives import text_owner_index
-from ._validation import check_bool_mask, check_choice, check_ndim, check_numeric, renamed
+from ._validation import (
+    InputError,
+    check_bool_mask,
+    check_choice,
+    check_ndim,
+    check_numeric,
+    renamed,
+)
 
 __all__ = [
     "CAPTION_REDUCTIONS",
@@ -99,9 +106,10 @@ def checked_rank_matrix(
     bad = present & ~torch.isfinite(r)
     if bool(bad.any()):
         i, j = (int(v) for v in bad.nonzero()[0])
-        raise ValueError(
+        raise InputError(
             f"ranks contains {float(r[i, j])} at [{i}, {j}]; mark missing languages "
-            "with mask instead"
+            "with mask instead",
+            argument="ranks",
         )
     return r, present, as_torch
 
@@ -165,9 +173,10 @@ def mean_rank_variance(
     spread, _ = to_tensor(instance_rank_variance(ranks, reduction=reduction, mask=mask), "spread")
     kept = ~torch.isnan(spread)
     if not bool(kept.any()):
-        raise ValueError(
+        raise InputError(
             "mean_rank_variance needs at least one instance ranked in two or more "
-            f"languages; none of the {spread.shape[0]} rows of ranks has two present"
+            f"languages; none of the {spread.shape[0]} rows of ranks has two present",
+            argument="mean_rank_variance",
         )
     return float(spread[kept].mean())
 
@@ -228,8 +237,9 @@ def ranks_per_image(
     check_ndim(r, "text_ranks", 1, "[M] (one rank per caption)")
     r = r.double()
     if bool(torch.isnan(r).any()):
-        raise ValueError(
-            f"text_ranks contains NaN at position {int(torch.isnan(r).nonzero()[0, 0])}"
+        raise InputError(
+            f"text_ranks contains NaN at position {int(torch.isnan(r).nonzero()[0, 0])}",
+            argument="text_ranks",
         )
     owner = text_owner_index(text_to_image, n_texts=r.shape[0], n_images=n_images, device=r.device)
     count = torch.bincount(owner, minlength=n_images)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._validation import InputError
 from .consistency import pairwise_disagreement
 from .mrv import instance_rank_variance
 from .results import MetricKey
@@ -178,15 +179,16 @@ def plot_comparison(
     True
     """
     if isinstance(names, str) or len(names) != 2:
-        raise ValueError(f"names must be two strings, got {names!r}")
+        raise InputError(f"names must be two strings, got {names!r}", argument="names")
     languages = [lang for lang in report_a.languages if lang in report_b.languages]
     ks = [k for k in report_a.ks if k in report_b.ks]
     directions = [d for d in report_a.directions if d in report_b.directions]
     if not languages or not ks or not directions:
-        raise ValueError(
+        raise InputError(
             "report_a and report_b must share a language, a cut-off and a direction; got "
             f"languages {report_a.languages} / {report_b.languages}, ks {report_a.ks} / "
-            f"{report_b.ks}, directions {report_a.directions} / {report_b.directions}"
+            f"{report_b.ks}, directions {report_a.directions} / {report_b.directions}",
+            argument="report_b",
         )
     figure_cls, canvas_cls = _matplotlib()
     fig = figure_cls(figsize=(COMPARISON_SIZE[0] / _DPI, COMPARISON_SIZE[1] / _DPI), dpi=_DPI)
@@ -272,9 +274,10 @@ def _interval_values(intervals: Any) -> Mapping[Any, tuple[float, float, float]]
     # A plain dict has a values() method too, so test for a mapping first.
     values = intervals if isinstance(intervals, Mapping) else getattr(intervals, "values", None)
     if not isinstance(values, Mapping):
-        raise ValueError(
+        raise InputError(
             "intervals must be a mapping from MetricKey (or names such as 'en/i2t/R@1') to "
-            f"(estimate, low, high), or have one as .values; got {type(intervals).__name__}"
+            f"(estimate, low, high), or have one as .values; got {type(intervals).__name__}",
+            argument="intervals",
         )
     return {MetricKey.of(key): value for key, value in values.items()}
 

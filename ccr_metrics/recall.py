@@ -8,7 +8,14 @@ from typing import Any
 import torch
 
 from ._backend import ArrayLike, to_tensor
-from ._validation import check_choice, check_ndim, check_numeric, check_positive_ints, shape_str
+from ._validation import (
+    InputError,
+    check_choice,
+    check_ndim,
+    check_numeric,
+    check_positive_ints,
+    shape_str,
+)
 from .ties import DEFAULT_TIES, TIES, RankCounts, Ties
 
 __all__ = ["multilingual_recall", "recall_at_k"]
@@ -77,13 +84,14 @@ def recall_at_k(
     if isinstance(ranks, RankCounts):
         policy = check_choice("ties", DEFAULT_TIES if ties is None else ties, TIES)
         if len(ranks) == 0:
-            raise ValueError("ranks must hold at least one query, got 0 counts")
+            raise InputError("ranks must hold at least one query, got 0 counts", argument="ranks")
         hits = [float(to_tensor(ranks.hits(c, ties=policy), "hits")[0].mean()) for c in cutoffs]
         return dict(zip(cutoffs, hits, strict=True))
     if ties is not None:
-        raise ValueError(
+        raise InputError(
             "ties applies to RankCounts; ranks already carry the tie policy they were "
-            "made with (pass rank_counts(...) to choose it here)"
+            "made with (pass rank_counts(...) to choose it here)",
+            argument="ties",
         )
     r = _checked_ranks(ranks)
     ks = torch.tensor(cutoffs, dtype=torch.float64, device=r.device)
@@ -142,17 +150,20 @@ def multilingual_recall(
     ({1: 0.5, 5: 1.0}, 0.8125)
     """
     if not ranks:
-        raise ValueError("ranks must map at least one language to its ranks")
+        raise InputError("ranks must map at least one language to its ranks", argument="ranks")
     recall: dict[str, dict[str, dict[int, float]]] = {}
     for language, by_direction in ranks.items():
         unknown = set(by_direction) - set(DIRECTIONS)
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"ranks[{language!r}] has unknown direction(s) {sorted(unknown)}; "
-                f"expected {list(DIRECTIONS)}"
+                f"expected {list(DIRECTIONS)}",
+                argument=f"ranks[{language!r}]",
             )
         if not by_direction:
-            raise ValueError(f"ranks[{language!r}] holds no direction")
+            raise InputError(
+                f"ranks[{language!r}] holds no direction", argument=f"ranks[{language!r}]"
+            )
         recall[language] = {
             d: recall_at_k(
                 by_direction[d], k, ties=ties if isinstance(by_direction[d], RankCounts) else None
@@ -185,15 +196,16 @@ def _checked_ranks(ranks: ArrayLike) -> torch.Tensor:
     check_numeric(r, "ranks")
     check_ndim(r, "ranks", 1, "[Q] (one rank per query)")
     if r.shape[0] == 0:
-        raise ValueError("ranks must hold at least one query, got shape [0]")
+        raise InputError("ranks must hold at least one query, got shape [0]", argument="ranks")
     r = r.double()
     if bool(torch.isnan(r).any()):
         at = int(torch.isnan(r).nonzero()[0, 0])
-        raise ValueError(f"ranks contains NaN at position {at} of {shape_str(r)}")
+        raise InputError(f"ranks contains NaN at position {at} of {shape_str(r)}", argument="ranks")
     if bool((r < 1).any()):
         at = int((r < 1).nonzero()[0, 0])
-        raise ValueError(
+        raise InputError(
             f"ranks must be 1-based (>= 1), got {float(r[at])} at position {at}; "
-            "add 1 to 0-based positions"
+            "add 1 to 0-based positions",
+            argument="ranks",
         )
     return r

@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import _bootstrap, _report_json
 from ._bootstrap import Method
-from ._validation import check_choice
+from ._validation import InputError, check_choice
 from .mrv import REDUCTIONS, instance_rank_variance, mean_rank_variance, ranks_per_image
 from .recall import DIRECTIONS, multilingual_recall
 from .results import Interval, Intervals, KeyedResult, MetricKey
@@ -96,11 +96,14 @@ class Report(KeyedResult):
     def __post_init__(self) -> None:
         ties = self.settings.get("ties", DEFAULT_TIES if self.counts is not None else None)
         if ties is not None and ties not in TIES:
-            raise ValueError(f"settings.ties must be one of {list(TIES)}, got {ties!r}")
+            raise InputError(
+                f"settings.ties must be one of {list(TIES)}, got {ties!r}", argument="settings.ties"
+            )
         if self.counts is None and ties == "expected":
-            raise ValueError(
+            raise InputError(
                 "settings.ties='expected' needs the rank counts (Report.from_counts): "
-                "expected recall cannot be read off ranks"
+                "expected recall cannot be read off ranks",
+                argument="settings",
             )
 
     @classmethod
@@ -154,7 +157,10 @@ class Report(KeyedResult):
             If ``ties`` is not a valid choice or the report keeps ranks only.
         """
         if self.counts is None:
-            raise ValueError("with_ties needs the rank counts; this report keeps ranks only")
+            raise InputError(
+                "with_ties needs the rank counts; this report keeps ranks only",
+                argument="with_ties",
+            )
         check_choice("ties", ties, TIES)
         return Report.from_counts(
             self.counts, self.text_to_image, self.n_images, self.ks, {**self.settings, "ties": ties}

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _bootstrap
 from ._bootstrap import METHODS, Method
+from ._validation import InputError
 from .report import Report, bootstrap_intervals
 from .results import Comparison, Difference, Interval, Intervals, MetricKey
 
@@ -134,34 +135,40 @@ def compare(
 def _check_comparable(a: Report, b: Report) -> None:
     """Refuse two reports whose numbers are not over the same queries and settings."""
     if a.n_images != b.n_images:
-        raise ValueError(
+        raise InputError(
             "report_a and report_b are over different test sets: n_images "
-            f"{a.n_images} != {b.n_images}"
+            f"{a.n_images} != {b.n_images}",
+            argument="report_b",
         )
     if set(a.languages) != set(b.languages):
-        raise ValueError(
-            f"report_a and report_b are over different languages: {a.languages} != {b.languages}"
+        raise InputError(
+            f"report_a and report_b are over different languages: {a.languages} != {b.languages}",
+            argument="report_b",
         )
     for lang in a.languages:
         if set(a.ranks[lang]) != set(b.ranks[lang]):
-            raise ValueError(
+            raise InputError(
                 f"report_a and report_b have different directions for {lang!r}: "
-                f"{sorted(a.ranks[lang])} != {sorted(b.ranks[lang])}"
+                f"{sorted(a.ranks[lang])} != {sorted(b.ranks[lang])}",
+                argument="report_b",
             )
         if not np.array_equal(a.text_to_image[lang], b.text_to_image[lang]):
-            raise ValueError(
+            raise InputError(
                 f"report_a and report_b are over different test sets: text_to_image[{lang!r}] "
-                "differs (other captions, or the same ones in another order)"
+                "differs (other captions, or the same ones in another order)",
+                argument="report_b",
             )
     defaults = {"ties": None, "caption_reduction": "first"}
     for name, default in defaults.items():
         value_a, value_b = a.settings.get(name, default), b.settings.get(name, default)
         if value_a != value_b:
-            raise ValueError(
+            raise InputError(
                 f"report_a and report_b were made with different settings: {name} "
-                f"{value_a!r} != {value_b!r}"
+                f"{value_a!r} != {value_b!r}",
+                argument="report_b",
             )
     if tuple(a.ks) != tuple(b.ks):
-        raise ValueError(
-            f"report_a and report_b were made with different settings: ks {a.ks} != {b.ks}"
+        raise InputError(
+            f"report_a and report_b were made with different settings: ks {a.ks} != {b.ks}",
+            argument="report_b",
         )

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ._backend import Array, to_output, to_tensor
-from ._validation import check_choice, dtype_str, shape_str
+from ._validation import InputError, check_choice, check_positive_int, dtype_str, shape_str
 
 __all__ = ["DEFAULT_TIES", "EMPTY", "TIES", "RankCounts"]
 
@@ -96,9 +96,10 @@ class RankCounts:
         if len(kinds) != 1 or not all(
             isinstance(v, (np.ndarray, torch.Tensor)) for v in fields.values()
         ):
-            raise ValueError(
+            raise InputError(
                 "RankCounts needs above, tied_negatives and tied_positives as three numpy "
-                "arrays or three tensors"
+                "arrays or three tensors",
+                argument="RankCounts",
             )
         tensors = {name: to_tensor(v, name)[0] for name, v in fields.items()}
         first = tensors["above"]
@@ -109,19 +110,22 @@ class RankCounts:
                 or t.dtype.is_complex
                 or t.dtype == torch.bool
             ):
-                raise ValueError(
+                raise InputError(
                     f"RankCounts.{name} must be a 1-D integer array [Q], got {dtype_str(t)} "
-                    f"{shape_str(t)}"
+                    f"{shape_str(t)}",
+                    argument=f"RankCounts.{name}",
                 )
             if t.shape != first.shape or t.device != first.device:
-                raise ValueError(
+                raise InputError(
                     f"RankCounts.{name} {shape_str(t)} on {t.device} does not match above "
-                    f"{shape_str(first)} on {first.device}"
+                    f"{shape_str(first)} on {first.device}",
+                    argument=f"RankCounts.{name}",
                 )
             if t.device.type != "meta" and bool((t < 0).any()):
                 at = int((t < 0).nonzero()[0, 0])
-                raise ValueError(
-                    f"RankCounts.{name} holds {int(t[at])} at query {at}; counts are >= 0"
+                raise InputError(
+                    f"RankCounts.{name} holds {int(t[at])} at query {at}; counts are >= 0",
+                    argument=f"RankCounts.{name}",
                 )
 
     @property
@@ -149,9 +153,10 @@ class RankCounts:
         if not isinstance(other, RankCounts):
             return NotImplemented
         if len(other) != len(self) or other._as_torch != self._as_torch:
-            raise ValueError(
+            raise InputError(
                 f"RankCounts of {len(self)} and {len(other)} queries (or of numpy and torch) "
-                "cannot be added; add counts of the same queries"
+                "cannot be added; add counts of the same queries",
+                argument="other",
             )
         a, n, p = self._tensors()
         b, m, q = other._tensors()
@@ -192,21 +197,13 @@ class RankCounts:
         positive counts 0.
         """
         check_choice("ties", ties, TIES)
-        cutoff = _check_cutoff(k)
+        cutoff = check_positive_int("k", k)
         a, n, p = self._tensors()
         if ties == "expected":
             out = _expected_hits(a, n, p, cutoff)
         else:
             out = (_ranks(a, n, p, ties) <= cutoff).double()
         return to_output(out, self._as_torch)
-
-
-def _check_cutoff(k: Any) -> int:
-    if isinstance(k, torch.Tensor) and k.ndim == 0:
-        k = k.item()
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)
 
 
 def _ranks(a: torch.Tensor, n: torch.Tensor, p: torch.Tensor, ties: Ties) -> torch.Tensor:

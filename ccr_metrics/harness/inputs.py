@@ -10,6 +10,7 @@ import torch
 from .._backend import ArrayLike, to_tensor
 from .._positives import text_owner_index
 from .._validation import (
+    InputError,
     check_choice,
     check_ndim,
     check_numeric,
@@ -56,15 +57,19 @@ def prepare(
     cutoffs, dev = options(k, ties, caption_reduction, device)
     images = _embeddings(image_embeds, "image_embeds")
     if not isinstance(text_embeds, Mapping) or not text_embeds:
-        raise ValueError("text_embeds must map each language to its text embeddings [M, D]")
+        raise InputError(
+            "text_embeds must map each language to its text embeddings [M, D]",
+            argument="text_embeds",
+        )
     selected = select_languages(languages, list(text_embeds))
     texts = {lang: _embeddings(text_embeds[lang], f"text_embeds[{lang!r}]") for lang in selected}
     dim = images.shape[1]
     for lang, t in texts.items():
         if t.shape[1] != dim:
-            raise ValueError(
+            raise InputError(
                 f"text_embeds[{lang!r}] has dimension {t.shape[1]} ({shape_str(t)}) but "
-                f"image_embeds has {dim} ({shape_str(images)})"
+                f"image_embeds has {dim} ({shape_str(images)})",
+                argument=f"text_embeds[{lang!r}]",
             )
     owners = text_owners(
         text_to_image, {lang: t.shape[0] for lang, t in texts.items()}, len(images)
@@ -95,7 +100,9 @@ def score_matrices(
     given = {"i2t": dict(i2t or {}), "t2i": dict(t2i or {})}
     available = list(dict.fromkeys([*given["i2t"], *given["t2i"]]))
     if not available:
-        raise ValueError("evaluate_scores needs i2t or t2i score matrices for some language")
+        raise InputError(
+            "evaluate_scores needs i2t or t2i score matrices for some language", argument="i2t"
+        )
     selected = select_languages(languages, available)
     matrices: dict[str, dict[str, torch.Tensor]] = {lang: {} for lang in selected}
     for direction, by_lang in given.items():
@@ -127,9 +134,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from None
+        raise InputError(
+            f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}", argument="device"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available")
+        raise InputError(
+            f"device {device!r} was asked for but CUDA is not available", argument="device"
+        )
     return dev
 
 
@@ -141,9 +152,9 @@ def _embeddings(x: ArrayLike, name: str) -> torch.Tensor:
     check_ndim(t, name, 2, "[count, D]")
     check_numeric(t, name)
     if not t.is_floating_point():
-        raise ValueError(f"{name} must be floating point, got dtype {dtype_str(t)}")
+        raise InputError(f"{name} must be floating point, got dtype {dtype_str(t)}", argument=name)
     if t.shape[0] == 0:
-        raise ValueError(f"{name} is empty ({shape_str(t)})")
+        raise InputError(f"{name} is empty ({shape_str(t)})", argument=name)
     return t
 
 
@@ -155,9 +166,11 @@ def select_languages(languages: Sequence[str] | None, available: list[str]) -> l
         languages = [languages]
     unknown = [lang for lang in languages if lang not in available]
     if unknown:
-        raise ValueError(f"unknown language(s) {unknown}; available: {available}")
+        raise InputError(
+            f"unknown language(s) {unknown}; available: {available}", argument="languages"
+        )
     if not languages:
-        raise ValueError("languages must name at least one language")
+        raise InputError("languages must name at least one language", argument="languages")
     return list(dict.fromkeys(languages))
 
 
@@ -173,7 +186,7 @@ def text_owners(
                 mapping.get(lang), n_texts=m, n_images=n_images, device=torch.device("cpu")
             )
         except ValueError as exc:
-            raise ValueError(f"language {lang!r}: {exc}") from None
+            raise InputError(f"language {lang!r}: {exc}", argument="language") from None
     return owners
 
 
@@ -190,11 +203,16 @@ def _score_shapes(
             if n_images is None:
                 n_images = n
             elif n != n_images:
-                raise ValueError(f"{name} has {n} images but other matrices have {n_images}")
+                raise InputError(
+                    f"{name} has {n} images but other matrices have {n_images}", argument=name
+                )
             if n_texts.setdefault(lang, k) != k:
-                raise ValueError(
-                    f"{name} has {k} texts but the other direction has {n_texts[lang]}"
+                raise InputError(
+                    f"{name} has {k} texts but the other direction has {n_texts[lang]}",
+                    argument=name,
                 )
     if n_images is None:
-        raise ValueError("evaluate_scores needs i2t or t2i score matrices for some language")
+        raise InputError(
+            "evaluate_scores needs i2t or t2i score matrices for some language", argument="i2t"
+        )
     return n_images, n_texts

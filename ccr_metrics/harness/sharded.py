@@ -12,7 +12,7 @@ from .. import distributed
 from .._backend import ArrayLike
 from .._counting import count_against
 from .._positives import counts_from_positives
-from .._validation import check_finite, dtype_str, renamed
+from .._validation import InputError, check_finite, dtype_str, renamed
 from ..mrv import CaptionReduction
 from ..report import Report
 from ..ties import DEFAULT_TIES, RankCounts, Ties
@@ -120,7 +120,7 @@ def evaluate_sharded(
         if differing:
             theirs = {k: view[k] for k in differing}
             ours = {k: layout[k] for k in differing}
-            raise ValueError(f"process {r} was called with {theirs}, this process with {ours}")
+            raise InputError(f"process {r} was called with {theirs}, this process with {ours}")
     rank = distributed.get_rank()
     n_images_by_rank = [view["sizes"][0] for view in views]
     image_offsets = np.cumsum([0, *n_images_by_rank])
