@@ -30,7 +30,11 @@ from .io import (
 )
 from .losses import (
     ContrastiveLossTerms,
+    HardSamples,
+    MatchingPairs,
     OneToKContrastiveLoss,
+    matching_loss,
+    matching_pairs,
     one_to_k_contrastive_loss,
     one_to_one_contrastive_loss,
 )
@@ -59,6 +63,7 @@ from .sampling import (
     hard_negatives,
     hard_positive_languages,
     hard_positive_probabilities,
+    mine,
     released_hard_positive_languages,
     released_hard_positive_probabilities,
 )
@@ -87,9 +92,11 @@ __all__ = [
     "ContrastiveLossTerms",
     "Difference",
     "Embeddings",
+    "HardSamples",
     "InputError",
     "Interval",
     "Intervals",
+    "MatchingPairs",
     "MeanRankVariance",
     "MetricKey",
     "OneToKContrastiveLoss",
@@ -119,7 +126,10 @@ __all__ = [
     "load_ranks",
     "load_released_ranks",
     "load_scores",
+    "matching_loss",
+    "matching_pairs",
     "mean_rank_variance",
+    "mine",
     "multilingual_recall",
     "one_to_k_contrastive_loss",
     "one_to_one_contrastive_loss",

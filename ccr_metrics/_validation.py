@@ -162,17 +162,25 @@ def check_positive_ints(name: str, values: object) -> tuple[int, ...]:
 
 
 def check_bool_mask(
-    mask: torch.Tensor, name: str, shape: tuple[int, ...], layout: str, device: torch.device
+    mask: torch.Tensor,
+    name: str,
+    shape: tuple[int, ...],
+    layout: str,
+    device: torch.device,
+    *,
+    row_ok: bool = False,
 ) -> torch.Tensor:
     """Return ``mask`` on ``device`` after checking it is bool with the given ``shape``.
 
     ``layout`` names the dimensions for the message, e.g. ``"(instances x languages)"``.
+    With ``row_ok``, one row ``shape[1:]`` is accepted too and broadcast to ``shape``.
     """
     if mask.dtype != torch.bool:
         raise InputError(f"{name} must be a bool array, got dtype {dtype_str(mask)}", argument=name)
-    if tuple(mask.shape) != shape:
-        wanted = "[" + ", ".join(str(n) for n in shape) + "]"
+    shapes = [shape, shape[1:]] if row_ok else [shape]
+    if tuple(mask.shape) not in shapes:
+        wanted = " or ".join("[" + ", ".join(str(n) for n in s) + "]" for s in shapes)
         raise InputError(
             f"{name} must have shape {wanted} {layout}, got {shape_str(mask)}", argument=name
         )
-    return mask.to(device)
+    return mask.to(device).expand(shape)

@@ -1,8 +1,14 @@
 """Hard positive languages and hard negatives for the matching heads of CCR^k.
 
-Both samplers turn similarities into a weight per candidate, never give weight to a
+The samplers turn similarities into a weight per candidate, never give weight to a
 candidate that must not be drawn, and make one ``torch.multinomial`` call for the whole
 batch, so a seeded ``torch.Generator`` reproduces the draws.
+
+:func:`mine` draws everything one training step's matching head needs from the
+``[B, B * K]`` image-to-text cosines: per image a hard positive text, a hard negative
+image and a hard negative text, returned as indices (:class:`HardSamples`) that
+:func:`ccr_metrics.losses.matching_pairs` turns into the pairs and labels of the
+matching loss. The index tuple is the whole contract: no base class to inherit.
 
 Where the paper's formulas (Eq. 8 and 9) are undefined, because a similarity is not
 positive or an image has a single text, the rules below apply; they agree with the
@@ -36,21 +42,31 @@ import torch
 
 from ._backend import ArrayLike, to_tensor
 from ._contrastive import (
+    HardSamples,
     check_generator,
     check_temperature,
     check_text_mask,
 )
-from ._validation import check_choice, check_ndim, first_nonfinite, shape_str
+from ._validation import (
+    InputError,
+    check_bool_mask,
+    check_choice,
+    check_ndim,
+    first_nonfinite,
+    shape_str,
+)
 
 __all__ = [
     "POSITIVE_VARIANTS",
     "RELEASED_EPS",
     "SAMPLING_VARIANTS",
     "SIMILARITY_FLOOR",
+    "HardSamples",
     "hard_negative_probabilities",
     "hard_negatives",
     "hard_positive_languages",
     "hard_positive_probabilities",
+    "mine",
     "released_hard_positive_languages",
     "released_hard_positive_probabilities",
 ]
@@ -200,6 +216,7 @@ def released_hard_positive_probabilities(
     temperature: float,
     *,
     option: ReleasedOption = 1,
+    text_mask: ArrayLike | None = None,
 ) -> torch.Tensor:
     """Return the hard positive distribution of the released code, ``[B, K]``.
 
@@ -218,6 +235,11 @@ def released_hard_positive_probabilities(
     option : {0, 1, 2}, default 1
         The released ``neg_sample_type``: 0 uniform, 1 (its default) softmax
         weights, 2 scaled similarities; see Notes.
+    text_mask : bool array or tensor, shape [B, K], optional
+        ``True`` where text ``k`` of image ``b`` (column ``b * K + k``) exists; an
+        extension, the released code has no mask. Missing texts leave every softmax
+        and maximum and are never drawn, and their ``sim_i2t`` columns are ignored
+        (they may be NaN); every image needs at least one text.
 
     Returns
     -------
@@ -232,8 +254,9 @@ def released_hard_positive_probabilities(
         If ``sim_i2t`` is not a floating-point 2-D tensor with at least one row, its
         number of columns is not a positive multiple of its number of rows, it holds
         a NaN or infinity (the message names the first position), ``temperature`` is
-        not a finite positive number or makes ``sim_i2t / temperature`` overflow, or
-        ``option`` is not 0, 1 or 2.
+        not a finite positive number or makes ``sim_i2t / temperature`` overflow,
+        ``option`` is not 0, 1 or 2, or ``text_mask`` is not a bool ``[B, K]`` array
+        or leaves an image without texts.
 
     Notes
     -----
@@ -272,8 +295,8 @@ def released_hard_positive_probabilities(
     tensor([[0.3917, 0.6083],
             [0.0072, 0.9928]], dtype=torch.float64)
     """
-    logits, n_languages = _released_logits(sim_i2t, temperature, option)
-    weights = _released_positive_weights(logits, n_languages, option)
+    logits, present = _released_logits(sim_i2t, temperature, option, text_mask)
+    weights = _released_positive_weights(logits, present, option)
     return weights / weights.sum(1, keepdim=True)
 
 
@@ -283,12 +306,13 @@ def released_hard_positive_languages(
     *,
     option: ReleasedOption = 1,
     generator: torch.Generator | None = None,
+    text_mask: ArrayLike | None = None,
 ) -> torch.Tensor:
     """Draw one language per image as the released code does, ``[B]``.
 
     Parameters
     ----------
-    sim_i2t, temperature, option
+    sim_i2t, temperature, option, text_mask
         As for :func:`released_hard_positive_probabilities`.
     generator : torch.Generator, optional
         Source of randomness, on the device of ``sim_i2t``.
@@ -323,9 +347,9 @@ def released_hard_positive_languages(
     >>> bool(((language >= 0) & (language < 2)).all())
     True
     """
-    logits, n_languages = _released_logits(sim_i2t, temperature, option)
+    logits, present = _released_logits(sim_i2t, temperature, option, text_mask)
     check_generator(generator, logits.device)
-    return _draw(_released_positive_weights(logits, n_languages, option), generator)
+    return _draw(_released_positive_weights(logits, present, option), generator)
 
 
 def hard_negatives(
@@ -457,6 +481,150 @@ def hard_negative_probabilities(
     return weights / weights.sum(1, keepdim=True)
 
 
+def mine(
+    sim_i2t: torch.Tensor,
+    *,
+    text_mask: ArrayLike | None = None,
+    variant: SamplingVariant = "paper",
+    temperature: float = 0.07,
+    generator: torch.Generator | None = None,
+) -> HardSamples:
+    """Draw a hard positive text, a hard negative image and a hard negative text per image.
+
+    The samples the matching (ITM) head of CCR^k scores, as indices (the contract
+    :func:`ccr_metrics.losses.matching_pairs` consumes), drawn without gradient.
+
+    Parameters
+    ----------
+    sim_i2t : torch.Tensor, shape [B, B * K]
+        Cosine of each image with every text of the batch, texts image-major (the
+        ``K`` texts of image ``b`` are columns ``b * K .. b * K + K - 1``), e.g.
+        ``image_embeds @ text_embeds.reshape(B * K, D).T``; not divided by the
+        temperature. ``K`` is ``sim_i2t.shape[1] // B``. Its gradient is not used.
+    text_mask : bool array or tensor, shape [B, K], optional
+        ``True`` where a text exists. Missing texts are never drawn (as positives or
+        negatives), leave every weight, and their columns of ``sim_i2t`` are ignored
+        (they may be NaN). Every image needs at least one text.
+    variant : {"paper", "released", "uniform"}, default "paper"
+        The weights; see Notes.
+    temperature : float, default 0.07
+        Divides ``sim_i2t`` in the ``"released"`` softmaxes; unused otherwise. The
+        released code passes its learnable ``temp`` at that step.
+    generator : torch.Generator, optional
+        Source of randomness, on the device of ``sim_i2t``. Three
+        ``torch.multinomial`` calls draw, in this order, the positives, the negative
+        images and the negative texts of the whole batch.
+
+    Returns
+    -------
+    HardSamples
+        ``positive_text``, ``negative_image``, ``negative_text``: int64 ``[B]`` on the
+        device of ``sim_i2t``. For image ``b``: ``positive_text[b]`` is one of its own
+        present texts (``positive_text[b] // K == b``), ``negative_image[b] != b``, and
+        ``negative_text[b]`` a present text of another image.
+
+    Raises
+    ------
+    InputError
+        If the batch has fewer than 2 images (no negative image to draw).
+    ValueError
+        If ``sim_i2t`` is not a floating-point ``[B, B * K]`` tensor, finite where
+        the texts exist; if ``text_mask`` is not a bool ``[B, K]`` array or leaves an
+        image without texts; if ``variant`` is unknown, ``temperature`` is not finite
+        and positive or, for ``"released"``, makes ``sim_i2t / temperature``
+        overflow; if ``generator`` is on another device.
+
+    Notes
+    -----
+    With ``s(b, n, k)`` the cosine of image ``b`` with text ``k`` of image ``n``:
+
+    - ``"paper"``: the hard positive follows Eq. 8 on image ``b``'s own cosines
+      (:func:`hard_positive_probabilities`, normalised, with its floor); the negative
+      image follows Eq. 9, image ``n != b`` weighted by ``sum_k s(n, b, k)`` over
+      ``b``'s present texts (the instance's texts, not only the chosen positive); the
+      negative text weighs text ``(n, k)``, ``n != b``, by ``s(b, n, k)``. The
+      ``"paper"`` rules of :func:`hard_negatives` raise similarities below
+      :data:`SIMILARITY_FLOOR` to it.
+    - ``"released"``: ``get_unialign_matching_loss`` of the authors' code with its
+      default ``neg_sample_type = 1``: the positive from
+      :func:`released_hard_positive_probabilities` (option 1); the negative image from
+      ``softmax(sim / temperature) + 1e-5`` of the **text chosen as hard positive**
+      over the ``B`` images, image ``b`` zeroed; the negative text from image ``b``'s
+      softmax row over all ``B * K`` texts + 1e-5, its own texts zeroed.
+    - ``"uniform"``: each uniformly among the allowed candidates.
+
+    The released code makes one ``torch.multinomial`` call per sample; the
+    distributions are the same, the individual draws are not. For option 0 or 2 of
+    the released positives, compose :func:`released_hard_positive_languages` and
+    :func:`hard_negatives` as this function does.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sim_i2t = torch.tensor([[0.8, 0.5, 0.9, 0.1],    # B = 2, K = 2
+    ...                         [0.2, 0.3, 0.7, 0.6]])
+    >>> hard = mine(sim_i2t, generator=torch.Generator().manual_seed(0))
+    >>> (hard.positive_text // 2).tolist(), hard.negative_image.tolist()
+    ([0, 1], [1, 0])
+    >>> (hard.negative_text // 2).tolist()
+    [1, 0]
+    >>> released = mine(sim_i2t, variant="released", temperature=0.1)
+    >>> released.positive_text.dtype, released.positive_text.shape
+    (torch.int64, torch.Size([2]))
+    """
+    check_choice("variant", variant, SAMPLING_VARIANTS)
+    check_temperature(temperature)
+    if isinstance(sim_i2t, torch.Tensor):
+        sim_i2t = sim_i2t.detach()
+    s, present = _check_sim_i2t(sim_i2t, text_mask)
+    n_images, n_languages = present.shape
+    if n_images < 2:
+        raise InputError(
+            f"sim_i2t {shape_str(s)} holds one image: a hard negative image needs a batch "
+            "of at least 2",
+            argument="sim_i2t",
+        )
+    # Every image has a text and there are two or more: every row has negatives.
+    check_generator(generator, s.device)
+    rows = torch.arange(n_images, device=s.device)
+    eye = torch.eye(n_images, dtype=torch.bool, device=s.device)
+    own_texts = eye.repeat_interleave(n_languages, dim=1)  # [B, B * K]
+    exists = present.reshape(-1)
+    mask = None if text_mask is None else present
+
+    if variant == "released":
+        language = released_hard_positive_languages(
+            s, temperature, text_mask=mask, generator=generator
+        )
+    else:
+        own = s.view(n_images, n_images, n_languages)[rows, rows]  # [B, K]
+        positive_variant: PositiveVariant = "uniform" if variant == "uniform" else "paper"
+        language = hard_positive_languages(
+            own, variant=positive_variant, text_mask=mask, generator=generator
+        )
+    positive_text = rows * n_languages + language
+
+    if variant == "released":
+        # The chosen positive text's cosines with the B images, as the released code.
+        image_sim = s.T[positive_text]  # [B, B]
+    else:
+        # Eq. 9: image n scored for instance b by sum_k t_bk . i_n over b's present texts.
+        per_text = s.T.reshape(n_images, n_languages, n_images)  # [b, k, n]
+        image_sim = torch.where(present[..., None], per_text, 0.0).sum(1)
+    negative_image = hard_negatives(
+        image_sim, eye, variant=variant, temperature=temperature, generator=generator
+    )
+    negative_text = hard_negatives(
+        s,
+        own_texts,
+        variant=variant,
+        temperature=temperature,
+        generator=generator,
+        candidate_mask=exists,
+    )
+    return HardSamples(positive_text, negative_image, negative_text)
+
+
 def _positive_variant(variant: PositiveVariant) -> PositiveVariant:
     """``variant`` checked, with the deprecated ``"released"`` mapped to ``"max_gap"``.
 
@@ -506,48 +674,78 @@ def _positive_weights(
 
 
 def _released_logits(
-    sim_i2t: torch.Tensor, temperature: float, option: ReleasedOption
-) -> tuple[torch.Tensor, int]:
-    """Check the arguments; return ``sim_i2t / temperature`` in float64 and ``K``."""
+    sim_i2t: torch.Tensor,
+    temperature: float,
+    option: ReleasedOption,
+    text_mask: ArrayLike | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check the arguments; return ``sim_i2t / temperature`` in float64 and the mask.
+
+    The mask is ``[B, K]`` bool, all True without ``text_mask``; the logits of missing
+    texts are 0.
+    """
     if isinstance(option, bool) or not isinstance(option, int) or option not in _RELEASED_OPTIONS:
-        raise ValueError(
+        raise InputError(
             "option must be one of 0 (uniform), 1 (softmax weights, the released default) "
-            f"or 2 (scaled similarities); got {option!r}"
+            f"or 2 (scaled similarities); got {option!r}",
+            argument="option",
         )
     scale = check_temperature(temperature)
+    s, present = _check_sim_i2t(sim_i2t, text_mask)
+    logits = s.double().masked_fill(~present.reshape(1, -1), 0.0) / scale
+    found = first_nonfinite(logits)
+    if found is not None:
+        raise InputError(
+            f"sim_i2t {shape_str(s)} / temperature {temperature!r} overflows float64 at "
+            f"{list(found[0])}; use a larger temperature",
+            argument="sim_i2t",
+        )
+    return logits, present
+
+
+def _check_sim_i2t(
+    sim_i2t: torch.Tensor, text_mask: ArrayLike | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sim_i2t`` checked as ``[B, B * K]``, finite where present; the ``[B, K]`` mask."""
     layout = "[B, B * K] (images x texts, image-major)"
     s = _check_sim(sim_i2t, layout, name="sim_i2t")
     n_images, n_texts = s.shape
     if n_texts % n_images != 0:
-        raise ValueError(
+        raise InputError(
             f"sim_i2t must be {layout}: its {n_texts} columns must be K texts for each of "
             f"its {n_images} rows, but {n_texts} is not a multiple of {n_images} "
-            f"(shape {shape_str(s)})"
+            f"(shape {shape_str(s)})",
+            argument="sim_i2t",
         )
-    _check_finite(s, name="sim_i2t")
-    logits = s.double() / scale
-    found = first_nonfinite(logits)
-    if found is not None:
-        raise ValueError(
-            f"sim_i2t {shape_str(s)} / temperature {temperature!r} overflows float64 at "
-            f"{list(found[0])}; use a larger temperature"
-        )
-    return logits, n_texts // n_images
+    n_languages = n_texts // n_images
+    if text_mask is None:
+        present = torch.ones(n_images, n_languages, dtype=torch.bool, device=s.device)
+        _check_finite(s, name="sim_i2t")
+    else:
+        present = check_text_mask(text_mask, n_images, n_languages, s.device)
+        _check_finite(s, present.reshape(1, -1).expand_as(s), name="sim_i2t")
+    return s, present
 
 
 def _released_positive_weights(
-    logits: torch.Tensor, n_languages: int, option: ReleasedOption
+    logits: torch.Tensor, present: torch.Tensor, option: ReleasedOption
 ) -> torch.Tensor:
-    """Unnormalised float64 weights ``[B, K]`` of the released hard positive draw."""
-    n_images = logits.shape[0]
+    """Unnormalised float64 weights ``[B, K]`` of the released hard positive draw.
+
+    Missing texts (``present`` False) leave the softmax and the maximum and weigh 0.
+    """
+    n_images, n_languages = present.shape
     if option == 0:
-        return torch.ones(n_images, n_languages, dtype=logits.dtype, device=logits.device)
-    values = logits.softmax(1) + RELEASED_EPS if option == 1 else logits
-    top = values.max() + RELEASED_EPS
+        return present.to(logits.dtype)
+    columns = present.reshape(1, -1)
+    values = logits.masked_fill(~columns, -torch.inf)
+    if option == 1:
+        values = values.softmax(1) + RELEASED_EPS
+    top = values.masked_fill(~columns, -torch.inf).max() + RELEASED_EPS
     rows = torch.arange(n_images, device=logits.device)
     # Image-major texts: [B, B * K] -> [B, B, K]; entry [b, b] holds image b's own K.
     own = values.view(n_images, n_images, n_languages)[rows, rows]
-    return top - own
+    return torch.where(present, top - own, 0.0)
 
 
 def _negative_weights(
@@ -572,9 +770,10 @@ def _negative_weights(
     empty = ~negative.any(1)
     if bool(empty.any()):
         row = int(empty.nonzero()[0, 0])
-        raise ValueError(
+        raise InputError(
             f"row {row} of sim {shape_str(s)} has no negative candidate: every column is "
-            "a positive (positive_mask) or excluded (candidate_mask)"
+            "a positive (positive_mask) or excluded (candidate_mask)",
+            argument="row",
         )
     s = s.double()
     if variant == "uniform":
@@ -594,12 +793,18 @@ def _draw(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Ten
 
 def _check_sim(sim: object, layout: str, *, name: str = "sim") -> torch.Tensor:
     if not isinstance(sim, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor {layout}, got {type(sim).__name__}")
+        raise InputError(
+            f"{name} must be a torch.Tensor {layout}, got {type(sim).__name__}", argument=name
+        )
     if not sim.is_floating_point():
-        raise ValueError(f"{name} must be floating point, got dtype {sim.dtype} {shape_str(sim)}")
+        raise InputError(
+            f"{name} must be floating point, got dtype {sim.dtype} {shape_str(sim)}", argument=name
+        )
     check_ndim(sim, name, 2, layout)
     if sim.shape[0] == 0 or sim.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one row and one column, got {shape_str(sim)}")
+        raise InputError(
+            f"{name} must have at least one row and one column, got {shape_str(sim)}", argument=name
+        )
     return sim
 
 
@@ -610,20 +815,14 @@ def _check_finite(
     found = first_nonfinite(sim if used is None else sim.masked_fill(~used, 0))
     if found is not None:
         index, value = found
-        raise ValueError(
-            f"{name} {shape_str(sim)} contains {value} at {list(index)}; it must be finite"
+        raise InputError(
+            f"{name} {shape_str(sim)} contains {value} at {list(index)}; it must be finite",
+            argument=name,
         )
 
 
 def _check_bool(mask: ArrayLike, name: str, sim: torch.Tensor, *, allow_row: bool) -> torch.Tensor:
     """``mask`` as a bool tensor broadcast to the shape of ``sim``, on its device."""
     t, _ = to_tensor(mask, name)
-    if t.dtype != torch.bool:
-        raise ValueError(f"{name} must be a bool array, got dtype {t.dtype}")
-    shapes = [tuple(sim.shape)] + ([(sim.shape[1],)] if allow_row else [])
-    if tuple(t.shape) not in shapes:
-        wanted = " or ".join("[" + ", ".join(map(str, s)) + "]" for s in shapes)
-        raise ValueError(
-            f"{name} must have shape {wanted} to match sim {shape_str(sim)}, got {shape_str(t)}"
-        )
-    return t.to(sim.device).expand_as(sim)
+    layout = f"to match sim {shape_str(sim)}"
+    return check_bool_mask(t, name, tuple(sim.shape), layout, sim.device, row_ok=allow_row)

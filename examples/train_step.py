@@ -1,12 +1,16 @@
-"""One training step of a toy dual encoder with the 1-to-K loss and both samplers.
+"""One training step of a toy dual encoder with the 1-to-K loss, hard-sample mining and ITM.
 
 Random "image features" and "caption features" in K languages go through two linear
 encoders. The step combines:
 
-- the 1-to-K contrastive loss (OneToKContrastiveLoss, learnable temperature), with one
-  missing translation to show the mask;
-- a toy matching head trained on (image, hard positive text) pairs against pairs with a
-  hard negative image and a hard negative text, drawn with ccr_metrics.sampling;
+- the 1-to-K contrastive loss (OneToKContrastiveLoss with a learnable logit scale), in
+  its training configuration ``validate=False`` (no host sync), with one missing
+  translation to show the mask;
+- hard samples mined from the batch's image-to-text cosines (ccr_metrics.sampling.mine:
+  a hard positive text, a hard negative image and a hard negative text per image);
+- a tiny cross-encoder scoring the mined pairs (ccr_metrics.losses.matching_pairs) and
+  the matching (ITM) loss on its scores (ccr_metrics.losses.matching_loss);
+- then ``optimizer.step()`` and, as open_clip does, the clamp of the logit scale;
 - for comparison, the 1-to-1 baseline on the same batch (not optimised).
 
 Runs on CUDA when available, else on CPU, in well under a second after start-up:
@@ -20,10 +24,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ccr_metrics.losses import OneToKContrastiveLoss, one_to_one_contrastive_loss
-from ccr_metrics.sampling import hard_negatives, hard_positive_languages
+from ccr_metrics.losses import (
+    OneToKContrastiveLoss,
+    matching_loss,
+    matching_pairs,
+    one_to_one_contrastive_loss,
+)
+from ccr_metrics.sampling import mine
 
 BATCH, LANGUAGES, IMAGE_DIM, TEXT_DIM, EMBED_DIM = 16, 4, 32, 24, 16
+
+
+class CrossEncoder(nn.Module):
+    """A toy fusion head: two logits ("no match", "match") for an (image, text) pair."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(3 * dim, dim), nn.GELU(), nn.Linear(dim, 2))
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([image, text, image * text], dim=-1))
 
 
 def main() -> None:
@@ -33,12 +53,14 @@ def main() -> None:
 
     image_encoder = nn.Linear(IMAGE_DIM, EMBED_DIM).to(device)
     text_encoder = nn.Linear(TEXT_DIM, EMBED_DIM).to(device)
-    matching_head = nn.Linear(2 * EMBED_DIM, 2).to(device)
-    contrastive = OneToKContrastiveLoss(temperature=0.07).to(device)
+    cross_encoder = CrossEncoder(EMBED_DIM).to(device)
+    # validate=False: no value checks, no host sync (check a new data pipeline with the
+    # default validate=True first).
+    contrastive = OneToKContrastiveLoss(temperature=0.07, validate=False).to(device)
     parameters = [
         *image_encoder.parameters(),
         *text_encoder.parameters(),
-        *matching_head.parameters(),
+        *cross_encoder.parameters(),
         *contrastive.parameters(),
     ]
     optimizer = torch.optim.AdamW(parameters, lr=1e-3)
@@ -52,42 +74,19 @@ def main() -> None:
     text_embeds = F.normalize(text_encoder(captions), dim=-1)  # [B, K, D]
     terms = contrastive(image_embeds, text_embeds, text_mask)
 
-    rows = torch.arange(BATCH, device=device)
-    with torch.no_grad():
-        # Hard positive: the language whose caption aligns worst with its image (Eq. 8).
-        own = (text_embeds * image_embeds[:, None, :]).sum(-1)  # [B, K]
-        language = hard_positive_languages(own, text_mask=text_mask, generator=generator)
-        # Hard negative image for instance j, scored by sum_k t_jk . i_j' (Eq. 9).
-        masked_texts = text_embeds * text_mask[..., None]
-        image_sim = torch.einsum("jkd,nd->jn", masked_texts, image_embeds)  # [B, B]
-        eye = torch.eye(BATCH, dtype=torch.bool, device=device)
-        negative_image = hard_negatives(image_sim, eye, generator=generator)
-        # Hard negative text for image j among the B * K texts, never its own.
-        text_sim = image_embeds @ text_embeds.reshape(-1, EMBED_DIM).T  # [B, B * K]
-        own_texts = eye.repeat_interleave(LANGUAGES, dim=1)
-        negative_text = hard_negatives(
-            text_sim,
-            own_texts,
-            candidate_mask=text_mask.reshape(-1),
-            generator=generator,
-        )
-
-    positive_text = text_embeds[rows, language]
-    flat_texts = text_embeds.reshape(-1, EMBED_DIM)
-    pairs = torch.cat(
-        [
-            torch.cat([image_embeds, positive_text], dim=-1),  # matching
-            torch.cat([image_embeds[negative_image], positive_text], dim=-1),  # wrong image
-            torch.cat([image_embeds, flat_texts[negative_text]], dim=-1),  # wrong text
-        ]
-    )
-    labels = torch.cat([torch.ones(BATCH), torch.zeros(2 * BATCH)]).long().to(device)
-    matching = F.cross_entropy(matching_head(pairs), labels)
+    # Hard samples from the image-to-text cosines, texts image-major: [B, B * K].
+    flat_texts = text_embeds.reshape(BATCH * LANGUAGES, EMBED_DIM)
+    sim_i2t = image_embeds.detach() @ flat_texts.detach().T
+    hard = mine(sim_i2t, text_mask=text_mask, generator=generator)  # variant="paper"
+    pairs = matching_pairs(hard)  # 3B pairs: positives (label 1), two kinds of negatives
+    itm_logits = cross_encoder(image_embeds[pairs.image_index], flat_texts[pairs.text_index])
+    matching = matching_loss(itm_logits, pairs.labels, validate=False)
 
     loss = terms.total + matching
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
+    contrastive.clamp_logit_scale_()  # open_clip: logit_scale.clamp_(0, log 100) after a step
 
     with torch.no_grad():
         baseline = one_to_one_contrastive_loss(
@@ -102,9 +101,10 @@ def main() -> None:
         f"1-to-K contrastive: total {terms.total.item():.4f} "
         f"(i2t {terms.i2t.item():.4f}, t2i {terms.t2i.item():.4f})"
     )
-    print(f"matching with hard samples: {matching.item():.4f}")
+    print(f"matching (ITM) with mined hard samples: {matching.item():.4f}")
     print(f"1-to-1 baseline on the same batch: {baseline.total.item():.4f}")
-    print(f"hard positive languages: {language.tolist()}")
+    print(f"hard positive languages: {(hard.positive_text % LANGUAGES).tolist()}")
+    print(f"hard negative images: {hard.negative_image.tolist()}")
     print(f"temperature after the step: {contrastive.temperature:.5f}")
 
 

@@ -30,6 +30,7 @@ def test_submodules_export_nothing_the_top_level_lacks():
     import ccr_metrics.consistency
     import ccr_metrics.harness
     import ccr_metrics.io
+    import ccr_metrics.losses
     import ccr_metrics.metrics
     import ccr_metrics.mrv
     import ccr_metrics.plots
@@ -37,6 +38,7 @@ def test_submodules_export_nothing_the_top_level_lacks():
     import ccr_metrics.recall
     import ccr_metrics.report
     import ccr_metrics.results
+    import ccr_metrics.sampling
     import ccr_metrics.stats
 
     modules = [
@@ -44,6 +46,7 @@ def test_submodules_export_nothing_the_top_level_lacks():
         ccr_metrics.consistency,
         ccr_metrics.harness,
         ccr_metrics.io,
+        ccr_metrics.losses,
         ccr_metrics.metrics,
         ccr_metrics.mrv,
         ccr_metrics.plots,
@@ -51,6 +54,7 @@ def test_submodules_export_nothing_the_top_level_lacks():
         ccr_metrics.recall,
         ccr_metrics.report,
         ccr_metrics.results,
+        ccr_metrics.sampling,
         ccr_metrics.stats,
     ]
     missing = {

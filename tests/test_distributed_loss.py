@@ -1,14 +1,17 @@
 """Two CPU processes (gloo) against one process on the concatenated batch.
 
-Each rank holds an uneven share of a global batch. After the gather's backward sums the
-ranks' contributions, a rank's local feature gradients must be ``W`` (= 2) times the
-single-process gradients of its rows; the loss must equal the single-process loss
-(global mode) or average to it over the ranks (``local_loss``). See the notes in
+Each rank holds a share of a global batch: uneven with ``validate=True`` (which gathers
+the shapes), even with ``validate=False`` (which must not). After the gather's backward
+sums the ranks' contributions, a rank's local feature gradients must be ``W`` (= 2)
+times the single-process gradients of its rows; the loss must equal the single-process
+loss (global mode) or average to it over the ranks (``local_loss``). See the notes in
 ``ccr_metrics.losses``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +29,54 @@ pytestmark = pytest.mark.skipif(
 )
 
 WORLD_SIZE = 2
-ROWS = {0: slice(0, 3), 1: slice(3, 5)}  # 3 images on rank 0, 2 on rank 1
-N_IMAGES, N_LANGUAGES, DIM = 5, 3, 8
+UNEVEN = {0: slice(0, 4), 1: slice(4, 6)}  # 4 images on rank 0, 2 on rank 1
+EVEN = {0: slice(0, 3), 1: slice(3, 6)}  # validate=False: the same B everywhere
+N_IMAGES, N_LANGUAGES, DIM = 6, 3, 8
 SCENARIOS = [
-    {"variant": "paper", "local_loss": False, "masked": False},
-    {"variant": "paper", "local_loss": False, "masked": True},
-    {"variant": "paper", "local_loss": True, "masked": True},
-    {"variant": "paper", "local_loss": True, "masked": False},
-    {"variant": "released", "local_loss": False, "masked": True},
-    {"variant": "released", "local_loss": True, "masked": False},
+    {"variant": "paper", "local_loss": False, "masked": False, "validate": True},
+    {"variant": "paper", "local_loss": False, "masked": True, "validate": True},
+    {"variant": "paper", "local_loss": True, "masked": True, "validate": True},
+    {"variant": "paper", "local_loss": True, "masked": False, "validate": True},
+    {"variant": "released", "local_loss": False, "masked": True, "validate": True},
+    {"variant": "released", "local_loss": True, "masked": False, "validate": True},
+    {"variant": "paper", "local_loss": False, "masked": False, "validate": False},
+    {"variant": "paper", "local_loss": False, "masked": True, "validate": False},
+    {"variant": "paper", "local_loss": True, "masked": True, "validate": False},
+    {"variant": "paper", "local_loss": True, "masked": False, "validate": False},
+    {"variant": "released", "local_loss": False, "masked": True, "validate": False},
+    {"variant": "released", "local_loss": True, "masked": False, "validate": False},
 ]
+# Tensor methods that read a value back to the host (a sync on a GPU).
+SYNCS = ("item", "tolist", "nonzero", "__bool__", "__int__", "__float__", "__index__")
+
+
+def rows_of(rank: int, scenario: dict[str, Any]) -> slice:
+    return (UNEVEN if scenario["validate"] else EVEN)[rank]
+
+
+@contextmanager
+def counting_calls() -> Iterator[dict[str, int]]:
+    """Count all_gather_shapes and host-sync calls inside the block (no pytest here)."""
+    calls = dict.fromkeys(("all_gather_shapes", *SYNCS), 0)
+    originals: dict[str, Any] = {name: getattr(torch.Tensor, name) for name in SYNCS}
+    original_shapes = distributed.all_gather_shapes
+
+    def wrap(name: str, function: Any) -> Any:
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return counting
+
+    for name, function in originals.items():
+        setattr(torch.Tensor, name, wrap(name, function))
+    distributed.all_gather_shapes = wrap("all_gather_shapes", original_shapes)  # type: ignore[assignment]
+    try:
+        yield calls
+    finally:
+        for name, function in originals.items():
+            setattr(torch.Tensor, name, function)
+        distributed.all_gather_shapes = original_shapes  # type: ignore[assignment]
 
 
 def global_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -44,7 +85,7 @@ def global_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     texts = F.normalize(
         torch.randn(N_IMAGES, N_LANGUAGES, DIM, generator=g, dtype=torch.float64), dim=-1
     )
-    mask = torch.tensor([[1, 0, 1], [1, 1, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]]).bool()
+    mask = torch.tensor([[1, 0, 1], [1, 1, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1], [0, 1, 1]]).bool()
     return images, texts, mask
 
 
@@ -60,36 +101,42 @@ def run_scenario(
     terms = module(images, texts, mask)
     terms.total.backward()
     assert images.grad is not None and texts.grad is not None
-    assert module.log_logit_scale.grad is not None
+    assert module.logit_scale.grad is not None
     return {
         "total": terms.total.detach(),
         "i2t": terms.i2t.detach(),
         "t2i": terms.t2i.detach(),
         "image_grad": images.grad,
         "text_grad": texts.grad,
-        "scale_grad": module.log_logit_scale.grad.clone(),
+        "scale_grad": module.logit_scale.grad.clone(),
     }
 
 
 def worker(rank: int, port: int, out_dir: str) -> None:
     # Built before the process group exists: nothing about ranks may be frozen here.
     modules = [
-        OneToKContrastiveLoss(temperature=0.1, variant=s["variant"], local_loss=s["local_loss"])
+        OneToKContrastiveLoss(
+            temperature=0.1,
+            variant=s["variant"],
+            local_loss=s["local_loss"],
+            validate=s["validate"],
+        )
         for s in SCENARIOS
     ]
     with process_group(rank, port, WORLD_SIZE, timeout_s=60):
         images, texts, mask = global_batch()
-        rows = ROWS[rank]
         results: dict[str, Any] = {
             "rank": distributed.get_rank(),
             "world_size": distributed.get_world_size(),
             "scenarios": [],
         }
         for module, scenario in zip(modules, SCENARIOS, strict=True):
+            rows = rows_of(rank, scenario)
             local_mask = mask[rows] if scenario["masked"] else None
-            results["scenarios"].append(
-                run_scenario(module.double(), images[rows], texts[rows], local_mask)
-            )
+            with counting_calls() as calls:
+                result = run_scenario(module.double(), images[rows], texts[rows], local_mask)
+            result["calls"] = calls
+            results["scenarios"].append(result)
         # Processes that disagree on K must all get the same ValueError, not a hang.
         k = 2 if rank == 0 else 3
         try:
@@ -140,7 +187,7 @@ def test_gathered_loss_and_gradients_match_one_process(
             for value in values:
                 torch.testing.assert_close(value, reference[name])
     for rank, result in enumerate(per_rank):
-        rows = ROWS[rank]
+        rows = rows_of(rank, scenario)
         torch.testing.assert_close(result["image_grad"], WORLD_SIZE * reference["image_grad"][rows])
         torch.testing.assert_close(result["text_grad"], WORLD_SIZE * reference["text_grad"][rows])
     # What DistributedDataParallel does with the temperature: average over the ranks.
@@ -152,3 +199,17 @@ def test_mismatched_languages_raise_on_every_rank(rank_results: list[dict[str, A
     for result in rank_results:
         assert "same shape beyond dim 0" in result["mismatch_error"]
         assert "rank 0: [2, 2, 4], rank 1: [2, 3, 4]" in result["mismatch_error"]
+
+
+@pytest.mark.parametrize("index", range(len(SCENARIOS)))
+def test_validate_false_gathers_no_shapes_and_makes_no_host_sync(
+    rank_results: list[dict[str, Any]], index: int
+) -> None:
+    scenario = SCENARIOS[index]
+    for result in rank_results:
+        calls = result["scenarios"][index]["calls"]
+        if scenario["validate"]:
+            assert calls["all_gather_shapes"] == 1  # one forward: one gather of shapes
+            assert calls["__bool__"] > 0  # the value checks (the counter does count)
+        else:
+            assert calls == dict.fromkeys(("all_gather_shapes", *SYNCS), 0)

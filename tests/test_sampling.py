@@ -10,13 +10,16 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
+from ccr_metrics._validation import InputError
 from ccr_metrics.sampling import (
     RELEASED_EPS,
     SIMILARITY_FLOOR,
+    HardSamples,
     hard_negative_probabilities,
     hard_negatives,
     hard_positive_languages,
     hard_positive_probabilities,
+    mine,
     released_hard_positive_languages,
     released_hard_positive_probabilities,
 )
@@ -631,3 +634,296 @@ def test_cuda_draws_and_generator_device() -> None:
     assert bool((draws != torch.arange(16, device="cuda")).all())
     with pytest.raises(ValueError, match="generator is on cpu"):
         hard_negatives(sim, eye, generator=torch.Generator())
+
+
+# --- released hard positives with a text mask ------------------------------------------
+
+
+def masked_released_positive_probabilities(
+    sim_i2t: torch.Tensor, temperature: float, option: int, mask: torch.Tensor
+) -> torch.Tensor:
+    """The released weights with the missing texts removed from the matrix first."""
+    n_images, n_languages = mask.shape
+    present = mask.reshape(-1).tolist()
+    sim = [
+        [v / temperature for v, p in zip(row, present, strict=True) if p]
+        for row in sim_i2t.double().tolist()
+    ]
+    weights = []
+    for row in sim:
+        top = max(row)
+        e = [math.exp(v - top) for v in row]
+        weights.append([x / sum(e) + 1e-5 for x in e])
+    max_weight = max(max(r) for r in weights) + 1e-5
+    max_sim = max(max(r) for r in sim) + 1e-5
+    column = {}  # (image, language) -> column of the reduced matrix
+    for index, (b, k) in enumerate(
+        (b, k) for b in range(n_images) for k in range(n_languages) if mask[b, k]
+    ):
+        column[b, k] = index
+    probabilities = []
+    for b in range(n_images):
+        w = []
+        for k in range(n_languages):
+            if not mask[b, k]:
+                w.append(0.0)
+            elif option == 0:
+                w.append(1.0)
+            elif option == 1:
+                w.append(max_weight - weights[b][column[b, k]])
+            else:
+                w.append(max_sim - sim[b][column[b, k]])
+        probabilities.append([v / sum(w) for v in w])
+    return torch.tensor(probabilities, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("option", [0, 1, 2])
+def test_released_positive_with_a_text_mask(option: int) -> None:
+    sim_i2t = random_sim_i2t(5, 3, top_is_positive=False, dtype=torch.float64, seed=4)
+    mask = torch.tensor([[1, 0, 1], [1, 1, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]]).bool()
+    broken = sim_i2t.clone()
+    broken[:, ~mask.reshape(-1)] = math.nan  # missing columns are ignored
+    got = released_hard_positive_probabilities(broken, 0.07, option=option, text_mask=mask)
+    expected = masked_released_positive_probabilities(sim_i2t, 0.07, option, mask)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+    assert bool((got[~mask] == 0).all())
+    full = torch.ones(5, 3, dtype=torch.bool)
+    assert torch.equal(
+        released_hard_positive_probabilities(sim_i2t, 0.07, option=option, text_mask=full),
+        released_hard_positive_probabilities(sim_i2t, 0.07, option=option),
+    )
+    for seed in range(10):
+        drawn = released_hard_positive_languages(
+            broken,
+            0.07,
+            option=option,
+            text_mask=mask,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        assert bool(mask[torch.arange(5), drawn].all())
+
+
+# --- mine: the three hard samples of a step --------------------------------------------
+
+
+MINING = ["paper", "released", "uniform"]
+
+
+def mining_batch(
+    n_images: int, n_languages: int, seed: int, masked: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.nn.functional.normalize(torch.randn(n_images, 8, generator=g), dim=-1)
+    texts = torch.nn.functional.normalize(
+        torch.randn(n_images, n_languages, 8, generator=g), dim=-1
+    )
+    sim_i2t = images @ texts.reshape(n_images * n_languages, 8).T
+    if not masked:
+        return sim_i2t, None
+    mask = torch.rand(n_images, n_languages, generator=g) < 0.6
+    mask[~mask.any(1), 0] = True
+    sim_i2t[:, ~mask.reshape(-1)] = math.nan  # missing texts' columns are ignored
+    return sim_i2t, mask
+
+
+@pytest.mark.parametrize("variant", MINING)
+@pytest.mark.parametrize("masked", [False, True])
+def test_mine_never_draws_a_positive_as_a_negative(variant: str, masked: bool) -> None:
+    n_images, n_languages = 12, 3
+    sim_i2t, mask = mining_batch(n_images, n_languages, seed=1, masked=masked)
+    present = (
+        torch.ones(n_images * n_languages, dtype=torch.bool) if mask is None else mask.reshape(-1)
+    )
+    rows = torch.arange(n_images)
+    for seed in range(25):
+        hard = mine(
+            sim_i2t,
+            text_mask=mask,
+            variant=variant,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        assert isinstance(hard, HardSamples)
+        assert all(t.dtype == torch.int64 and t.shape == (n_images,) for t in hard)
+        assert torch.equal(hard.positive_text // n_languages, rows)
+        assert bool(present[hard.positive_text].all())
+        assert bool((hard.negative_image != rows).all())
+        assert bool(((hard.negative_image >= 0) & (hard.negative_image < n_images)).all())
+        assert bool((hard.negative_text // n_languages != rows).all())
+        assert bool(present[hard.negative_text].all())
+
+
+def expected_mining(
+    sim_i2t: torch.Tensor, variant: str, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joint law of (positive language, negative image) [B, K, B] and of the negative text.
+
+    Written from the formulas (paper Eq. 8 / 9) and from the released-code loops
+    above, not from the functions under test.
+    """
+    n_images = sim_i2t.shape[0]
+    n_languages = sim_i2t.shape[1] // n_images
+    s = sim_i2t.double()
+    floor = SIMILARITY_FLOOR
+    joint = torch.zeros(n_images, n_languages, n_images, dtype=torch.float64)
+    if variant == "released":
+        positive = released_code_positive_probabilities(sim_i2t, temperature, 1)
+        for k in range(n_languages):
+            image_rows, text_rows = released_code_negative_probabilities(
+                sim_i2t, temperature, [k] * n_images
+            )
+            joint[:, k, :] = positive[:, k, None] * image_rows
+        return joint, text_rows
+    own = torch.stack([s[b, b * n_languages : (b + 1) * n_languages] for b in range(n_images)])
+    if variant == "paper":
+        floored = own.clamp_min(floor)
+        total = floored.sum(1, keepdim=True)
+        positive = (1 - floored / total) / (n_languages - 1)  # Eq. 8, normalised
+        scores = torch.tensor(
+            [
+                [
+                    0.0
+                    if n == b
+                    else max(
+                        sum(float(s[n, b * n_languages + k]) for k in range(n_languages)), floor
+                    )
+                    for n in range(n_images)
+                ]
+                for b in range(n_images)
+            ],
+            dtype=torch.float64,
+        )  # Eq. 9
+        text_scores = s.clamp_min(floor)
+    else:
+        positive = torch.full((n_images, n_languages), 1 / n_languages, dtype=torch.float64)
+        scores = 1 - torch.eye(n_images, dtype=torch.float64)
+        text_scores = torch.ones_like(s)
+    image_rows = scores / scores.sum(1, keepdim=True)
+    own_texts = torch.eye(n_images, dtype=torch.bool).repeat_interleave(n_languages, dim=1)
+    text_scores = text_scores.masked_fill(own_texts, 0.0)
+    text_rows = text_scores / text_scores.sum(1, keepdim=True)
+    joint = positive[:, :, None] * image_rows[:, None, :]
+    return joint, text_rows
+
+
+@pytest.mark.parametrize("variant", MINING)
+def test_mine_draws_follow_the_probabilities(variant: str) -> None:
+    """Seeded chi-square checks of the joint (positive, negative image) and negative text.
+
+    The seed is fixed, so the test is deterministic; every category is expected often
+    enough for the test to be meaningful, and the threshold leaves room for any seed.
+    """
+    n_images, n_languages, temperature = 3, 2, 0.5
+    g = torch.Generator().manual_seed(40)
+    # Cosines in [0.05, 0.95]: the paper's floor plays no part, the weights are spread.
+    sim_i2t = 0.05 + 0.9 * torch.rand(n_images, n_images * n_languages, generator=g)
+    joint, text_rows = expected_mining(sim_i2t, variant, temperature)
+    n_draws = 3000
+    assert float(joint[joint > 0].min()) * n_draws >= 5
+    assert float(text_rows[text_rows > 0].min()) * n_draws >= 5
+    generator = torch.Generator().manual_seed(41)
+    draws = [
+        mine(sim_i2t, variant=variant, temperature=temperature, generator=generator)
+        for _ in range(n_draws)
+    ]
+    positive = torch.stack([h.positive_text for h in draws]) % n_languages  # [n, B]
+    negative_image = torch.stack([h.negative_image for h in draws])
+    negative_text = torch.stack([h.negative_text for h in draws])
+    for b in range(n_images):
+        pair = positive[:, b] * n_images + negative_image[:, b]
+        assert_fits(counts(pair, n_languages * n_images), joint[b].reshape(-1).tolist())
+        assert_fits(counts(negative_text[:, b], n_images * n_languages), text_rows[b].tolist())
+
+
+@pytest.mark.parametrize("variant", MINING)
+def test_mine_is_the_documented_composition(variant: str) -> None:
+    """The same draws as the samplers it is built from, called in the documented order."""
+    n_images, n_languages, temperature = 9, 3, 0.1
+    sim_i2t, mask = mining_batch(n_images, n_languages, seed=5, masked=True)
+    assert mask is not None
+    hard = mine(
+        sim_i2t,
+        text_mask=mask,
+        variant=variant,
+        temperature=temperature,
+        generator=torch.Generator().manual_seed(7),
+    )
+    g = torch.Generator().manual_seed(7)
+    rows = torch.arange(n_images)
+    eye = torch.eye(n_images, dtype=torch.bool)
+    own_texts = eye.repeat_interleave(n_languages, dim=1)
+    if variant == "released":
+        language = released_hard_positive_languages(
+            sim_i2t, temperature, text_mask=mask, generator=g
+        )
+        image_sim = sim_i2t.T[rows * n_languages + language]
+    else:
+        own = sim_i2t.view(n_images, n_images, n_languages)[rows, rows]
+        language = hard_positive_languages(own, variant=variant, text_mask=mask, generator=g)
+        masked_texts = torch.where(mask[..., None], sim_i2t.T.reshape(n_images, n_languages, -1), 0)
+        image_sim = masked_texts.sum(1)
+    negative_image = hard_negatives(
+        image_sim, eye, variant=variant, temperature=temperature, generator=g
+    )
+    negative_text = hard_negatives(
+        sim_i2t,
+        own_texts,
+        variant=variant,
+        temperature=temperature,
+        candidate_mask=mask.reshape(-1),
+        generator=g,
+    )
+    assert torch.equal(hard.positive_text, rows * n_languages + language)
+    assert torch.equal(hard.negative_image, negative_image)
+    assert torch.equal(hard.negative_text, negative_text)
+
+
+def test_mine_ignores_the_gradient_and_reproduces_with_a_seed() -> None:
+    sim_i2t, _ = mining_batch(6, 2, seed=3, masked=False)
+    sim_i2t.requires_grad_(True)
+    a = mine(sim_i2t, generator=torch.Generator().manual_seed(2))
+    b = mine(sim_i2t.detach(), generator=torch.Generator().manual_seed(2))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert all(not t.requires_grad for t in a)
+
+
+@pytest.mark.parametrize(
+    ("sim_i2t", "kwargs", "error", "match"),
+    [
+        (torch.zeros(4), {}, ValueError, r"sim_i2t must be 2-D \[B, B \* K\]"),
+        (torch.zeros(3, 7), {}, ValueError, r"7 is not a multiple of 3"),
+        (torch.zeros(2, 4, dtype=torch.long), {}, ValueError, "sim_i2t must be floating point"),
+        (
+            torch.tensor([[0.1, 0.2, math.nan, 0.4], [0.1, 0.2, 0.3, 0.4]]),
+            {},
+            ValueError,
+            r"sim_i2t \[2, 4\] contains nan at \[0, 2\]",
+        ),
+        (torch.zeros(1, 3), {}, InputError, r"sim_i2t \[1, 3\] holds one image"),
+        (
+            torch.zeros(3, 6),
+            {"text_mask": torch.tensor([[True, True], [False, True], [False, False]])},
+            ValueError,
+            "image 2 without any text",
+        ),
+        (
+            torch.zeros(2, 4),
+            {"text_mask": torch.tensor([[True, True], [False, False]])},
+            ValueError,
+            "image 1 without any text",
+        ),
+        (
+            torch.zeros(2, 4),
+            {"text_mask": torch.ones(2, 3, dtype=torch.bool)},
+            ValueError,
+            r"\[2, 2\]",
+        ),
+        (torch.zeros(2, 4), {"variant": "max_gap"}, ValueError, "variant must be one of"),
+        (torch.zeros(2, 4), {"temperature": 0.0}, ValueError, "temperature"),
+        (torch.zeros(2, 4), {"generator": 3}, ValueError, r"torch\.Generator"),
+    ],
+)
+def test_mine_refuses_bad_inputs(
+    sim_i2t: torch.Tensor, kwargs: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        mine(sim_i2t, **kwargs)  # type: ignore[arg-type]
