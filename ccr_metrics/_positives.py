@@ -215,23 +215,23 @@ def counts_from_positives(
     *,
     chunk_size: int | None,
     empty: Empty,
-    missing: str,
+    positives_name: str,
 ) -> Counts:
     """``(above, tied_negatives, tied_positives)`` int64 ``[Q]`` of validated, detached scores.
 
     The building block behind every public ranking function and the harness.
-    ``missing`` names the argument to blame when a query has no positive; with
+    ``positives_name`` names the argument to blame when a query has no positive; with
     ``empty="miss"`` such a query gets zero counts.
     """
     n_queries, n_gallery = s.shape
     if isinstance(positives, torch.Tensor):
         m = count_masked(s, positives)
         if m is not None:
-            _check_empty(m.has_positive, empty, missing, n_gallery)
+            _check_empty(m.has_positive, empty, positives_name, n_gallery)
             return m.above, m.tied - m.tied_positives, m.tied_positives
         positives = mask_pairs(positives)
     has_positive = torch.bincount(positives[0], minlength=n_queries) > 0
-    _check_empty(has_positive, empty, missing, n_gallery)
+    _check_empty(has_positive, empty, positives_name, n_gallery)
     query, column = positives
     at_positives = s[query, column]
     best = torch.zeros(n_queries, dtype=s.dtype, device=s.device)
@@ -245,13 +245,15 @@ def counts_from_positives(
     )
 
 
-def _check_empty(has_positive: torch.Tensor, empty: Empty, missing: str, n_gallery: int) -> None:
+def _check_empty(
+    has_positive: torch.Tensor, empty: Empty, positives_name: str, n_gallery: int
+) -> None:
     if empty == "error" and not bool(has_positive.all()):
         q = int((~has_positive).nonzero()[0, 0])
         raise InputError(
-            f"{missing} gives query row {q} of scores no positive among its {n_gallery} "
+            f"{positives_name} gives query row {q} of scores no positive among its {n_gallery} "
             "candidates; pass empty='miss' to count such queries as misses",
-            argument=missing,
+            argument=positives_name,
         )
 
 

@@ -124,7 +124,7 @@ def rank_counts(
     parsed = parse_positives(positives, s.shape[0], s.shape[1], s.device)
     if best is None:
         counts = counts_from_positives(
-            s, parsed, chunk_size=chunk_size, empty=empty, missing="positives"
+            s, parsed, chunk_size=chunk_size, empty=empty, positives_name="positives"
         )
     else:
         b = check_best(best, s)
@@ -247,7 +247,11 @@ def image_to_text_ranks(
     texts = torch.arange(n_texts, device=s.device)
     check_chunk_size(chunk_size)
     counts = counts_from_positives(
-        s.detach(), (owner, texts), chunk_size=chunk_size, empty=empty, missing="text_to_image"
+        s.detach(),
+        (owner, texts),
+        chunk_size=chunk_size,
+        empty=empty,
+        positives_name="text_to_image",
     )
     return counts_output(*counts, as_torch).ranks(ties)
 
@@ -299,6 +303,10 @@ def text_to_image_ranks(
     texts = torch.arange(n_texts, device=s.device)
     check_chunk_size(chunk_size)
     counts = counts_from_positives(
-        s.detach(), (texts, owner), chunk_size=chunk_size, empty="error", missing="text_to_image"
+        s.detach(),
+        (texts, owner),
+        chunk_size=chunk_size,
+        empty="error",
+        positives_name="text_to_image",
     )
     return counts_output(*counts, as_torch).ranks(ties)

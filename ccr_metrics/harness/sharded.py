@@ -186,7 +186,7 @@ def _sharded_counts(
                     (query, column),
                     chunk_size=None,
                     empty="miss",
-                    missing="text_to_image",
+                    positives_name="text_to_image",
                 )
                 best = torch.zeros(b - a, dtype=dtype, device=dev)
                 best.scatter_reduce_(

@@ -106,7 +106,7 @@ def stream_counts(
         s = block(a, b)
         try:
             counts = counts_from_positives(
-                s, positives(a, b), chunk_size=None, empty=empty, missing="text_to_image"
+                s, positives(a, b), chunk_size=None, empty=empty, positives_name="text_to_image"
             )
         except InputError as exc:
             if exc.argument != "scores" or exc.position is None or exc.value is None:
