@@ -227,11 +227,11 @@ def counts_from_positives(
     if isinstance(positives, torch.Tensor):
         m = count_masked(s, positives)
         if m is not None:
-            _check_empty(m.has_positive, empty, positives_name, n_gallery)
+            check_empty(m.has_positive, empty, positives_name, n_gallery)
             return m.above, m.tied - m.tied_positives, m.tied_positives
         positives = mask_pairs(positives)
     has_positive = torch.bincount(positives[0], minlength=n_queries) > 0
-    _check_empty(has_positive, empty, positives_name, n_gallery)
+    check_empty(has_positive, empty, positives_name, n_gallery)
     query, column = positives
     at_positives = s[query, column]
     best = torch.zeros(n_queries, dtype=s.dtype, device=s.device)
@@ -245,9 +245,10 @@ def counts_from_positives(
     )
 
 
-def _check_empty(
+def check_empty(
     has_positive: torch.Tensor, empty: Empty, positives_name: str, n_gallery: int
 ) -> None:
+    """Refuse a query without a positive unless ``empty="miss"``, naming its row."""
     if empty == "error" and not bool(has_positive.all()):
         q = int((~has_positive).nonzero()[0, 0])
         raise InputError(

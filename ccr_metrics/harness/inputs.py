@@ -52,17 +52,26 @@ def prepare(
     languages: Sequence[str] | None,
     caption_reduction: str,
     device: str | torch.device | None,
+    *,
+    shard: bool = False,
 ) -> Prepared:
-    """Validate the arguments of :func:`evaluate` and move the embeddings once."""
+    """Validate the arguments of :func:`evaluate` and move the embeddings once.
+
+    A ``shard`` (one process's part of a sharded test set) may hold no image, or no
+    text in a language; the whole test set is checked for that once the shards are
+    known.
+    """
     cutoffs, dev = options(k, ties, caption_reduction, device)
-    images = _embeddings(image_embeds, "image_embeds")
+    images = _embeddings(image_embeds, "image_embeds", shard)
     if not isinstance(text_embeds, Mapping) or not text_embeds:
         raise InputError(
             "text_embeds must map each language to its text embeddings [M, D]",
             argument="text_embeds",
         )
     selected = select_languages(languages, list(text_embeds))
-    texts = {lang: _embeddings(text_embeds[lang], f"text_embeds[{lang!r}]") for lang in selected}
+    texts = {
+        lang: _embeddings(text_embeds[lang], f"text_embeds[{lang!r}]", shard) for lang in selected
+    }
     dim = images.shape[1]
     for lang, t in texts.items():
         if t.shape[1] != dim:
@@ -147,13 +156,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 _LAYOUT = {"i2t": "[N, M] (images x texts)", "t2i": "[M, N] (texts x images)"}
 
 
-def _embeddings(x: ArrayLike, name: str) -> torch.Tensor:
+def _embeddings(x: ArrayLike, name: str, may_be_empty: bool) -> torch.Tensor:
     t, _ = to_tensor(x, name)
     check_ndim(t, name, 2, "[count, D]")
     check_numeric(t, name)
     if not t.is_floating_point():
         raise InputError(f"{name} must be floating point, got dtype {dtype_str(t)}", argument=name)
-    if t.shape[0] == 0:
+    if t.shape[0] == 0 and not may_be_empty:
         raise InputError(f"{name} is empty ({shape_str(t)})", argument=name)
     return t
 
@@ -181,6 +190,9 @@ def text_owners(
     mapping = dict(text_to_image or {})
     owners = {}
     for lang, m in n_texts.items():
+        if m == 0 and lang not in mapping:  # a shard without texts in the language
+            owners[lang] = torch.zeros(0, dtype=torch.long)
+            continue
         try:
             owners[lang] = text_owner_index(
                 mapping.get(lang), n_texts=m, n_images=n_images, device=torch.device("cpu")

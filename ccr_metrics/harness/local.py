@@ -16,8 +16,8 @@ from .inputs import options, prepare, score_matrices, text_owners
 from .stream import (
     count_direction,
     n_blocks,
+    product_counts,
     product_nonfinite,
-    products,
     progress_bar,
     slices,
     stored_nonfinite,
@@ -124,19 +124,19 @@ def evaluate(
             owner = p.owners[lang].to(p.device)
             text_name = f"text_embeds[{lang!r}]"
             counts[lang] = {
-                "i2t": count_direction(
-                    products(p.images, t, rows_i2t[lang]),
+                "i2t": product_counts(
+                    p.images,
+                    t,
                     "i2t",
-                    n_images,
                     owner,
                     rows_i2t[lang],
                     bar,
                     product_nonfinite("image_embeds", p.images, text_name, t),
                 ),
-                "t2i": count_direction(
-                    products(t, p.images, rows_t2i),
+                "t2i": product_counts(
+                    t,
+                    p.images,
                     "t2i",
-                    t.shape[0],
                     owner,
                     rows_t2i,
                     bar,

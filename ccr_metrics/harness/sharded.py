@@ -10,15 +10,21 @@ import torch
 
 from .. import distributed
 from .._backend import ArrayLike
-from .._counting import count_against
-from .._positives import counts_from_positives
 from .._validation import InputError, check_finite, dtype_str, renamed
 from ..mrv import CaptionReduction
 from ..report import Report
 from ..ties import DEFAULT_TIES, RankCounts, Ties
 from .assemble import settings
 from .inputs import prepare
-from .stream import Positives, captions_of_images, image_of_texts, progress_bar, stream_rows
+from .stream import (
+    Positives,
+    block_counts,
+    captions_of_images,
+    image_of_texts,
+    progress_bar,
+    stream_rows,
+)
+from .tiles import GalleryTiles, padded_queries, score_block, tiling_for
 
 __all__ = ["evaluate_sharded"]
 
@@ -96,7 +102,15 @@ def evaluate_sharded(
     error: ValueError | None = None
     try:
         p = prepare(
-            image_embeds, text_embeds, text_to_image, k, ties, languages, caption_reduction, device
+            image_embeds,
+            text_embeds,
+            text_to_image,
+            k,
+            ties,
+            languages,
+            caption_reduction,
+            device,
+            shard=True,
         )
         # Checked before any collective: an error half-way would leave the others waiting.
         check_finite(p.images, "image_embeds")
@@ -122,9 +136,17 @@ def evaluate_sharded(
             ours = {k: layout[k] for k in differing}
             raise InputError(f"process {r} was called with {theirs}, this process with {ours}")
     rank = distributed.get_rank()
-    n_images_by_rank = [view["sizes"][0] for view in views]
-    image_offsets = np.cumsum([0, *n_images_by_rank])
-    n_images = int(image_offsets[-1])
+    image_offsets = _offsets([view["sizes"][0] for view in views])
+    n_images = image_offsets[-1]
+    # Every process sees the same sizes: all raise alike, none waits.
+    if n_images == 0:
+        raise InputError("image_embeds is empty on every process", argument="image_embeds")
+    for i, lang in enumerate(p.texts):
+        if sum(view["sizes"][1 + i] for view in views) == 0:
+            raise InputError(
+                f"text_embeds[{lang!r}] is empty on every process",
+                argument=f"text_embeds[{lang!r}]",
+            )
     languages_ = list(p.texts)
     counts: dict[str, dict[str, RankCounts]] = {}
     owners: dict[str, np.ndarray] = {}
@@ -132,13 +154,15 @@ def evaluate_sharded(
         for i, lang in enumerate(languages_):
             t = p.texts[lang]
             owner = p.owners[lang].to(p.device)
-            n_texts_by_rank = [view["sizes"][1 + i] for view in views]
-            rows = stream_rows(chunk_size, max(n_images, sum(n_texts_by_rank)), p.device)
+            text_offsets = _offsets([view["sizes"][1 + i] for view in views])
+            rows = stream_rows(chunk_size, max(n_images, text_offsets[-1]), p.device)
             i2t = _sharded_counts(
-                p.images, t, captions_of_images(owner), n_images_by_rank, rows, bar
+                p.images, t, captions_of_images(owner), image_offsets, text_offsets, rows, bar
             )
-            t2i = _sharded_counts(t, p.images, image_of_texts(owner), n_texts_by_rank, rows, bar)
-            global_owner = owner + int(image_offsets[rank])
+            t2i = _sharded_counts(
+                t, p.images, image_of_texts(owner), text_offsets, image_offsets, rows, bar
+            )
+            global_owner = owner + image_offsets[rank]
             counts[lang] = {"i2t": _gather_counts(i2t), "t2i": _gather_counts(t2i)}
             owners[lang] = _gather_rows(global_owner).cpu().numpy()
     return Report.from_counts(
@@ -159,59 +183,71 @@ def _sharded_counts(
     queries: torch.Tensor,
     gallery: torch.Tensor,
     positives: Positives,
-    n_queries_by_rank: list[int],
+    query_offsets: list[int],
+    gallery_offsets: list[int],
     rows: int,
     bar: Any,
 ) -> torch.Tensor:
     """Count this process's queries against the gallery shards of all processes.
 
-    ``positives(a, b)`` gives the positive pairs of local queries ``a:b`` as
-    (query offset in the block, local gallery column). Returns int64 ``[3, Q_r]``:
-    above, tied negatives, tied positives; zero for a query without a positive.
+    ``positives(a, b)`` gives the positive pairs of local queries ``a:b`` as (query
+    offset, local gallery item). ``query_offsets`` and ``gallery_offsets`` are every
+    process's first global index, then the totals. Scores are made on the global tile
+    grid (:mod:`.tiles`), so they are the floats :func:`evaluate` makes. Returns int64
+    ``[3, Q_r]``: above, tied negatives, tied positives; zero without a positive.
     """
     rank = distributed.get_rank()
     dim, dtype, dev = queries.shape[1], queries.dtype, queries.device
+    tiling = tiling_for(query_offsets[-1], gallery_offsets[-1], dev)
+    tiles = GalleryTiles(gallery, gallery_offsets[rank], tiling.gallery)
+    rows = -(-rows // tiling.queries) * tiling.queries
     out = torch.empty((3, queries.shape[0]), dtype=torch.long, device=dev)
-    for src, n_src in enumerate(n_queries_by_rank):
-        for a in range(0, n_src, rows):
-            b = min(a + rows, n_src)
+    buffer = None
+    for src in range(len(query_offsets) - 1):
+        first, stop = query_offsets[src], query_offsets[src + 1]
+        for start in range(first // tiling.queries * tiling.queries, stop, rows):
+            # The block is rows start .. start + rows of the global grid; src holds
+            # the queries lo .. hi of them.
+            lo, hi = max(start, first), min(start + rows, stop)
             if src == rank:
-                block = queries[a:b].contiguous()
-                query, column = positives(a, b)
-                scores = block @ gallery.T
-                # Only the positives' process knows the best scores: it counts its own
-                # shard in full (tied positives included) and sends the thresholds.
-                local = counts_from_positives(
-                    scores,
-                    (query, column),
-                    chunk_size=None,
-                    empty="miss",
-                    positives_name="text_to_image",
-                )
-                best = torch.zeros(b - a, dtype=dtype, device=dev)
-                best.scatter_reduce_(
-                    0, query, scores[query, column], reduce="amax", include_self=False
+                block = padded_queries(queries, first, start, rows)
+                query, column = positives(lo - first, hi - first)
+                scores = score_block(block, tiles, tiling, buffer)
+                buffer = scores.scores
+                local, best = block_counts(
+                    scores, query + (lo - start), column, hi - start, empty="miss"
                 )
             else:
-                block = torch.empty((b - a, dim), dtype=dtype, device=dev)
-                best = torch.empty(b - a, dtype=dtype, device=dev)
+                block = torch.empty((rows, dim), dtype=dtype, device=dev)
+                best = torch.empty(rows, dtype=dtype, device=dev)
             distributed.broadcast(block, src)
             distributed.broadcast(best, src)
             if src == rank:
-                shard = torch.zeros((2, b - a), dtype=torch.long, device=dev)
+                shard = torch.zeros((2, rows), dtype=torch.long, device=dev)
             else:
-                scores = block @ gallery.T
-                shard = torch.stack(count_against(scores, best, chunk_size=None))
+                scores = score_block(block, tiles, tiling, buffer)
+                buffer = scores.scores
+                shard = torch.stack(scores.count(best))
             distributed.all_reduce_sum(shard)
             if src == rank:
-                above, tied_negatives, tied_positives = local
+                above, tied_negatives, tied_positives = (c[lo - start :] for c in local)
                 has_positive = tied_positives > 0
                 # Items of other shards that tie with the best are negatives.
-                out[0, a:b] = torch.where(has_positive, above + shard[0], 0)
-                out[1, a:b] = torch.where(has_positive, tied_negatives + shard[1], 0)
-                out[2, a:b] = tied_positives
+                mine = slice(lo - start, hi - start)
+                out[0, lo - first : hi - first] = torch.where(
+                    has_positive, above + shard[0, mine], 0
+                )
+                out[1, lo - first : hi - first] = torch.where(
+                    has_positive, tied_negatives + shard[1, mine], 0
+                )
+                out[2, lo - first : hi - first] = tied_positives
         bar.update()
     return out
+
+
+def _offsets(sizes: list[int]) -> list[int]:
+    """Every process's first global index, then the total: ``[0, s0, s0 + s1, ...]``."""
+    return [int(x) for x in np.cumsum([0, *sizes])]
 
 
 def _gather_counts(counts: torch.Tensor) -> RankCounts:

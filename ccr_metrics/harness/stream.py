@@ -3,7 +3,8 @@
 A block is the scores of a run of queries against one language's whole gallery. Each
 block is counted (:func:`~ccr_metrics.rank_counts`' kernel) as soon as it exists and
 then dropped, so the full ``N x M`` matrix is never held: extra memory is
-``O(block x gallery)``.
+``O(block x gallery)``. Scores of embeddings are made in fixed tiles (:mod:`.tiles`),
+so that they, and every rank, are the same whatever the block size.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any, NoReturn
 import torch
 
 from .._counting import check_chunk_size
-from .._positives import counts_from_positives
+from .._positives import check_empty, counts_from_positives
 from .._validation import InputError, check_finite, dtype_str
 from ..ties import Empty, RankCounts
+from .tiles import GalleryTiles, ScoreBlock, padded_queries, score_block, tiling_for
 
 Block = Callable[[int, int], torch.Tensor]
 # Raises for a non-finite score at (row, column) with its value, in the caller's terms.
@@ -119,6 +121,79 @@ def stream_counts(
     return RankCounts(above, tied_negatives, tied_positives)
 
 
+def product_counts(
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    direction: str,
+    owner: torch.Tensor,
+    rows: int,
+    bar: Any,
+    nonfinite: NonFinite,
+) -> RankCounts:
+    """Count one direction of one language from embeddings, the scores made in tiles.
+
+    As :func:`count_direction` on ``queries @ gallery.T``, each score computed on the
+    fixed tile grid of :mod:`.tiles`; ``rows`` is rounded up to whole query tiles.
+    """
+    n_queries = queries.shape[0]
+    tiling = tiling_for(n_queries, gallery.shape[0], queries.device)
+    tiles = GalleryTiles(gallery, 0, tiling.gallery)
+    positives = captions_of_images(owner) if direction == "i2t" else image_of_texts(owner)
+    empty: Empty = "miss" if direction == "i2t" else "error"
+    rows = _round_up(rows, tiling.queries)
+    out = torch.empty((3, n_queries), dtype=torch.long)
+    buffer = None
+    for a in range(0, n_queries, rows):
+        b = min(a + rows, n_queries)
+        block = score_block(
+            padded_queries(queries, 0, a, _round_up(b - a, tiling.queries)), tiles, tiling, buffer
+        )
+        buffer = block.scores
+        query, column = positives(a, b)
+        try:
+            counts = block_counts(block, query, column, b - a, empty=empty)[0]
+        except InputError as exc:
+            if exc.argument != "scores" or exc.position is None or exc.value is None:
+                raise
+            row, item = exc.position
+            nonfinite(a + row, item, exc.value)
+        out[:, a:b] = torch.stack(counts).cpu()
+        bar.update()
+    above, tied_negatives, tied_positives = out.numpy()
+    return RankCounts(above, tied_negatives, tied_positives)
+
+
+def block_counts(
+    block: ScoreBlock, query: torch.Tensor, column: torch.Tensor, n_rows: int, *, empty: Empty
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Count a block's first ``n_rows`` rows; return the counts and every row's best.
+
+    ``(query, column)`` are the positives: block row and local gallery item. Returns
+    ``((above, tied_negatives, tied_positives), best)``: the counts ``[n_rows]`` over the
+    block's gallery (zero for a row without a positive), ``best`` over every block row
+    (0 where a row has none), for other processes to count their shards against.
+    """
+    has_positive = torch.bincount(query, minlength=n_rows) > 0
+    check_empty(has_positive, empty, "text_to_image", block.gallery.n_local)
+    at_positives = block.at(query, column)
+    best = block.scores.new_zeros(block.scores.shape[1])
+    best.scatter_reduce_(0, query, at_positives, reduce="amax", include_self=False)
+    above, tied = block.count(best)
+    tied_positives = torch.zeros(n_rows, dtype=torch.long, device=best.device)
+    tied_positives.index_add_(0, query, (at_positives == best[query]).long())
+    zero = torch.zeros_like(tied_positives)
+    counts = (
+        torch.where(has_positive, above[:n_rows], zero),
+        torch.where(has_positive, tied[:n_rows] - tied_positives, zero),
+        torch.where(has_positive, tied_positives, zero),
+    )
+    return counts, best
+
+
+def _round_up(n: int, step: int) -> int:
+    return max(step, -(-n // step) * step)
+
+
 def stored_nonfinite(name: str) -> NonFinite:
     """Report a non-finite entry of the stored score matrix ``name``."""
 
@@ -155,16 +230,6 @@ def product_nonfinite(
         )
 
     return report
-
-
-def products(queries: torch.Tensor, gallery: torch.Tensor, rows: int) -> Block:
-    """Blocks of ``queries @ gallery.T``, computed when asked for.
-
-    Every block is written into one buffer: each block is ranked before the next is
-    asked for, and a fresh multi-MB allocation per block costs ~10% in page faults.
-    """
-    buffer = queries.new_empty((min(rows, queries.shape[0]), gallery.shape[0]))
-    return lambda a, b: torch.mm(queries[a:b], gallery.T, out=buffer[: b - a])
 
 
 def slices(scores: torch.Tensor, device: torch.device) -> Block:
