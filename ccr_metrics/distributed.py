@@ -17,11 +17,19 @@ gradients over processes, turns it back into exactly ``dL / dtheta``.
 
 Every process must call these functions in the same order (they are collectives), with
 tensors of the same number of dimensions and, beyond the first, the same sizes.
+
+Within ``with collective_timeout(seconds):`` a collective that waits longer than that for
+the other processes raises :class:`TimeoutError` instead of waiting for the process
+group's own timeout (30 minutes by default in torch).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextvars
+import datetime
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -29,16 +37,23 @@ import torch.distributed as dist
 
 from ._validation import InputError, shape_str
 
+# Seconds a collective may wait, and what it is for (named in the error); None: the group's.
+_TIMEOUT: contextvars.ContextVar[tuple[float, str] | None] = contextvars.ContextVar(
+    "ccr_metrics_collective_timeout", default=None
+)
+
 __all__ = [
     "all_gather_shapes",
     "all_gather_with_grad",
     "all_reduce_sum",
-    "any_process",
     "broadcast",
+    "collective_timeout",
     "gather_objects",
+    "gather_rows",
     "get_rank",
     "get_world_size",
     "is_distributed",
+    "raise_if_any_failed",
 ]
 
 
@@ -194,7 +209,7 @@ def broadcast(tensor: torch.Tensor, src: int) -> torch.Tensor:
     tensor([1, 2])
     """
     if is_distributed():
-        dist.broadcast(tensor, src=src)
+        _wait(dist.broadcast(tensor, src=src, async_op=True), "a broadcast")
     return tensor
 
 
@@ -210,34 +225,45 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     tensor([3, 4])
     """
     if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        _wait(dist.all_reduce(tensor, op=dist.ReduceOp.SUM, async_op=True), "a sum")
     return tensor
 
 
-def any_process(flag: bool) -> bool:
-    """Whether ``flag`` is True on any process.
+def raise_if_any_failed(error: Exception | None, what: str) -> None:
+    """Raise on every process when any process failed, naming the processes and why.
 
-    Lets every process fail together when one of them rejects its input, instead of
+    Each process passes the error it met (or None). Lets every process fail together,
+    saying which one rejected its input and the first line of its error, instead of
     leaving the others waiting in the next collective.
+
+    Raises
+    ------
+    InputError
+        If ``error`` is not None on some process; ``from error`` on that process.
 
     Examples
     --------
-    >>> any_process(False), any_process(True)
-    (False, True)
+    >>> raise_if_any_failed(None, "checking the shards")  # nothing failed: no error
     """
-    if not is_distributed():
-        return flag
-    # NCCL only moves CUDA tensors; the other backends take CPU ones.
-    device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
-    value = torch.tensor([int(flag)], device=device)
-    return bool(all_reduce_sum(value).item() > 0)
+    line = None if error is None else str(error).split("\n", 1)[0]
+    failed = [(r, e) for r, e in enumerate(gather_objects(line)) if e is not None]
+    if not failed:
+        return
+    rank = get_rank()
+    told = "; ".join(f"process {r}: {e}" for r, e in failed)
+    who = "this process" if any(r == rank for r, _ in failed) else f"process {rank}"
+    raise InputError(
+        f"{what} failed on {len(failed)} of {get_world_size()} processes ({who} stopped too): "
+        f"{told}",
+        argument=None if error is None else getattr(error, "argument", None),
+    ) from error
 
 
 def gather_objects(obj: Any) -> list[Any]:
-    """Every process's ``obj`` (small, picklable metadata), in rank order.
+    """Every process's ``obj`` (small JSON data: dicts, lists, str, numbers), in rank order.
 
-    Used to check that all processes were called alike. The objects travel between the
-    program's own processes; nothing is read from a file.
+    Used to check that all processes were called alike. The objects travel as JSON
+    between the program's own processes: nothing is unpickled. Tuples arrive as lists.
 
     Examples
     --------
@@ -245,7 +271,84 @@ def gather_objects(obj: Any) -> list[Any]:
     [{'languages': ['en', 'de']}]
     """
     if not is_distributed():
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
+        return [json.loads(json.dumps(obj))]
+    payload = torch.tensor(list(json.dumps(obj).encode()), dtype=torch.uint8, device=_device())
+    parts = _gather_parts(payload)
+    return [json.loads(bytes(part.tolist()).decode()) for part in parts]
+
+
+def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Every process's ``tensor`` concatenated along dim 0, in rank order (no gradient).
+
+    The first dimension may differ between processes; the others must agree.
+
+    Examples
+    --------
+    >>> import torch
+    >>> gather_rows(torch.tensor([4, 5]))
+    tensor([4, 5])
+    """
+    if not is_distributed():
+        return tensor
+    return torch.cat(_gather_parts(tensor))
+
+
+def _gather_parts(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Every process's ``tensor``, in rank order."""
+    sizes = _sizes(tensor)
+    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    parts = [torch.empty_like(padded) for _ in sizes]
+    _wait(dist.all_gather(parts, padded, async_op=True), "a gather")
+    return [part[:size] for part, size in zip(parts, sizes, strict=True)]
+
+
+@contextmanager
+def collective_timeout(seconds: float | None, what: str) -> Iterator[None]:
+    """Within the block, a collective waits at most ``seconds`` (None: the group's timeout).
+
+    ``what`` names the work in the :class:`TimeoutError` a stalled collective raises.
+
+    Examples
+    --------
+    >>> with collective_timeout(5.0, "evaluating"):
+    ...     pass
+    """
+    token = _TIMEOUT.set(None if seconds is None else (float(seconds), what))
+    try:
+        yield
+    finally:
+        _TIMEOUT.reset(token)
+
+
+def _wait(work: Any, operation: str) -> None:
+    """Wait for an asynchronous collective, at most the current timeout."""
+    limit = _TIMEOUT.get()
+    if limit is None:
+        work.wait()
+        return
+    seconds, what = limit
+    try:
+        work.wait(datetime.timedelta(seconds=seconds))
+    except RuntimeError as exc:
+        # gloo reports a timeout, or a peer that went away, as a RuntimeError.
+        reason = str(exc).splitlines()[0] if str(exc) else "no reason given"
+        raise TimeoutError(
+            f"process {get_rank()} stopped waiting for the other processes in {operation} "
+            f"while {what} (limit {seconds:g} s): a process stalled, failed or was not "
+            f"called ({reason}); the process group cannot be used any more, so end every "
+            "process"
+        ) from None
+
+
+def _sizes(tensor: torch.Tensor) -> list[int]:
+    """Every process's ``tensor.shape[0]``."""
+    size = torch.tensor([tensor.shape[0]], dtype=torch.long, device=tensor.device)
+    sizes = [torch.empty_like(size) for _ in range(get_world_size())]
+    _wait(dist.all_gather(sizes, size, async_op=True), "a gather of sizes")
+    return [int(s) for s in sizes]
+
+
+def _device() -> torch.device:
+    """Where collectives' tensors live: CUDA for NCCL, the CPU for the other backends."""
+    return torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")

@@ -14,21 +14,15 @@ by :func:`~ccr_metrics.evaluate`, :func:`~ccr_metrics.evaluate_scores` and
 from __future__ import annotations
 
 import os
-import pickle
 import re
-import warnings
-import zipfile
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import safetensors
-import safetensors.torch
-import torch
 
+from ._containers import READERS, LoadedArray, read_npy, read_npy_folder
 from ._validation import InputError
 
 __all__ = [
@@ -46,8 +40,6 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike[str]
-#: An array read from a file: numpy from ``.npz``, torch from ``.pt`` and ``.safetensors``.
-LoadedArray = npt.NDArray[Any] | torch.Tensor
 
 #: File types :func:`load_arrays` reads.
 ARRAY_SUFFIXES = (".npz", ".safetensors", ".pt")
@@ -66,7 +58,6 @@ _EMBEDDING_LAYOUT = "'image' [N, D], 'text.<lang>' [M, D] and optional 'text_to_
 _SCORE_LAYOUT = (
     "'i2t.<lang>' [N, M] and/or 't2i.<lang>' [M, N], and optional 'text_to_image.<lang>' [M]"
 )
-_NO_PICKLE = "ccr-metrics never unpickles files, as that can run code stored in them"
 
 
 class Embeddings(NamedTuple):
@@ -92,19 +83,29 @@ class Scores(NamedTuple):
 
 
 def load_arrays(path: PathLike) -> dict[str, LoadedArray]:
-    """Read every named array of a ``.npz``, ``.safetensors`` or ``.pt`` file.
+    """Read every named array of a ``.npz``, ``.safetensors`` or ``.pt`` file, or a folder.
+
+    Arrays that lie uncompressed in the file are memory-mapped, not read: those of a
+    ``.npz`` written by ``np.savez`` (not ``np.savez_compressed``), of a
+    ``.safetensors`` file, of a ``.pt`` file in torch's zip format (the default since
+    torch 1.6) and the ``.npy`` files of a folder. Their pages are read when used and
+    the operating system can drop them again, so a score matrix larger than the
+    memory left can still be evaluated block by block.
 
     Parameters
     ----------
     path : str or os.PathLike
         The file. Its extension picks the reader; a ``.pt`` file must hold a dict of
-        tensors with string keys (what ``torch.save({...}, path)`` writes).
+        tensors with string keys (what ``torch.save({...}, path)`` writes). Or a
+        folder holding one ``<key>.npy`` per array (``i2t.en.npy``,
+        ``text_to_image.en.npy``, ...) and no other file.
 
     Returns
     -------
     arrays : dict of str to numpy.ndarray or torch.Tensor
-        In file order (sorted by key for ``.safetensors``, which keeps no order); numpy
-        arrays from ``.npz``, CPU tensors from the others.
+        In file order (sorted by key for ``.safetensors`` and folders, which keep no
+        order); numpy arrays from ``.npz``, ``.safetensors`` and folders (torch
+        tensors for bfloat16), CPU tensors from ``.pt``.
 
     Raises
     ------
@@ -112,8 +113,9 @@ def load_arrays(path: PathLike) -> dict[str, LoadedArray]:
         If ``path`` does not exist.
     ValueError
         If the extension is not one of :data:`ARRAY_SUFFIXES`, the file is corrupt or
-        empty, a ``.pt`` file is not a dict of tensors, or the file holds pickled
-        Python objects (refused unread: nothing in it runs).
+        empty, a ``.pt`` file is not a dict of tensors, a folder holds a file that is
+        not ``.npy``, or the file holds pickled Python objects (refused unread:
+        nothing in it runs).
 
     Examples
     --------
@@ -125,10 +127,14 @@ def load_arrays(path: PathLike) -> dict[str, LoadedArray]:
     {'image': (2, 2), 'text.en': (2, 2)}
     >>> tmp.cleanup()
     """
-    file = _existing_file(path, ARRAY_SUFFIXES)
-    arrays = _READERS[file.suffix.lower()](file)
+    if Path(path).is_dir():
+        file = Path(path)
+        arrays = read_npy_folder(file)
+    else:
+        file = _existing_file(path, ARRAY_SUFFIXES)
+        arrays = READERS[file.suffix.lower()](file)
     if not arrays:
-        raise InputError(f"{file}: the file holds no arrays", argument=str(file))
+        raise InputError(f"{file}: holds no arrays", argument=str(file))
     return arrays
 
 
@@ -269,7 +275,7 @@ def load_ranks(path: PathLike) -> npt.NDArray[np.float64]:
     >>> tmp.cleanup()
     """
     file = _existing_file(path, RANK_SUFFIXES)
-    ranks = _read_npy(file) if file.suffix.lower() == ".npy" else _read_lines(file)
+    ranks = read_npy(file) if file.suffix.lower() == ".npy" else _read_lines(file)
     if ranks.dtype.kind not in "iuf":
         raise InputError(
             f"{file}: ranks must be numbers, got dtype {ranks.dtype}", argument=str(file)
@@ -486,118 +492,6 @@ def _existing_file(path: PathLike, suffixes: tuple[str, ...]) -> Path:
             argument=str(file),
         )
     return file
-
-
-def _read_npz(file: Path) -> dict[str, LoadedArray]:
-    # Opened here, not by np.load, so the handle is closed when the archive is corrupt.
-    with open(file, "rb") as handle:
-        try:
-            archive = np.load(handle, allow_pickle=False)
-        except ValueError as exc:
-            raise _unreadable(file, ".npz archive", exc) from None
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise InputError(
-                f"{file}: not a readable .npz archive ({exc})", argument=str(file)
-            ) from None
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise InputError(
-                f"{file}: holds a single array {list(archive.shape)}, not named arrays; "
-                "save with np.savez(path, image=..., **{'text.en': ...})",
-                argument=str(file),
-            )
-        with archive:
-            return {key: _npz_member(archive, key, file) for key in archive.files}
-
-
-def _npz_member(archive: Any, key: str, file: Path) -> npt.NDArray[Any]:
-    try:
-        return np.asarray(archive[key])
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise InputError(
-                f"{file}: key {key!r} is an object array of pickled Python objects "
-                f"({_NO_PICKLE}); save numeric arrays",
-                argument=str(file),
-            ) from None
-        raise InputError(f"{file}: key {key!r} is unreadable ({exc})", argument=str(file)) from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise InputError(f"{file}: key {key!r} is unreadable ({exc})", argument=str(file)) from None
-
-
-def _unreadable(file: Path, kind: str, exc: ValueError) -> ValueError:
-    """Translate a ValueError of np.load: pickled content, or a broken header."""
-    if "Object arrays" in str(exc):
-        return ValueError(f"{file}: holds an object array of pickled Python objects ({_NO_PICKLE})")
-    if "allow_pickle" in str(exc):
-        # Neither zip nor .npy: numpy's last resort would be to unpickle it.
-        return ValueError(f"{file}: not a {kind}; it could only be read as a pickle ({_NO_PICKLE})")
-    return ValueError(f"{file}: not a readable {kind} ({exc})")
-
-
-def _read_safetensors(file: Path) -> dict[str, LoadedArray]:
-    try:
-        # The torch API, not the numpy one: it also reads bfloat16.
-        return dict(safetensors.torch.load_file(file, device="cpu"))
-    except safetensors.SafetensorError as exc:
-        raise InputError(
-            f"{file}: not a readable safetensors file ({exc})", argument=str(file)
-        ) from None
-
-
-def _read_pt(file: Path) -> dict[str, LoadedArray]:
-    try:
-        with warnings.catch_warnings():
-            # torch warns about pickle protocols it did not write; the outcome is what counts.
-            warnings.simplefilter("ignore")
-            obj = torch.load(file, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as exc:
-        # Both a corrupt file and one that asks for code end here: say what torch saw.
-        found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n|$)", str(exc))
-        reason = f": {found.group(1).strip()}" if found else ""
-        raise InputError(
-            f"{file}: refused: not a dict of tensors readable without unpickling objects"
-            f"{reason} ({_NO_PICKLE}; re-save as a dict of tensors, .safetensors or .npz)",
-            argument=str(file),
-        ) from None
-    except (RuntimeError, OSError, EOFError) as exc:
-        first_line = str(exc).split("\n", 1)[0].split(". ", 1)[0]
-        raise InputError(
-            f"{file}: not a readable PyTorch file ({first_line})", argument=str(file)
-        ) from None
-    if not isinstance(obj, dict):
-        raise InputError(
-            f"{file}: holds a {type(obj).__name__}, not a dict of tensors; "
-            "save with torch.save({'image': ..., 'text.en': ...}, path)",
-            argument=str(file),
-        )
-    not_tensors = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
-    if not_tensors:
-        raise InputError(
-            f"{file}: the values of keys {not_tensors} are not tensors", argument=str(file)
-        )
-    not_named = [k for k in obj if not isinstance(k, str)]
-    if not_named:
-        raise InputError(f"{file}: keys {not_named} are not strings", argument=str(file))
-    return dict(obj)
-
-
-_READERS = {".npz": _read_npz, ".safetensors": _read_safetensors, ".pt": _read_pt}
-
-
-def _read_npy(file: Path) -> npt.NDArray[Any]:
-    with open(file, "rb") as handle:
-        try:
-            loaded = np.load(handle, allow_pickle=False)
-        except ValueError as exc:
-            raise _unreadable(file, ".npy file", exc) from None
-        except (OSError, EOFError) as exc:
-            raise InputError(
-                f"{file}: not a readable .npy file ({exc})", argument=str(file)
-            ) from None
-        if not isinstance(loaded, np.ndarray):
-            loaded.close()
-            raise InputError(f"{file}: is an .npz archive, not one .npy array", argument=str(file))
-        return loaded
 
 
 def _read_lines(file: Path) -> npt.NDArray[np.float64]:

@@ -10,7 +10,9 @@ number one functional call on the concatenated data gives.
 
 The states are torchmetrics list states reduced by concatenation: under
 DistributedDataParallel, ``compute`` gathers every process's state and each process
-returns the value over all of them.
+returns the value over all of them. Given each row's ``dataset_index``, ``compute``
+keeps one row per index, so the repeats a padding sampler (``DistributedSampler``)
+adds are not counted twice and DDP gives the single-process number.
 """
 
 from __future__ import annotations
@@ -56,16 +58,86 @@ class _RankMetric(Metric):
         """
         return torch.float64
 
+    #: Dataset index ``[B]`` of each batch's rows, as float64 (exact below 2**53),
+    #: when ``update`` was given them; one tensor while synchronised.
+    dataset_index: list[torch.Tensor]
+
+    def _add_index_state(self) -> None:
+        self.add_state("dataset_index", default=[], dist_reduce_fx="cat")
+
     def _joined(self, state: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
         """Join a list state; after a DDP sync torchmetrics leaves one tensor instead."""
-        if isinstance(state, list):
-            state = torch.cat(state) if state else torch.empty(0)
+        state = _concatenated(state)
         if state.shape[0] == 0:
             raise InputError(
                 f"{type(self).__name__}.compute() needs at least one update() since the "
                 "metric was built or last reset()"
             )
         return state
+
+    def _checked_index(
+        self, dataset_index: ArrayLike | None, rows: int, batches: int, layout: str
+    ) -> torch.Tensor | None:
+        """``dataset_index`` as float64 ``[rows]`` on the metric's device, or None.
+
+        ``batches`` is how many batches the state holds: either all of them come with
+        indices or none does.
+        """
+        indexed = len(self.dataset_index) > 0
+        if batches and indexed != (dataset_index is not None):
+            raise InputError(
+                "dataset_index must be given for every batch or for none: "
+                + (
+                    "earlier batches had it, this one has not"
+                    if indexed
+                    else "earlier batches had none, this one has it"
+                ),
+                argument="dataset_index",
+            )
+        if dataset_index is None:
+            return None
+        index, _ = to_tensor(dataset_index, "dataset_index")
+        if index.dtype == torch.bool or index.is_floating_point() or index.is_complex():
+            raise InputError(
+                f"dataset_index must hold integer dataset indices, got dtype {dtype_str(index)}",
+                argument="dataset_index",
+            )
+        if tuple(index.shape) != (rows,):
+            raise InputError(
+                f"dataset_index must have shape [{rows}] (one index per {layout}), got "
+                f"{shape_str(index)}",
+                argument="dataset_index",
+            )
+        bad = (index < 0) | (index >= 2**53)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise InputError(
+                f"dataset_index has {int(index[i])} at [{i}]; indices must be in [0, 2**53)",
+                argument="dataset_index",
+            )
+        return index.to(device=self.device, dtype=torch.float64)
+
+    def _distinct_rows(self, rows: int) -> torch.Tensor | None:
+        """Which of the ``rows`` accumulated rows to keep: the first of each dataset index.
+
+        None without indices. The rows come back sorted by dataset index: the order of a
+        single process reading the dataset in order, so that even a floating-point mean
+        is the same to the last bit.
+        """
+        index = _concatenated(self.dataset_index)
+        if index.shape[0] == 0:
+            return None
+        if index.shape[0] != rows:
+            raise InputError(
+                f"dataset_index was given for {index.shape[0]} of {rows} rows: under DDP "
+                "every process must pass it with every batch, or none may",
+                argument="dataset_index",
+            )
+        order = torch.argsort(index, stable=True)
+        ordered = index[order]
+        first = torch.ones(rows, dtype=torch.bool, device=index.device)
+        first[1:] = ordered[1:] != ordered[:-1]
+        return order[first]
 
 
 class RecallAtK(_RankMetric):
@@ -152,8 +224,15 @@ class RecallAtK(_RankMetric):
         self.prefix = prefix
         for name in ("above", "tied_negatives", "tied_positives"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
+        self._add_index_state()
 
-    def update(self, scores: ArrayLike, positives: ArrayLike | Sequence[Sequence[int]]) -> None:
+    def update(
+        self,
+        scores: ArrayLike,
+        positives: ArrayLike | Sequence[Sequence[int]],
+        *,
+        dataset_index: ArrayLike | None = None,
+    ) -> None:
         """Count a batch of queries and keep their rank counts.
 
         Parameters
@@ -165,19 +244,30 @@ class RecallAtK(_RankMetric):
             The relevant columns of each query in any form
             :func:`~ccr_metrics.positive_ranks` accepts: indices ``[B]``, a bool mask
             ``[B, G]``, or ``B`` lists of column indices.
+        dataset_index : torch.Tensor or array-like of int, shape [B], optional
+            Each query's index in the dataset. When given (with every batch, on every
+            process), ``compute`` counts each index once: the repeats a padding
+            ``DistributedSampler`` adds are dropped. The same index must mean the same
+            query.
 
         Raises
         ------
         ValueError
             As :func:`~ccr_metrics.positive_ranks`: ``scores`` not 2-D, empty or
             non-finite; ``positives`` of the wrong shape, out of range, or leaving a
-            query without a positive while ``empty="error"``. The state is unchanged.
+            query without a positive while ``empty="error"``; ``dataset_index`` not
+            integer ``[B]`` in ``[0, 2**53)``, or given for some batches and not
+            others. The state is unchanged.
         """
         s, _ = to_tensor(scores, "scores")
+        rows = s.shape[0] if s.ndim else 0
+        index = self._checked_index(dataset_index, rows, len(self.above), "query")
         counts = rank_counts(s, positives, empty=self.empty)
         for name in ("above", "tied_negatives", "tied_positives"):
             count = cast(torch.Tensor, getattr(counts, name))
             getattr(self, name).append(count.to(device=self.device, dtype=torch.float64))
+        if index is not None:
+            self.dataset_index.append(index)
 
     def compute(self) -> dict[int, torch.Tensor] | dict[str, torch.Tensor]:
         """Recall at each cut-off over every query seen (on every process, under DDP).
@@ -191,13 +281,15 @@ class RecallAtK(_RankMetric):
         Raises
         ------
         ValueError
-            If no query was added since construction or the last ``reset()``.
+            If no query was added since construction or the last ``reset()``, or (under
+            DDP) some processes passed ``dataset_index`` and others did not.
         """
-        counts = RankCounts(
-            self._joined(self.above).long(),
-            self._joined(self.tied_negatives).long(),
-            self._joined(self.tied_positives).long(),
-        )
+        above = self._joined(self.above)
+        keep = self._distinct_rows(above.shape[0])
+        states = [above, self._joined(self.tied_negatives), self._joined(self.tied_positives)]
+        if keep is not None:
+            states = [state[keep] for state in states]
+        counts = RankCounts(*(state.long() for state in states))
         recall = recall_at_k(counts, self.k, ties=self.ties)
         values = {
             k: torch.tensor(v, dtype=torch.float64, device=self.device) for k, v in recall.items()
@@ -298,12 +390,15 @@ class MeanRankVariance(_RankMetric):
         # 1-D empty placeholder, which must have the others' number of dimensions.
         self.add_state("ranks", default=[], dist_reduce_fx="cat")
         self.add_state("languages", default=[], dist_reduce_fx="cat")
+        self._add_index_state()
 
     def update(
         self,
         scores: ArrayLike,
         positives: ArrayLike,
         mask: ArrayLike | None = None,
+        *,
+        dataset_index: ArrayLike | None = None,
     ) -> None:
         """Rank a batch of instances in every language and keep the ranks ``[B, K]``.
 
@@ -319,6 +414,10 @@ class MeanRankVariance(_RankMetric):
         mask : torch.Tensor or array-like of bool, shape [B, K], optional
             Which languages each instance has. Rows outside it are neither checked nor
             ranked, so they may hold filler (NaN scores, index -1).
+        dataset_index : torch.Tensor or array-like of int, shape [B], optional
+            Each instance's index in the dataset. When given (with every batch, on
+            every process), ``compute`` keeps each index once: the repeats a padding
+            ``DistributedSampler`` adds are dropped.
 
         Raises
         ------
@@ -326,7 +425,9 @@ class MeanRankVariance(_RankMetric):
             If ``scores`` is not 3-D, is empty, holds NaN or infinity in a row inside
             ``mask``, or has a ``K`` other than earlier batches'; if ``positives`` is
             not integer, has the wrong shape, or holds an index outside ``[0, G)``
-            inside ``mask``; if ``mask`` is not bool ``[B, K]``. The state is unchanged.
+            inside ``mask``; if ``mask`` is not bool ``[B, K]``; if ``dataset_index``
+            is not integer ``[B]`` in ``[0, 2**53)`` or is given for some batches and
+            not others. The state is unchanged.
         """
         s, _ = to_tensor(scores, "scores")
         check_ndim(s, "scores", 3, "[B, K, G] (instances x languages x gallery)")
@@ -339,6 +440,7 @@ class MeanRankVariance(_RankMetric):
                 argument="scores",
             )
         self._check_languages(k, "scores")
+        index = self._checked_index(dataset_index, n, len(self.ranks), "instance")
         present = _checked_mask(mask, n, k, s.device)
         columns = _positive_columns(positives, present, g)
         ranks = torch.full((n, k), float("nan"), dtype=torch.float64, device=s.device)
@@ -357,15 +459,21 @@ class MeanRankVariance(_RankMetric):
                 found = first_nonfinite(torch.where(present[..., None], s, torch.zeros_like(s)))
                 if found is None:
                     raise
-                index, value = found
+                position, value = found
                 raise InputError(
-                    f"scores contains {value} at {list(index)}; scores must be finite "
+                    f"scores contains {value} at {list(position)}; scores must be finite "
                     "(mark missing languages with mask)",
                     argument="scores",
                 ) from None
-        self._keep(ranks)
+        self._keep(ranks, index)
 
-    def update_ranks(self, ranks: ArrayLike, mask: ArrayLike | None = None) -> None:
+    def update_ranks(
+        self,
+        ranks: ArrayLike,
+        mask: ArrayLike | None = None,
+        *,
+        dataset_index: ArrayLike | None = None,
+    ) -> None:
         """Keep ranks computed elsewhere, one per instance and language.
 
         Parameters
@@ -375,13 +483,16 @@ class MeanRankVariance(_RankMetric):
             does not depend on the offset), on any device.
         mask : torch.Tensor or array-like of bool, shape [B, K], optional
             Which ranks exist; entries outside it may hold anything, NaN included.
+        dataset_index : torch.Tensor or array-like of int, shape [B], optional
+            As for :meth:`update`.
 
         Raises
         ------
         ValueError
             If ``ranks`` is not 2-D and numeric, is empty, has a ``K`` other than
             earlier batches', or holds NaN or infinity inside ``mask``; if ``mask`` is
-            not bool ``[B, K]``. The state is unchanged.
+            not bool ``[B, K]``; ``dataset_index`` as for :meth:`update`. The state is
+            unchanged.
         """
         r, present, _ = checked_rank_matrix(ranks, mask, rows="B")
         n, k = r.shape
@@ -391,10 +502,11 @@ class MeanRankVariance(_RankMetric):
                 argument="ranks",
             )
         self._check_languages(k, "ranks")
+        index = self._checked_index(dataset_index, n, len(self.ranks), "instance")
         kept = torch.where(present, r, torch.full_like(r, float("nan")))
         # torchmetrics wraps only `update` to count the call and drop a cached result;
         # the same wrapper makes this a second, equally valid way to update.
-        self._wrap_update(self._keep)(kept)
+        self._wrap_update(self._keep)(kept, index)
 
     def compute(self) -> torch.Tensor | dict[str, torch.Tensor]:
         """MRV over every instance seen (on every process, under DDP).
@@ -418,6 +530,9 @@ class MeanRankVariance(_RankMetric):
                 f"{[int(w) for w in widths]}; every batch needs the same K"
             )
         ranks = self._joined(self.ranks).reshape(-1, int(widths[0]))
+        keep = self._distinct_rows(ranks.shape[0])
+        if keep is not None:
+            ranks = ranks[keep]
         value = mean_rank_variance(ranks, reduction=self.reduction, mask=~torch.isnan(ranks))
         result = torch.tensor(value, dtype=torch.float64, device=self.device)
         if self.prefix is None:
@@ -432,11 +547,20 @@ class MeanRankVariance(_RankMetric):
                 argument=name,
             )
 
-    def _keep(self, ranks: torch.Tensor) -> None:
-        """Add a batch's ranks ``[B, K]`` to the state."""
+    def _keep(self, ranks: torch.Tensor, index: torch.Tensor | None) -> None:
+        """Add a batch's ranks ``[B, K]`` (and dataset indices ``[B]``) to the state."""
         self.ranks.append(ranks.reshape(-1).to(self.device))
         k = torch.tensor([ranks.shape[1]], dtype=torch.float64, device=self.device)
         self.languages.append(k)
+        if index is not None:
+            self.dataset_index.append(index)
+
+
+def _concatenated(state: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """Join a list state into one tensor (empty when the list is)."""
+    if isinstance(state, list):
+        return torch.cat(state) if state else torch.empty(0, dtype=torch.float64)
+    return state
 
 
 def _check_prefix(prefix: str | None) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,10 @@ def worker(rank: int, port: int, out_dir: str) -> None:
             cm.evaluate_sharded(images, texts, owners, device="cpu", languages=["en", "de"][rank:])
         except ValueError as exc:
             errors["languages"] = str(exc)
+        try:
+            cm.evaluate_sharded(images, texts, owners, device="cpu", k=[1, 5 + rank])
+        except ValueError as exc:
+            errors["k"] = str(exc)
         (Path(out_dir) / f"errors-rank{rank}.json").write_text(json.dumps(errors))
 
 
@@ -98,10 +105,51 @@ def test_every_rank_gets_the_single_process_report(out_dir: Path, index: int) ->
 
 def test_bad_shard_on_one_process_fails_on_all(out_dir: Path) -> None:
     errors = [json.loads((out_dir / f"errors-rank{r}.json").read_text()) for r in range(2)]
-    assert "image_embeds contains nan" in errors[1]["nan"]
-    assert "another process rejected its shard" in errors[0]["nan"]
-    for e in errors:
-        assert "was called with {'languages'" in e["languages"]
+    for rank, e in enumerate(errors):
+        # Both processes say which one failed and why.
+        assert "failed on 1 of 2 processes" in e["nan"]
+        assert "process 1: image_embeds contains nan" in e["nan"]
+        assert ("this process" if rank == 1 else "process 0") + " stopped too" in e["nan"]
+        assert "every process must be called alike" in e["languages"]
+        assert "process 1 with {'languages': ['de']}" in e["languages"].replace(
+            "process 1 was called", "process 1"
+        )
+        assert "{'languages': ['en', 'de']}" in e["languages"]
+        # Each setting is labelled, and only the ones that differ are shown.
+        assert "with {'k': [1, 6]}" in e["k"] and "with {'k': [1, 5]}" in e["k"]
+
+
+def stalled_worker(rank: int, port: int, out_dir: str) -> None:
+    # No barrier at the end: after a timeout the group is unusable, so the processes
+    # leave without tearing it down.
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=2,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    images, texts, owners = shard(rank)
+    if rank == 1:
+        time.sleep(6)  # stalls, then is never called
+        os._exit(0)
+    start = time.perf_counter()
+    try:
+        cm.evaluate_sharded(images, texts, owners, device="cpu", timeout=1.0)
+        outcome = "returned"
+    except TimeoutError as exc:
+        outcome = str(exc)
+    elapsed = time.perf_counter() - start
+    (Path(out_dir) / "stalled.json").write_text(json.dumps([outcome, elapsed]))
+    os._exit(0)
+
+
+def test_a_stalled_process_times_out_with_a_clear_error(tmp_path: Path) -> None:
+    run_processes(stalled_worker, str(tmp_path), nprocs=2)
+    outcome, elapsed = json.loads((tmp_path / "stalled.json").read_text())
+    assert "process 0 stopped waiting for the other processes" in outcome
+    assert "while evaluating sharded embeddings (limit 1 s)" in outcome
+    assert elapsed < 5  # the timeout, not the stalled process leaving at 6 s
 
 
 def test_without_process_group_it_is_evaluate() -> None:

@@ -114,9 +114,9 @@ def test_missing_file(tmp_path):
         load_embeddings(tmp_path / "nope.npz")
 
 
-def test_directory(tmp_path):
-    (tmp_path / "d.npz").mkdir()
-    with pytest.raises(ValueError, match=r"d.npz: not a file"):
+def test_empty_directory(tmp_path):
+    (tmp_path / "d.npz").mkdir()  # a folder is read as a folder of .npy files
+    with pytest.raises(ValueError, match=r"d.npz: holds no arrays"):
         load_arrays(tmp_path / "d.npz")
 
 
@@ -488,3 +488,99 @@ def test_load_released_ranks_refuses_pickles_unrun(tmp_path):
     with pytest.raises(ValueError, match=r"de_m_tr.npy: holds an object array of pickled"):
         load_released_ranks(tmp_path, "m")
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------- memory-mapped reads
+
+
+def test_uncompressed_npz_and_safetensors_are_memory_mapped(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "i2t.en": rng.standard_normal((7, 9)).astype(np.float32),
+        "text_to_image.en": np.arange(9) % 7,
+    }
+    np.savez(tmp_path / "s.npz", **arrays)
+    np.savez_compressed(tmp_path / "c.npz", **arrays)
+    save_file(
+        {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
+        tmp_path / "s.safetensors",
+    )
+    stored, compressed = load_arrays(tmp_path / "s.npz"), load_arrays(tmp_path / "c.npz")
+    mapped = load_arrays(tmp_path / "s.safetensors")
+    assert isinstance(stored["i2t.en"], np.memmap)  # read when used, never whole
+    assert not isinstance(compressed["i2t.en"], np.memmap)  # a compressed member cannot be
+    assert isinstance(mapped["i2t.en"], np.memmap)
+    for loaded in (stored, compressed, mapped):
+        for key, value in arrays.items():
+            np.testing.assert_array_equal(np.asarray(loaded[key]), value)
+
+
+def save_folder(folder: Path, arrays: dict[str, np.ndarray]) -> Path:
+    folder.mkdir()
+    for key, value in arrays.items():
+        np.save(folder / f"{key}.npy", value)
+    return folder
+
+
+def test_a_folder_of_npy_files_is_memory_mapped_and_read_like_a_file(tmp_path):
+    arrays = embeddings()
+    folder = save_folder(tmp_path / "emb", arrays)
+    loaded = load_arrays(folder)
+    assert list(loaded) == sorted(arrays)  # a folder keeps no order: sorted by key
+    for key, value in arrays.items():
+        assert isinstance(loaded[key], np.memmap)
+        np.testing.assert_array_equal(np.asarray(loaded[key]), value)
+    image, texts, owners = load_embeddings(folder)
+    np.testing.assert_array_equal(image, arrays["image"])
+    assert sorted(texts) == ["de", "en"] and list(owners) == ["en"]
+
+
+def test_a_folder_of_score_matrices(tmp_path):
+    rng = np.random.default_rng(1)
+    arrays = {"i2t.en": rng.standard_normal((3, 5)), "text_to_image.en": np.arange(5) % 3}
+    i2t, t2i, owners = load_scores(save_folder(tmp_path / "scores", arrays))
+    np.testing.assert_array_equal(i2t["en"], arrays["i2t.en"])
+    assert t2i == {} and owners["en"].tolist() == [0, 1, 2, 0, 1]
+
+
+@pytest.mark.parametrize("name", ["i2t.de.npz", "notes.txt"])
+def test_a_folder_with_another_file_is_refused(tmp_path, name):
+    folder = save_folder(tmp_path / "scores", {"i2t.en": np.eye(3)})
+    (folder / name).write_bytes(b"x")
+    found = rf"holds only <key>\.npy files, found '{re.escape(name)}'"
+    with pytest.raises(ValueError, match=found):
+        load_arrays(folder)
+
+
+def test_a_folder_with_an_npz_named_npy_is_refused(tmp_path):
+    folder = save_folder(tmp_path / "scores", {"i2t.en": np.eye(3)})
+    np.savez(folder / "i2t.de.npz", x=np.eye(2))
+    (folder / "i2t.de.npz").rename(folder / "i2t.de.npy")
+    with pytest.raises(ValueError, match=r"i2t.de.npy: is an .npz archive, not one .npy array"):
+        load_arrays(folder)
+
+
+def test_a_folder_with_a_pickled_npy_is_refused_unrun(tmp_path):
+    marker = tmp_path / "ran"
+    folder = save_folder(tmp_path / "scores", {"i2t.en": np.eye(3)})
+    np.save(folder / "i2t.de.npy", np.array([Hostile(marker)], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"i2t.de.npy: holds an object array of pickled"):
+        load_arrays(folder)
+    assert not marker.exists()
+
+
+def test_bfloat16_safetensors_are_read_exactly(tmp_path):
+    t = torch.randn(5, 6).bfloat16()
+    save_file({"i2t.en": t}, tmp_path / "b.safetensors")
+    got = load_arrays(tmp_path / "b.safetensors")["i2t.en"]
+    assert got.dtype == torch.bfloat16 and torch.equal(got, t)
+
+
+def test_safetensors_whose_header_claims_bytes_it_lacks(tmp_path):
+    import json as json_
+
+    header = json_.dumps({"x": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]}})
+    raw = len(header).to_bytes(8, "little") + header.encode() + b"\0" * 16
+    (tmp_path / "bad.safetensors").write_bytes(raw)
+    with pytest.raises(ValueError, match=r"claims bytes 0\.\.4000"):
+        load_arrays(tmp_path / "bad.safetensors")

@@ -91,9 +91,13 @@ def evaluate(
     Image-to-text: each image queries one language's texts; its rank is that of its
     best caption; images without a text in the language are not queries there.
     Text-to-image: each text queries all images. The products are computed in the
-    embeddings' common dtype (float32 stays float32), so the ranks equal
-    :func:`evaluate_scores` on ``image_embeds @ text_embeds.T`` and its transpose's
-    counterpart ``text_embeds @ image_embeds.T``.
+    embeddings' common dtype (float32 stays float32), as fixed-shape tiles on a grid
+    of global indices, so every score, and every rank, ties included, is the same
+    whatever ``chunk_size`` (and equals :func:`evaluate_sharded` on any sharding) on
+    one device type and BLAS; see "Same ranks on every execution plan" in
+    ``docs/ranking.md``. The ranks are :func:`evaluate_scores`'s on
+    ``image_embeds @ text_embeds.T`` and ``text_embeds @ image_embeds.T`` wherever the
+    BLAS rounds those products as it rounds the tiles.
 
     Examples
     --------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +43,7 @@ def evaluate_sharded(
     chunk_size: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
+    timeout: float | None = None,
 ) -> Report:
     """Evaluate a test set whose embeddings are sharded across torch.distributed processes.
 
@@ -61,6 +63,11 @@ def evaluate_sharded(
         (an instance's image and texts live on the same process).
     k, ties, languages, caption_reduction, chunk_size, device, progress
         As for :func:`evaluate`; ``progress`` shows a bar on rank 0 only.
+    timeout : float, optional
+        Seconds any one collective may wait for the other processes before this
+        process raises :class:`TimeoutError`, naming itself and the step; None (the
+        default) waits as long as the process group's own timeout (30 minutes unless
+        ``init_process_group`` was given another).
 
     Returns
     -------
@@ -72,8 +79,12 @@ def evaluate_sharded(
     ------
     ValueError
         On every process, when any process's shard is invalid (as for
-        :func:`evaluate`), or when processes disagree on the languages, the embedding
-        dimension or dtype, or the options.
+        :func:`evaluate`; the message names the processes and their first error line),
+        or when processes disagree on the languages, the embedding dimension or dtype,
+        or the options.
+    TimeoutError
+        When ``timeout`` is given and another process stalls, dies or is never called;
+        the process group is then unusable, and the program should end.
 
     Notes
     -----
@@ -82,8 +93,11 @@ def evaluate_sharded(
     local to it); every process counts how many of its gallery items score above, or
     tie with, that score, and the counts are summed across processes: exact, and
     ``O(queries)`` integers per block on top of the broadcast query embeddings. Only
-    the final rank arrays are gathered. Without an initialised process group this is
-    :func:`evaluate`.
+    the final rank arrays are gathered. Scores are computed on the same global tile
+    grid as :func:`evaluate`'s, so the counts, ties included, do not depend on how the
+    test set is split, on ``chunk_size`` or on the number of processes (on one device
+    type and BLAS). Empty shards are allowed. Without an initialised process group
+    this is :func:`evaluate`.
 
     Examples
     --------
@@ -99,7 +113,35 @@ def evaluate_sharded(
     >>> sharded.recall() == evaluate(images, texts, device="cpu").recall()
     True
     """
-    error: ValueError | None = None
+    with distributed.collective_timeout(timeout, "evaluating sharded embeddings"):
+        return _evaluate_sharded(
+            image_embeds,
+            text_embeds,
+            text_to_image,
+            k=k,
+            ties=ties,
+            languages=languages,
+            caption_reduction=caption_reduction,
+            chunk_size=chunk_size,
+            device=device,
+            progress=progress,
+        )
+
+
+def _evaluate_sharded(
+    image_embeds: ArrayLike,
+    text_embeds: Mapping[str, ArrayLike],
+    text_to_image: Mapping[str, ArrayLike] | None,
+    *,
+    k: int | Iterable[int],
+    ties: Ties,
+    languages: Sequence[str] | None,
+    caption_reduction: CaptionReduction,
+    chunk_size: int | None,
+    device: str | torch.device | None,
+    progress: bool,
+) -> Report:
+    error: Exception | None = None
     try:
         p = prepare(
             image_embeds,
@@ -116,26 +158,34 @@ def evaluate_sharded(
         check_finite(p.images, "image_embeds")
         for lang, t in p.texts.items():
             check_finite(t, f"text_embeds[{lang!r}]")
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         error = exc
-    if distributed.any_process(error is not None):
-        raise error or ValueError("another process rejected its shard of the input")
-    layout = {
-        "languages": list(p.texts),
-        "dim": p.images.shape[1],
-        "dtype": str(p.dtype),
-        "options": (p.ks, ties, caption_reduction, chunk_size),
-    }
+    distributed.raise_if_any_failed(error, "checking the input shards")
+    # As JSON (tuples become lists), so that it compares equal with the other views.
+    layout = _as_json(
+        {
+            "languages": list(p.texts),
+            "dim": p.images.shape[1],
+            "dtype": str(p.dtype),
+            "k": list(p.ks),
+            "ties": ties,
+            "caption_reduction": caption_reduction,
+            "chunk_size": chunk_size,
+        }
+    )
     views = distributed.gather_objects(
         {**layout, "sizes": [p.images.shape[0], *(t.shape[0] for t in p.texts.values())]}
     )
+    rank = distributed.get_rank()
     for r, view in enumerate(views):
         differing = [k for k in layout if view[k] != layout[k]]
         if differing:
             theirs = {k: view[k] for k in differing}
             ours = {k: layout[k] for k in differing}
-            raise InputError(f"process {r} was called with {theirs}, this process with {ours}")
-    rank = distributed.get_rank()
+            raise InputError(
+                f"every process must be called alike: process {r} was called with "
+                f"{theirs}, process {rank} with {ours}"
+            )
     image_offsets = _offsets([view["sizes"][0] for view in views])
     n_images = image_offsets[-1]
     # Every process sees the same sizes: all raise alike, none waits.
@@ -164,7 +214,7 @@ def evaluate_sharded(
             )
             global_owner = owner + image_offsets[rank]
             counts[lang] = {"i2t": _gather_counts(i2t), "t2i": _gather_counts(t2i)}
-            owners[lang] = _gather_rows(global_owner).cpu().numpy()
+            owners[lang] = distributed.gather_rows(global_owner).cpu().numpy()
     return Report.from_counts(
         counts,
         text_to_image=owners,
@@ -252,10 +302,10 @@ def _offsets(sizes: list[int]) -> list[int]:
 
 def _gather_counts(counts: torch.Tensor) -> RankCounts:
     """Every process's counts ``[3, Q_r]``, concatenated in rank order, as numpy."""
-    above, tied_negatives, tied_positives = (_gather_rows(c).cpu().numpy() for c in counts)
-    return RankCounts(above, tied_negatives, tied_positives)
+    gathered = distributed.gather_rows(counts.T.contiguous()).T.cpu().numpy()
+    return RankCounts(*gathered)
 
 
-def _gather_rows(t: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return distributed.all_gather_with_grad(t)
+def _as_json(obj: Any) -> Any:
+    """``obj`` as it arrives from :func:`distributed.gather_objects`."""
+    return json.loads(json.dumps(obj))
