@@ -57,6 +57,12 @@ from .ranking import (
 )
 from .recall import multilingual_recall, recall_at_k
 from .report import Report, bootstrap_intervals
+from .rerank import (
+    released_rerank_scores,
+    reranked_rank_counts,
+    reranked_ranks,
+    top_candidates,
+)
 from .results import Comparison, Difference, Interval, Intervals, MetricKey
 from .sampling import (
     hard_negative_probabilities,
@@ -143,6 +149,10 @@ __all__ = [
     "recall_spread",
     "released_hard_positive_languages",
     "released_hard_positive_probabilities",
+    "released_rerank_scores",
+    "reranked_rank_counts",
+    "reranked_ranks",
     "resolve_device",
     "text_to_image_ranks",
+    "top_candidates",
 ]
