@@ -20,8 +20,9 @@ from typing import NamedTuple
 
 import torch
 
+from ._backend import ArrayLike, to_tensor
 from ._positives import Counts, check_empty
-from ._validation import InputError
+from ._validation import InputError, check_finite, check_numeric, dtype_str, shape_str
 from .ties import Empty
 
 # Counts a block's rows against thresholds [R]: (above, tied) over its gallery items.
@@ -165,3 +166,60 @@ def combine(
         torch.where(has_candidate, fine_counts[1], coarse_counts[1]),
         torch.where(has_candidate, fine_counts[2], coarse_counts[2]),
     )
+
+
+def checked_candidates(
+    candidates: ArrayLike,
+    n_queries: int,
+    n_gallery: int,
+    device: torch.device,
+    name: str = "candidates",
+) -> torch.Tensor:
+    """``candidates`` as a LongTensor ``[Q, k]`` on ``device``, shape and range checked."""
+    t, _ = to_tensor(candidates, name)
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise InputError(
+            f"{name} must hold integer gallery indices, got dtype {dtype_str(t)}",
+            argument=name,
+        )
+    if t.ndim != 2 or t.shape[0] != n_queries:
+        raise InputError(
+            f"{name} must have shape [{n_queries}, k] (k items per query of coarse), "
+            f"got {shape_str(t)}",
+            argument=name,
+        )
+    if t.shape[1] > n_gallery:
+        raise InputError(
+            f"{name} lists k = {t.shape[1]} items per query, more than the gallery's {n_gallery}",
+            argument=name,
+        )
+    t = t.to(device=device, dtype=torch.long)
+    bad = (t < 0) | (t >= n_gallery)
+    if bool(bad.any()):
+        q, j = (int(v) for v in bad.nonzero()[0])
+        raise InputError(
+            f"{name} has gallery index {int(t[q, j])} at [{q}, {j}], outside [0, {n_gallery})",
+            argument=name,
+        )
+    return t
+
+
+def checked_fine(
+    fine: ArrayLike,
+    shape: torch.Size,
+    device: torch.device,
+    name: str = "fine",
+    candidates_name: str = "candidates",
+) -> torch.Tensor:
+    """``fine`` as a detached tensor of ``candidates``' shape on ``device``, finite."""
+    f, _ = to_tensor(fine, name)
+    check_numeric(f, name)
+    if f.shape != shape:
+        raise InputError(
+            f"{name} must have the shape of {candidates_name} [{shape[0]}, {shape[1]}] (one score "
+            f"per candidate), got {shape_str(f)}",
+            argument=name,
+        )
+    f = f.detach().to(device)
+    check_finite(f, name)
+    return f

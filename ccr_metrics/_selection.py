@@ -68,8 +68,10 @@ def select_top(
 def _torch_select(
     scores: torch.Tensor, lo: list[int], hi: list[int], first: list[int], k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    # The items of every tile side by side, in index order: [R, G].
+    # The items of every tile side by side, in index order: [R, G]. A NaN (refused later
+    # by the counting) must not take a place from a number here.
     rows = torch.cat([scores[t, :, lo[t] : hi[t]] for t in range(scores.shape[0])], dim=1)
+    rows = rows.nan_to_num(nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
     item = torch.cat(
         [torch.arange(first[t] + lo[t], first[t] + hi[t]) for t in range(scores.shape[0])]
     ).to(scores.device)

@@ -22,7 +22,14 @@ from collections.abc import Sequence
 import torch
 
 from ._backend import Array, ArrayLike, to_output, to_tensor
-from ._cascade import candidate_slots, coarse_part, combine, fine_part
+from ._cascade import (
+    candidate_slots,
+    checked_candidates,
+    checked_fine,
+    coarse_part,
+    combine,
+    fine_part,
+)
 from ._counting import check_chunk_size, count_against
 from ._positives import counts_output, mask_pairs, parse_positives
 from ._selection import select_top
@@ -32,7 +39,6 @@ from ._validation import (
     check_finite,
     check_ndim,
     check_numeric,
-    dtype_str,
     positive_int,
     shape_str,
 )
@@ -131,8 +137,8 @@ def reranked_rank_counts(
     c = c.detach()
     check_chunk_size(chunk_size)
     n_queries, n_gallery = c.shape
-    cand = _checked_candidates(candidates, n_queries, n_gallery, c.device)
-    f = _checked_fine(fine, cand.shape, c.device)
+    cand = checked_candidates(candidates, n_queries, n_gallery, c.device)
+    f = checked_fine(fine, cand.shape, c.device)
     parsed = parse_positives(positives, n_queries, n_gallery, c.device)
     query, column = parsed if isinstance(parsed, tuple) else mask_pairs(parsed)
     slots = candidate_slots(cand, n_gallery, query, column)
@@ -262,8 +268,8 @@ def released_rerank_scores(
     c, as_torch = to_tensor(coarse, "coarse")
     check_ndim(c, "coarse", 2, "[Q, G] (queries x gallery)")
     n_queries, n_gallery = c.shape
-    cand = _checked_candidates(candidates, n_queries, n_gallery, c.device)
-    f = _checked_fine(fine, cand.shape, c.device)
+    cand = checked_candidates(candidates, n_queries, n_gallery, c.device)
+    f = checked_fine(fine, cand.shape, c.device)
     if isinstance(fill, bool) or not isinstance(fill, (int, float)) or not math.isfinite(fill):
         raise InputError(f"fill must be a finite number, got {fill!r}", argument="fill")
     dtype = f.dtype if f.is_floating_point() else torch.float64
@@ -331,51 +337,3 @@ def _check_coarse(c: torch.Tensor, name: str = "coarse") -> None:
             f"{name} must have at least one query and one gallery item, got {shape_str(c)}",
             argument=name,
         )
-
-
-def _checked_candidates(
-    candidates: ArrayLike, n_queries: int, n_gallery: int, device: torch.device
-) -> torch.Tensor:
-    """``candidates`` as a LongTensor ``[Q, k]`` on ``device``, shape and range checked."""
-    t, _ = to_tensor(candidates, "candidates")
-    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        raise InputError(
-            f"candidates must hold integer gallery indices, got dtype {dtype_str(t)}",
-            argument="candidates",
-        )
-    if t.ndim != 2 or t.shape[0] != n_queries:
-        raise InputError(
-            f"candidates must have shape [{n_queries}, k] (k items per query of coarse), "
-            f"got {shape_str(t)}",
-            argument="candidates",
-        )
-    if t.shape[1] > n_gallery:
-        raise InputError(
-            f"candidates lists k = {t.shape[1]} items per query, more than the gallery's "
-            f"{n_gallery}",
-            argument="candidates",
-        )
-    t = t.to(device=device, dtype=torch.long)
-    bad = (t < 0) | (t >= n_gallery)
-    if bool(bad.any()):
-        q, j = (int(v) for v in bad.nonzero()[0])
-        raise InputError(
-            f"candidates has gallery index {int(t[q, j])} at [{q}, {j}], outside [0, {n_gallery})",
-            argument="candidates",
-        )
-    return t
-
-
-def _checked_fine(fine: ArrayLike, shape: torch.Size, device: torch.device) -> torch.Tensor:
-    """``fine`` as a detached tensor of ``candidates``' shape on ``device``, finite."""
-    f, _ = to_tensor(fine, "fine")
-    check_numeric(f, "fine")
-    if f.shape != shape:
-        raise InputError(
-            f"fine must have the shape of candidates [{shape[0]}, {shape[1]}] (one score "
-            f"per candidate), got {shape_str(f)}",
-            argument="fine",
-        )
-    f = f.detach().to(device)
-    check_finite(f, "fine")
-    return f

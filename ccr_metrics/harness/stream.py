@@ -251,13 +251,13 @@ def n_blocks(n: int, rows: int) -> int:
     return -(-n // rows)
 
 
-def progress_bar(enabled: bool, total: int) -> Any:
-    """Return a tqdm bar over ``total`` blocks (on stderr), or a stand-in showing nothing."""
+def progress_bar(enabled: bool, total: int, *, unit: str = "block", desc: str = "ranking") -> Any:
+    """Return a tqdm bar over ``total`` steps (on stderr), or a stand-in showing nothing."""
     if not enabled:
         return nullcontext(NoBar())
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="block", desc="ranking")
+    return tqdm(total=total, unit=unit, desc=desc)
 
 
 class NoBar:
