@@ -17,15 +17,23 @@ from ._version import __version__
 from .breakdown import Breakdown, consistency_breakdown
 from .consistency import consistency_at_k, largest_spread, pairwise_disagreement, recall_spread
 from .distributed import all_gather_with_grad
-from .harness import evaluate, evaluate_scores, evaluate_sharded, resolve_device
+from .harness import (
+    RERANK_PROTOCOLS,
+    evaluate,
+    evaluate_scores,
+    evaluate_sharded,
+    resolve_device,
+)
 from .io import (
     Embeddings,
+    Reranking,
     Scores,
     load_arrays,
     load_embeddings,
     load_rank_matrix,
     load_ranks,
     load_released_ranks,
+    load_reranking,
     load_scores,
 )
 from .losses import (
@@ -92,6 +100,7 @@ __all__ = [
     "CAPTION_REDUCTIONS",
     "DEFAULT_TIES",
     "REDUCTIONS",
+    "RERANK_PROTOCOLS",
     "TIES",
     "Breakdown",
     "Comparison",
@@ -109,6 +118,7 @@ __all__ = [
     "RankCounts",
     "RecallAtK",
     "Report",
+    "Reranking",
     "Scores",
     "__version__",
     "all_gather_with_grad",
@@ -131,6 +141,7 @@ __all__ = [
     "load_rank_matrix",
     "load_ranks",
     "load_released_ranks",
+    "load_reranking",
     "load_scores",
     "matching_loss",
     "matching_pairs",

@@ -29,13 +29,14 @@ import torch
 from ._validation import InputError, positive_int
 from ._version import __version__
 from .breakdown import consistency_breakdown
-from .harness import evaluate, evaluate_scores, resolve_device
+from .harness import RERANK_PROTOCOLS, evaluate, evaluate_scores, resolve_device
 from .io import (
     RELEASED_DIRECTIONS,
+    Embeddings,
     load_embeddings,
     load_rank_matrix,
     load_released_ranks,
-    load_scores,
+    load_reranking,
 )
 from .mrv import CAPTION_REDUCTIONS, REDUCTIONS, mean_rank_variance
 from .report import Report
@@ -245,8 +246,18 @@ def _add_scores(commands: Any, options: argparse.ArgumentParser) -> None:
         "file",
         type=Path,
         metavar="FILE",
-        help="a .npz, .safetensors or .pt file with keys i2t.<lang> [N, M] and/or "
-        "t2i.<lang> [M, N], and optionally text_to_image.<lang> [M]",
+        help="a .npz, .safetensors or .pt file (or a folder of .npy) with keys i2t.<lang> "
+        "[N, M] and/or t2i.<lang> [M, N], and optionally text_to_image.<lang> [M]; for a "
+        "re-ranking model also <dir>_candidates.<lang> [Q, k] and <dir>_fine.<lang> [Q, k], "
+        "the first stage as score matrices or as embeddings (image, text.<lang>)",
+    )
+    scores.add_argument(
+        "--rerank-protocol",
+        choices=RERANK_PROTOCOLS,
+        default="cascade",
+        help="how a re-ranking model's ranks are read: cascade (the candidates by their "
+        "fine scores, then the rest by first-stage score) or filled (the released code's "
+        "matrix: fine scores at the candidates, -100 elsewhere) (default: cascade)",
     )
     scores.set_defaults(run=_run_scores)
 
@@ -431,9 +442,18 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 
 
 def _run_scores(args: argparse.Namespace) -> None:
-    i2t, t2i, text_to_image = load_scores(args.file)
+    first, candidates, fine = load_reranking(args.file)
+    options = {
+        **_evaluation_options(args),
+        "candidates": candidates,
+        "fine": fine,
+        "rerank_protocol": args.rerank_protocol,
+    }
     with _naming(args.file):
-        report = evaluate_scores(i2t, t2i, text_to_image, **_evaluation_options(args))
+        if isinstance(first, Embeddings):
+            report = evaluate(*first, **options)
+        else:
+            report = evaluate_scores(*first, **options)
     _print_report(report, args)
 
 

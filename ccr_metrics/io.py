@@ -29,13 +29,16 @@ __all__ = [
     "ARRAY_SUFFIXES",
     "RANK_SUFFIXES",
     "RELEASED_DIRECTIONS",
+    "SECOND_STAGE_PREFIXES",
     "Embeddings",
+    "Reranking",
     "Scores",
     "load_arrays",
     "load_embeddings",
     "load_rank_matrix",
     "load_ranks",
     "load_released_ranks",
+    "load_reranking",
     "load_scores",
 ]
 
@@ -174,7 +177,10 @@ def load_embeddings(path: PathLike) -> Embeddings:
     ((3, 3), ['en', 'de'], [0, 2])
     >>> tmp.cleanup()
     """
-    arrays = load_arrays(path)
+    return _embeddings_from(load_arrays(path), path)
+
+
+def _embeddings_from(arrays: Mapping[str, LoadedArray], path: PathLike) -> Embeddings:
     groups = _group_keys(arrays, path, ("text", "text_to_image"), "image")
     if "image" not in arrays:
         raise InputError(
@@ -228,7 +234,10 @@ def load_scores(path: PathLike) -> Scores:
     (['en'], ['en'], {})
     >>> tmp.cleanup()
     """
-    arrays = load_arrays(path)
+    return _scores_from(load_arrays(path), path)
+
+
+def _scores_from(arrays: Mapping[str, LoadedArray], path: PathLike) -> Scores:
     groups = _group_keys(arrays, path, ("i2t", "t2i", "text_to_image"), None)
     scored = {**groups["i2t"], **groups["t2i"]}
     if not scored:
@@ -239,6 +248,97 @@ def load_scores(path: PathLike) -> Scores:
         )
     _check_mapped_languages(path, groups["text_to_image"], scored, "scores")
     return Scores(groups["i2t"], groups["t2i"], groups["text_to_image"])
+
+
+class Reranking(NamedTuple):
+    """What a file of a two-stage (re-ranking) model holds."""
+
+    first_stage: Embeddings | Scores
+    """The first stage: embeddings (key ``image`` present) or coarse score matrices."""
+    candidates: dict[str, dict[str, LoadedArray]]
+    """``{direction: {lang: [Q, k]}}`` (keys ``<direction>_candidates.<lang>``)."""
+    fine: dict[str, dict[str, LoadedArray]]
+    """``{direction: {lang: [Q, k]}}`` (keys ``<direction>_fine.<lang>``)."""
+
+
+#: The key prefixes of a second stage: candidates and their scores per direction.
+SECOND_STAGE_PREFIXES = ("i2t_candidates", "i2t_fine", "t2i_candidates", "t2i_fine")
+
+
+def load_reranking(path: PathLike) -> Reranking:
+    """Read a two-stage model's file: a first stage plus candidates and their fine scores.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file :func:`load_arrays` reads holding the first stage, either as embeddings
+        (the keys of :func:`load_embeddings`) or as coarse score matrices (the keys of
+        :func:`load_scores`), and, per direction and language re-ranked,
+        ``i2t_candidates.<lang>`` ``[N, k]`` (int: each image's candidate texts) with
+        ``i2t_fine.<lang>`` ``[N, k]`` (their second-stage scores), and/or
+        ``t2i_candidates.<lang>`` ``[M_l, k]`` (candidate images) with
+        ``t2i_fine.<lang>`` ``[M_l, k]``.
+
+    Returns
+    -------
+    Reranking
+        ``(first_stage, candidates, fine)``; pass ``candidates`` and ``fine`` to
+        :func:`~ccr_metrics.evaluate` (embeddings) or
+        :func:`~ccr_metrics.evaluate_scores` (score matrices).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        As :func:`load_embeddings` or :func:`load_scores` for the first stage (a file
+        without second-stage keys must be a score file, read as :func:`load_scores`
+        reads it, with no candidates), or if a ``<direction>_candidates.<lang>`` key
+        comes without its ``<direction>_fine.<lang>`` (or the other way round).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = f"{tmp.name}/reranked.npz"
+    >>> np.savez(path, **{"i2t.en": np.eye(3), "i2t_candidates.en": np.array([[0], [1], [2]]),
+    ...                   "i2t_fine.en": np.array([[5.0], [4.0], [3.0]])})
+    >>> first, candidates, fine = load_reranking(path)
+    >>> list(first.i2t), candidates["i2t"]["en"].shape, list(fine)
+    (['en'], (3, 1), ['i2t'])
+    >>> tmp.cleanup()
+    """
+    arrays = load_arrays(path)
+    stage: dict[str, dict[str, LoadedArray]] = {prefix: {} for prefix in SECOND_STAGE_PREFIXES}
+    rest = {}
+    for key, value in arrays.items():
+        prefix, _, lang = key.partition(".")
+        if prefix in stage and lang:
+            stage[prefix][lang] = value
+        else:
+            rest[key] = value
+    if not any(stage.values()):  # a one-stage model's score file
+        return Reranking(_scores_from(rest, path), {}, {})
+    candidates: dict[str, dict[str, LoadedArray]] = {}
+    fine: dict[str, dict[str, LoadedArray]] = {}
+    for direction in ("i2t", "t2i"):
+        found, scored = stage[f"{direction}_candidates"], stage[f"{direction}_fine"]
+        unpaired = sorted(set(found) ^ set(scored))
+        if unpaired:
+            lang = unpaired[0]
+            have, lack = ("candidates", "fine") if lang in found else ("fine", "candidates")
+            raise InputError(
+                f"{path}: '{direction}_{have}.{lang}' has no '{direction}_{lack}.{lang}'; "
+                "candidates and their fine scores go together",
+                argument=str(path),
+            )
+        if found:
+            candidates[direction] = found
+            fine[direction] = {lang: scored[lang] for lang in found}
+    first: Embeddings | Scores = (
+        _embeddings_from(rest, path) if "image" in rest else _scores_from(rest, path)
+    )
+    return Reranking(first, candidates, fine)
 
 
 def load_ranks(path: PathLike) -> npt.NDArray[np.float64]:
