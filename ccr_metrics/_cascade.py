@@ -74,20 +74,21 @@ def candidate_slots(
 def coarse_part(
     count_rows: CountRows,
     at_pairs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    candidates: torch.Tensor,
+    at_candidates: torch.Tensor,
     positives: CandidatePositives,
 ) -> tuple[Counts, torch.Tensor]:
     """Count the non-candidate segment of ``R`` rows; say which rows it ranks.
 
     ``count_rows(best)`` counts every row's gallery items above and tied with ``best``
     (the kernel, which also refuses a NaN or an infinity); ``at_pairs(rows, columns)``
-    looks up coarse scores. Returns ``((above, tied_negatives, tied_positives),
+    looks up the coarse scores of positives; ``at_candidates`` ``[R, k]`` holds the
+    candidates' coarse scores. Returns ``((above, tied_negatives, tied_positives),
     has_other)``: counts over the non-candidates, ``above`` including the ``k``
     candidates, for the rows whose best positive is a non-candidate (``has_other``);
     zero elsewhere.
     """
-    n_rows, k = candidates.shape
-    device = candidates.device
+    n_rows, k = at_candidates.shape
+    device = at_candidates.device
     query, column, slot = positives
     other = slot < 0
     has_candidate = torch.zeros(n_rows, dtype=torch.bool, device=device)
@@ -100,19 +101,15 @@ def coarse_part(
     # Rows that need no count still go through the kernel, against a score they hold:
     # it checks every score for finiteness in the same read.
     rows = torch.arange(n_rows, device=device)
-    best = at_pairs(rows, torch.zeros_like(rows) if k == 0 else candidates[:, 0])
+    best = at_candidates[:, 0] if k else at_pairs(rows, torch.zeros_like(rows))
     if at_other.shape[0]:
         other_best = best.clone().scatter_reduce_(
             0, oq, at_other, reduce="amax", include_self=False
         )
         best = torch.where(has_other, other_best, best)
     above, tied = count_rows(best)
-    if k:
-        at_candidates = at_pairs(rows.repeat_interleave(k), candidates.reshape(-1)).reshape(
-            n_rows, k
-        )
-        above = above - (at_candidates > best[:, None]).sum(1)
-        tied = tied - (at_candidates == best[:, None]).sum(1)
+    above = above - (at_candidates > best[:, None]).sum(1)
+    tied = tied - (at_candidates == best[:, None]).sum(1)
     tied_positives = torch.zeros(n_rows, dtype=torch.long, device=device)
     tied_positives.index_add_(0, oq, (at_other == best[oq]).long())
     zero = torch.zeros_like(tied_positives)

@@ -39,6 +39,7 @@ from ._validation import (
     check_finite,
     check_ndim,
     check_numeric,
+    dtype_str,
     positive_int,
     shape_str,
 )
@@ -145,7 +146,7 @@ def reranked_rank_counts(
     coarse_counts = coarse_part(
         lambda best: count_against(c, best, chunk_size=chunk_size, name="coarse"),
         lambda rows, columns: c[rows, columns],
-        cand,
+        c.gather(1, cand),
         slots,
     )
     counts = combine(
@@ -270,10 +271,19 @@ def released_rerank_scores(
     n_queries, n_gallery = c.shape
     cand = checked_candidates(candidates, n_queries, n_gallery, c.device)
     f = checked_fine(fine, cand.shape, c.device)
-    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or not math.isfinite(fill):
+    try:
+        value = float(fill) if not isinstance(fill, bool) else math.nan
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
         raise InputError(f"fill must be a finite number, got {fill!r}", argument="fill")
     dtype = f.dtype if f.is_floating_point() else torch.float64
-    out = torch.full((n_queries, n_gallery), float(fill), dtype=dtype, device=c.device)
+    if abs(value) > torch.finfo(dtype).max:
+        raise InputError(
+            f"fill {value:g} is beyond the range of fine's dtype {dtype_str(f)}",
+            argument="fill",
+        )
+    out = torch.full((n_queries, n_gallery), value, dtype=dtype, device=c.device)
     out.scatter_(1, cand, f.to(dtype))
     return to_output(out, as_torch)
 

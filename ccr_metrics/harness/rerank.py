@@ -166,7 +166,8 @@ def first_stage(
     ranges = [tiles.local_range(t) for t in range(tiles.tiles.shape[0])]
     lo, hi = [r[0] for r in ranges], [r[1] for r in ranges]
     first = [t * tiles.width - tiles.lead for t in range(len(ranges))]
-    stage = _Collector(n_queries, n_gallery, positives, nonfinite)
+    k = k if candidates is None else candidates.shape[1]
+    stage = Collector(n_queries, n_gallery, k, positives, nonfinite)
     buffer = None
     for a in range(0, n_queries, rows):
         b = min(a + rows, n_queries)
@@ -178,7 +179,7 @@ def first_stage(
             chosen = select_top(scores, lo, hi, first, k)[1][: b - a]
         else:
             chosen = candidates[a:b]
-        stage.add(a, b, chosen, _counter(block, b - a), block.at)
+        stage.add(a, b, chosen, None, _counter(block, b - a), block.at)
         bar.update()
     return stage.result(queries.device)
 
@@ -194,11 +195,11 @@ def stored_first_stage(
     nonfinite: NonFinite,
 ) -> FirstStage:
     """Read a stored score matrix in blocks: the first stage, with given candidates."""
-    stage = _Collector(n_queries, n_gallery, positives, nonfinite)
+    stage = Collector(n_queries, n_gallery, candidates.shape[1], positives, nonfinite)
     for a in range(0, n_queries, rows):
         b = min(a + rows, n_queries)
         s = block(a, b)
-        stage.add(a, b, candidates[a:b], partial(_count_stored, s), partial(_at, s))
+        stage.add(a, b, candidates[a:b], None, partial(_count_stored, s), partial(_at, s))
         bar.update()
     return stage.result(candidates.device)
 
@@ -211,13 +212,13 @@ def _at(s: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Ten
     return s[rows, columns]
 
 
-class _Collector:
+class Collector:
     """The first stage's results, block by block."""
 
     def __init__(
-        self, n_queries: int, n_gallery: int, positives: Positives, nonfinite: NonFinite
+        self, n_queries: int, n_gallery: int, k: int, positives: Positives, nonfinite: NonFinite
     ) -> None:
-        self.n_queries, self.n_gallery = n_queries, n_gallery
+        self.n_queries, self.n_gallery, self.k = n_queries, n_gallery, k
         self.positives, self.nonfinite = positives, nonfinite
         self.parts: list[tuple[torch.Tensor, tuple[Counts, torch.Tensor], CandidatePositives]] = []
 
@@ -226,14 +227,24 @@ class _Collector:
         a: int,
         b: int,
         candidates: torch.Tensor,
+        at_candidates: torch.Tensor | None,
         count_rows: CountRows,
         at_pairs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     ) -> None:
-        """Count queries ``a:b`` of a block whose candidates are ``candidates``."""
+        """Count queries ``a:b`` of a block whose candidates are ``candidates``.
+
+        ``at_candidates`` are their coarse scores, or None to look them up with
+        ``at_pairs``.
+        """
         query, column = self.positives(a, b)
         try:
             slots = candidate_slots(candidates, self.n_gallery, query, column)
-            coarse = coarse_part(count_rows, at_pairs, candidates, slots)
+            if at_candidates is None:
+                rows = torch.arange(b - a, device=candidates.device)
+                k = candidates.shape[1]
+                at_candidates = at_pairs(rows.repeat_interleave(k), candidates.reshape(-1))
+                at_candidates = at_candidates.reshape(b - a, k)
+            coarse = coarse_part(count_rows, at_pairs, at_candidates, slots)
         except InputError as exc:
             if exc.argument != "scores" or exc.position is None or exc.value is None:
                 raise
@@ -242,6 +253,15 @@ class _Collector:
         self.parts.append((candidates, coarse, slots._replace(query=slots.query + a)))
 
     def result(self, device: torch.device) -> FirstStage:
+        """Join the blocks into the first stage of all ``Q`` queries (none on a shard)."""
+        if not self.parts:
+            empty = torch.zeros(0, dtype=torch.long, device=device)
+            return FirstStage(
+                torch.zeros((0, self.k), dtype=torch.long, device=device),
+                ((empty, empty, empty), empty.bool()),
+                CandidatePositives(empty, empty, empty),
+                empty.bool(),
+            )
         parts = self.parts
         above, tied_negatives, tied_positives = (
             torch.cat([p[1][0][i] for p in parts]) for i in range(3)
@@ -282,16 +302,20 @@ def pair_scores(
     n_texts: int,
     batch_size: int,
     progress: bool,
+    image_offset: int = 0,
+    text_offset: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Score every (image, text) pair a query needs, each once; return ``fine`` per direction.
 
     Image-to-text rows pair an image (a query with a caption) with its candidate texts;
     text-to-image rows pair a text with its candidate images. A pair both need is scored
     once. Returns float64 ``fine`` ``[N, k]`` and ``[M, k']`` (0 for rows no query has).
+    The queries are images ``image_offset ..`` and texts ``text_offset ..`` of ``n_texts``
+    (a shard's, under :func:`~ccr_metrics.evaluate_sharded`); candidates are global.
     """
     device = i2t.candidates.device
-    images = torch.arange(i2t.candidates.shape[0], device=device)
-    texts = torch.arange(t2i.candidates.shape[0], device=device)
+    images = image_offset + torch.arange(i2t.candidates.shape[0], device=device)
+    texts = text_offset + torch.arange(t2i.candidates.shape[0], device=device)
     keys_i2t = images[:, None] * n_texts + i2t.candidates
     keys_t2i = t2i.candidates * n_texts + texts[:, None]
     wanted = torch.unique(torch.cat([keys_i2t[i2t.is_query].reshape(-1), keys_t2i.reshape(-1)]))
@@ -380,7 +404,8 @@ def _filled_counts(
     """Count the matrix holding ``fine`` at the candidates and -100 elsewhere."""
     n_queries = candidates.shape[0]
     rows = max(1, (1 << 22) // n_gallery)
-    parts = []
+    nothing = torch.zeros(0, dtype=torch.long, device=candidates.device)
+    parts: list[Counts] = [(nothing, nothing, nothing)]  # a shard may hold no query
     for a in range(0, n_queries, rows):
         b = min(a + rows, n_queries)
         filled = fine.new_full((b - a, n_gallery), RELEASED_FILL)
