@@ -75,11 +75,11 @@ def worker(rank: int, port: int, world_size: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     with process_group(rank, port, world_size, timeout_s=120):
         data = problem()
-        # The scorer reaches the whole test set in rank order, as a DDP process would.
-        images, texts, owners = data
-        # The concatenation of the shards is the test set with texts grouped by image.
+        images, texts, _ = data
         results = {}
         for i, sizes in enumerate(LAYOUTS[world_size]):
+            # The scorer reaches the whole test set in rank order (the shards' texts
+            # concatenated), as a DDP process reading the dataset does.
             glob = [shard_of(sizes, r, data) for r in range(world_size)]
             all_texts = {lang: np.concatenate([g[1][lang] for g in glob]) for lang in texts}
             seen: dict[str, list] = {}
@@ -96,7 +96,7 @@ def worker(rank: int, port: int, world_size: int, out_dir: str) -> None:
                     chunk_size=4,
                 )
                 results[f"{i}-{protocol}"] = counts_of(report)
-            results[f"{i}-seen"] = {lang: pairs for lang, pairs in seen.items()}
+            results[f"{i}-seen"] = seen
         (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(results))
 
 
