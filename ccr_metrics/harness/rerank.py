@@ -316,9 +316,12 @@ def pair_scores(
     device = i2t.candidates.device
     images = image_offset + torch.arange(i2t.candidates.shape[0], device=device)
     texts = text_offset + torch.arange(t2i.candidates.shape[0], device=device)
-    keys_i2t = images[:, None] * n_texts + i2t.candidates
+    keys_i2t = (images[:, None] * n_texts + i2t.candidates)[i2t.is_query]
     keys_t2i = t2i.candidates * n_texts + texts[:, None]
-    wanted = torch.unique(torch.cat([keys_i2t[i2t.is_query].reshape(-1), keys_t2i.reshape(-1)]))
+    # One sort finds the distinct pairs and where each (query, candidate) slot reads.
+    wanted, slot = torch.unique(
+        torch.cat([keys_i2t.reshape(-1), keys_t2i.reshape(-1)]), return_inverse=True
+    )
     values = torch.empty(wanted.shape[0], dtype=torch.float64, device=device)
     batches = -(-wanted.shape[0] // batch_size)
     with progress_bar(progress, batches, unit="batch", desc=f"re-scoring {language}") as bar:
@@ -328,13 +331,10 @@ def pair_scores(
                 scorer(language, key // n_texts, key % n_texts), key, n_texts, language
             )
             bar.update()
-
-    def lookup(keys: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        fine = torch.zeros(keys.shape, dtype=torch.float64, device=device)
-        fine[rows] = values[torch.searchsorted(wanted, keys[rows])]
-        return fine
-
-    return lookup(keys_i2t, i2t.is_query), lookup(keys_t2i, t2i.is_query)
+    fine_i2t = torch.zeros(i2t.candidates.shape, dtype=torch.float64, device=device)
+    fine_i2t[i2t.is_query] = values[slot[: keys_i2t.numel()]].reshape(keys_i2t.shape)
+    fine_t2i = values[slot[keys_i2t.numel() :]].reshape(keys_t2i.shape)
+    return fine_i2t, fine_t2i
 
 
 def _checked_scores(result: Any, key: torch.Tensor, n_texts: int, language: str) -> torch.Tensor:
