@@ -419,7 +419,8 @@ def _filled_counts(
                 positives_name="text_to_image",
             )
         )
-    return tuple(torch.cat([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+    above, tied_negatives, tied_positives = (torch.cat([p[i] for p in parts]) for i in range(3))
+    return above, tied_negatives, tied_positives
 
 
 def direction_positives(direction: str, owner: torch.Tensor) -> tuple[Positives, Empty]:

@@ -390,10 +390,11 @@ def _sharded_reranked(
         stage_counts(i2t, fine_i2t, protocol, i2t_global, n_texts, i2t_empty),
         stage_counts(t2i, fine_t2i, protocol, t2i_global, n_images, t2i_empty),
     )
-    return tuple(  # type: ignore[return-value]
+    i2t_counts, t2i_counts = (
         torch.from_numpy(np.stack([c.above, c.tied_negatives, c.tied_positives])).to(images.device)
         for c in counts
     )
+    return i2t_counts, t2i_counts
 
 
 def _shifted(positives: Positives, offset: int) -> Positives:
