@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ._validation import InputError
+from ._validation import InputError, check_has_data
 
 #: An array argument: a numpy array, a torch tensor, or anything ``np.asarray`` accepts.
 ArrayLike: TypeAlias = npt.ArrayLike | torch.Tensor
@@ -22,9 +22,10 @@ def to_tensor(x: ArrayLike, name: str) -> tuple[torch.Tensor, bool]:
 
     numpy arrays are shared with ``torch.from_numpy``; other array-likes go through
     ``np.asarray``. Dtypes torch cannot hold (object, strings, big unsigned integers)
-    are refused with a message that names ``name``.
+    are refused with a message that names ``name``, and so are meta tensors.
     """
     if isinstance(x, torch.Tensor):
+        check_has_data(x, name)
         return x, True
     try:
         arr = np.asarray(x)
@@ -40,6 +41,8 @@ def to_tensor(x: ArrayLike, name: str) -> tuple[torch.Tensor, bool]:
         arr = arr.astype(np.int64)
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
+    if any(stride < 0 for stride in arr.strides):  # a reversed view: torch cannot share it
+        arr = arr.copy()
     with warnings.catch_warnings():
         # Read-only arrays (np.load with mmap_mode="r") are fine: the core never writes.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

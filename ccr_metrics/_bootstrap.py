@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -76,14 +76,25 @@ class Ratios(Generic[K]):
 
 
 def intervals(
-    ratios: Ratios[K], n_images: int, *, ci: float, n_resamples: int, method: str, seed: int | None
+    ratios: Ratios[K],
+    n_images: int,
+    *,
+    ci: float,
+    n_resamples: int,
+    method: str,
+    seed: int | None,
+    progress: bool = False,
 ) -> tuple[FloatArray, FloatArray]:
     """Bootstrap interval ends ``(low, high)`` of every metric of ``ratios``, images resampled."""
     check_options(ci=ci, n_resamples=n_resamples, method=method)
     resample_rng, _ = generators(seed)
-    boot = np.concatenate(
-        [ratios.statistics(w) for w in resample_weights(resample_rng, n_images, n_resamples)]
-    )
+    with _bar(progress, n_resamples, "bootstrap", "resample") as bar:
+        boot = np.concatenate(
+            [
+                _ticked(bar, ratios.statistics(w))
+                for w in resample_weights(resample_rng, n_images, n_resamples)
+            ]
+        )
     jackknife = ratios.jackknife() if method == "bca" else None
     return bounds(boot, ratios.estimates, jackknife, ci=ci)
 
@@ -98,6 +109,7 @@ def paired(
     n_permutations: int,
     method: str,
     seed: int | None,
+    progress: bool = False,
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """``(b - a, low, high, p_value)`` per metric: paired bootstrap and permutation test.
 
@@ -106,16 +118,32 @@ def paired(
     check_options(ci=ci, n_resamples=n_resamples, method=method)
     check_positive_int("n_permutations", n_permutations)
     resample_rng, permutation_rng = generators(seed)
-    boot = np.concatenate(
-        [
-            b.statistics(w) - a.statistics(w)
-            for w in resample_weights(resample_rng, n_images, n_resamples)
-        ]
-    )
+    with _bar(progress, n_resamples, "paired bootstrap", "resample") as bar:
+        boot = np.concatenate(
+            [
+                _ticked(bar, b.statistics(w) - a.statistics(w))
+                for w in resample_weights(resample_rng, n_images, n_resamples)
+            ]
+        )
     difference = b.estimates - a.estimates
     jackknife = b.jackknife() - a.jackknife() if method == "bca" else None
     low, high = bounds(boot, difference, jackknife, ci=ci)
-    return difference, low, high, permutation_p(a, b, permutation_rng, n_permutations)
+    with _bar(progress, n_permutations, "permutations", "permutation") as bar:
+        p_value = permutation_p(a, b, permutation_rng, n_permutations, bar)
+    return difference, low, high, p_value
+
+
+def _bar(enabled: bool, total: int, desc: str, unit: str) -> Any:
+    """Return a tqdm bar on stderr over ``total`` steps; it shows nothing unless ``enabled``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled)
+
+
+def _ticked(bar: Any, block: FloatArray) -> FloatArray:
+    """Advance ``bar`` by the resamples of ``block`` (its rows) and pass it through."""
+    bar.update(block.shape[0])
+    return block
 
 
 def check_options(*, ci: float, n_resamples: int, method: str) -> None:
@@ -148,7 +176,7 @@ def resample_weights(rng: np.random.Generator, n: int, total: int) -> Iterator[F
 
 
 def permutation_p(
-    a: Ratios[K], b: Ratios[K], rng: np.random.Generator, n_permutations: int
+    a: Ratios[K], b: Ratios[K], rng: np.random.Generator, n_permutations: int, bar: Any
 ) -> FloatArray:
     """Two-sided paired permutation p-value of ``b - a`` per metric."""
     num_a, num_b = a.numerators.sum(0), b.numerators.sum(0)
@@ -165,6 +193,7 @@ def permutation_p(
         dn, dd = swap @ moved_num, swap @ moved_den
         permuted = b.combine(num_b - dn, den_b - dd) - a.combine(num_a + dn, den_a + dd)
         extreme += (np.abs(permuted) >= threshold).sum(0)
+        bar.update(size)
     p: FloatArray = (1 + extreme) / (1 + n_permutations)
     return p
 

@@ -203,13 +203,31 @@ def _safetensors_header(file: Path) -> tuple[dict[str, Any], int]:
         if length <= 0 or length > min(file.stat().st_size - 8, 1 << 27):
             raise ValueError(f"a header of {length} bytes")
         header = json.loads(handle.read(length).decode("utf-8"))
-    if not isinstance(header, dict) or not all(
-        isinstance(v, dict) and {"dtype", "shape", "data_offsets"} <= set(v)
-        for k, v in header.items()
-        if k != "__metadata__"
-    ):
+    if not isinstance(header, dict):
         raise ValueError("the header is not a map of tensors")
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+            raise ValueError(f"tensor {key!r} in the header has no dtype, shape and data_offsets")
+        shape, offsets = entry["shape"], entry["data_offsets"]
+        if (
+            not isinstance(entry["dtype"], str)
+            or not _naturals(shape)
+            or not _naturals(offsets)
+            or len(offsets) != 2
+        ):
+            raise ValueError(
+                f"tensor {key!r} in the header has dtype {entry['dtype']!r}, shape {shape!r} "
+                f"and data_offsets {offsets!r}: expected a name, a list of sizes and "
+                "[begin, end]"
+            )
     return header, 8 + length
+
+
+def _naturals(value: Any) -> bool:
+    """Whether ``value`` is a JSON list of non-negative integers (a bool is no size)."""
+    return isinstance(value, list) and all(type(v) is int and v >= 0 for v in value)
 
 
 def read_pt(file: Path) -> dict[str, LoadedArray]:

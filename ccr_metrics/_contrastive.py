@@ -30,6 +30,7 @@ from ._validation import (
     InputError,
     check_bool_mask,
     check_choice,
+    check_has_data,
     check_ndim,
     first_nonfinite,
     shape_str,
@@ -419,6 +420,8 @@ def matching_loss(
     >>> round(matching_loss(two[:, 1] - two[:, 0], labels).item(), 4)   # one logit
     0.4714
     """
+    if isinstance(logits, torch.Tensor):
+        check_has_data(logits, "logits")
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         kind = logits.dtype if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise InputError(
@@ -597,6 +600,7 @@ def check_logit_scale(
                 argument="logit_scale",
             )
         if validate:
+            check_has_data(logit_scale, "logit_scale")
             value = float(logit_scale.detach())
             if not math.isfinite(value) or value <= 0:
                 raise InputError(
@@ -681,7 +685,8 @@ def check_embeddings(
         )
     check_ndim(t, name, ndim, layout)
     if not finite:
-        return t
+        return t  # shapes only: meta tensors (tracing a training step) pass
+    check_has_data(t, name)
     found = first_nonfinite(t)
     if found is not None:
         index, value = found
@@ -742,10 +747,14 @@ def check_text_mask(
 
     ``every_row=False`` skips that last check, the one that reads the mask's values.
     """
-    mask, _ = to_tensor(text_mask, "text_mask")
+    # A tensor is taken as it is, so that a meta mask can trace a step without checks.
+    mask = (
+        text_mask if isinstance(text_mask, torch.Tensor) else to_tensor(text_mask, "text_mask")[0]
+    )
     mask = check_bool_mask(mask, "text_mask", (n_images, n_languages), "([B, K])", device)
     if not every_row:
         return mask
+    check_has_data(mask, "text_mask")
     empty = ~mask.any(1)
     if bool(empty.any()):
         row = int(empty.nonzero()[0, 0])

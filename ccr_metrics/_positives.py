@@ -72,6 +72,7 @@ def parse_positives(
                 argument="positives",
             )
         lengths = torch.as_tensor(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))
+        _refuse_listed_mask(flat, lengths, n_queries, n_gallery)
         query = torch.repeat_interleave(torch.arange(n_queries), lengths).to(device)
         column = torch.as_tensor(flat.astype(np.int64, copy=False)).to(device)
     elif t.dtype == torch.bool:
@@ -121,6 +122,30 @@ def parse_positives(
     # Repeated indices would count one positive twice among the ties.
     key = torch.unique(query * n_gallery + column)
     return key // n_gallery, key % n_gallery
+
+
+def _refuse_listed_mask(
+    flat: np.ndarray[Any, Any], lengths: torch.Tensor, n_queries: int, n_gallery: int
+) -> None:
+    # A 0/1 relevance matrix written as nested lists would read as column indices 0 and
+    # 1. Rows of exactly G zeros and ones that repeat a value are not plausible index
+    # lists (a repeat adds nothing), so refuse them, as the same values as an array are.
+    if (
+        n_gallery < 2
+        or flat.size != n_queries * n_gallery
+        or not bool((lengths == n_gallery).all())
+    ):
+        return
+    if not bool(((flat == 0) | (flat == 1)).all()):
+        return
+    rows = flat.reshape(n_queries, n_gallery)
+    if n_gallery >= 3 or bool((rows[:, 0] == rows[:, 1]).any()):
+        raise InputError(
+            f"positives looks like a 0/1 relevance matrix [{n_queries}, {n_gallery}] written as "
+            "nested lists, which would read as column indices 0 and 1: pass it as a bool mask "
+            "(np.asarray(positives, dtype=bool)) or list each query's column indices",
+            argument="positives",
+        )
 
 
 def mask_pairs(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

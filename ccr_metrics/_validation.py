@@ -95,6 +95,15 @@ def check_numeric(t: torch.Tensor, name: str) -> None:
         raise InputError(f"{name} must be real, got complex dtype {dtype_str(t)}", argument=name)
 
 
+def check_has_data(t: torch.Tensor, name: str) -> None:
+    """Refuse a meta tensor: it has a shape but no values to rank, sum or check."""
+    if t.is_meta:
+        raise InputError(
+            f"{name} is a meta tensor (a shape without values); pass one with data",
+            argument=name,
+        )
+
+
 def check_ndim(t: torch.Tensor, name: str, ndim: int, layout: str) -> None:
     """Raise unless ``t`` has ``ndim`` dimensions; ``layout`` names them, e.g. ``[Q, G]``."""
     if t.ndim != ndim:

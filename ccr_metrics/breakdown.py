@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from ._validation import check_choice, check_positive_int
 from .consistency import consistency_at_k, largest_spread, pairwise_disagreement, recall_spread
@@ -116,7 +117,12 @@ class Breakdown(KeyedResult):
 
 
 def consistency_breakdown(
-    report: Report, *, k: int = 1, top: int = 10, reduction: Reduction = "std"
+    report: Report,
+    *,
+    k: int = 1,
+    top: int = 10,
+    reduction: Reduction = "std",
+    progress: bool = False,
 ) -> Breakdown:
     """Every consistency measure of a report, per direction, languages named.
 
@@ -131,6 +137,8 @@ def consistency_breakdown(
         How many instances :func:`~ccr_metrics.largest_spread` lists.
     reduction : {"variance", "std"}, default "std"
         The spread used to pick those instances.
+    progress : bool, default False
+        Show a progress bar over the directions (tqdm, on stderr).
 
     Returns
     -------
@@ -169,8 +177,8 @@ def consistency_breakdown(
     >>> from ccr_metrics import Report
     >>> report = Report(
     ...     ranks={"en": {"i2t": np.array([1.0, 2.0, 1.0]), "t2i": np.array([1.0, 3.0, 1.0])},
-    ...            "de": {"i2t": np.array([1.0, 4.0, 2.0]), "t2i": np.array([2.0, 1.0, 1.0])}},
-    ...     text_to_image={"en": np.array([0, 1, 2]), "de": np.array([0, 1, 2])},
+    ...            "de": {"i2t": np.array([1.0, 4.0, 2.0]), "t2i": np.array([2.0, 1.0, 1.0, 1.0])}},
+    ...     text_to_image={"en": np.array([0, 1, 2]), "de": np.array([0, 1, 1, 2])},
     ...     n_images=3, ks=(1, 5),
     ... )
     >>> out = consistency_breakdown(report, top=1)
@@ -180,7 +188,7 @@ def consistency_breakdown(
     >>> summary["directions"]["i2t"]["largest_spread"]
     [{'instance': 1, 'spread': 1.0, 'ranks': {'en': 2.0, 'de': 4.0}}]
     >>> summary["directions"]["t2i"]["recall_spread"]["1"]
-    {'range': 0.0, 'std': 0.0, 'best': 'en', 'worst': 'en'}
+    {'range': 0.0833, 'std': 0.0417, 'best': 'de', 'worst': 'en'}
     """
     top = check_positive_int("top", top)
     k = check_positive_int("k", k)
@@ -188,7 +196,9 @@ def consistency_breakdown(
     recall = report.recall()
     mrv = report.mrv()
     directions: dict[str, Any] = {}
-    for direction in report.directions:
+    for direction in tqdm(
+        report.directions, desc="breakdown", unit="direction", disable=not progress
+    ):
         carrying = [lang for lang in report.languages if direction in recall[lang]]
         entry: dict[str, Any] = {
             "recall_spread": {

@@ -6,10 +6,11 @@ saved by other code, and ``ccr-metrics compare A.json B.json`` compares two save
 reports of the same test set. This module parses arguments, prints and sets exit statuses; files
 are read by :mod:`ccr_metrics.io` and every number comes from the library.
 
-Exit statuses: 0 success, 1 bad data (a missing or malformed file, arrays that do not
-fit together, an unknown language), 2 bad usage (argparse's status, also for a device
-that is not available), 130 interrupted. Errors are one line on stderr,
-``ccr-metrics: error: ...``; an unexpected exception keeps its traceback.
+Exit statuses: 0 success, 2 bad input (an unknown option or value, a device that is not
+available, a missing or malformed file, arrays that do not fit together, an output that
+cannot be written), 1 a bug in ccr-metrics, 130 interrupted. Bad input is one line on
+stderr, ``ccr-metrics: error: ...``, naming the flag or file; a bug prints its traceback
+and a line asking for a report.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,8 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     status : int
-        0 on success (``--help`` included), 1 for bad data, 2 for bad usage, 130 if
-        interrupted. argparse's exits are returned too, not raised as SystemExit.
+        0 on success (``--help`` included), 2 for bad input (usage or data), 1 for a
+        bug in ccr-metrics, 130 if interrupted. argparse's exits are returned too, not
+        raised as SystemExit.
 
     Examples
     --------
@@ -94,11 +97,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except (ValueError, OSError) as exc:
-        return _fail(str(exc), 1)
+        # The library raises ValueError (InputError) for bad input only; OSError is a
+        # file that cannot be read or written.
+        return _fail(str(exc), 2)
     except (MemoryError, torch.cuda.OutOfMemoryError):
-        return _fail("out of memory; try a smaller --chunk-size, or --device cpu", 1)
+        return _fail("out of memory; try a smaller --chunk-size, or --device cpu", 2)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except Exception:
+        traceback.print_exc()
+        return _fail(
+            "internal error: this is a bug in ccr-metrics, not in your input; please report "
+            f"it with the command line and the traceback above (version {__version__})",
+            1,
+        )
     return 0
 
 
@@ -169,7 +181,9 @@ def _evaluation_parser() -> argparse.ArgumentParser:
         dest="caption_reduction",
         choices=CAPTION_REDUCTIONS,
         default="first",
-        help="how text-to-image MRV reduces an image's several captions (default: first)",
+        help="how text-to-image MRV reduces an image's several captions in a language: "
+        "first (the first in file order, whatever its rank), mean, min (the best-ranked) "
+        "or median (default: first)",
     )
     options.add_argument(
         "--device",
@@ -190,11 +204,7 @@ def _evaluation_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write recall per language and direction as CSV (fractions)",
     )
-    options.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        help="show a progress bar on stderr (default: when stderr is a terminal)",
-    )
+    _add_progress(options, "ranking, --ci's bootstrap and --breakdown")
     options.add_argument(
         "--ci",
         type=_level,
@@ -211,7 +221,11 @@ def _evaluation_parser() -> argparse.ArgumentParser:
         help="also print the consistency breakdown at cut-off K (default 1): recall "
         "spread, retrieved in all/some/no languages, language pairs, largest spreads",
     )
-    _add_plot(options, "draw recall bars, the language disagreement heatmap and rank spreads")
+    _add_plot(
+        options,
+        "draw recall bars (--ci's intervals as whiskers), the language disagreement "
+        "heatmap and rank spreads",
+    )
 
     return options
 
@@ -271,7 +285,10 @@ def _add_mrv(commands: Any) -> None:
         "same N instances in the same order. Give the files one by one with --ranks, or "
         "the folder the authors' released code writes with --released-dir and --model.",
     )
-    source = mrv.add_mutually_exclusive_group(required=True)
+    # Not required=True: _run_mrv asks for one itself, after pointing a stray file
+    # (`ccr-metrics mrv scores.npz`) to the command that reads it.
+    source = mrv.add_mutually_exclusive_group()
+    mrv.add_argument("stray", nargs="*", help=argparse.SUPPRESS)
     source.add_argument(
         "--ranks",
         nargs="+",
@@ -337,13 +354,19 @@ def _add_compare(commands: Any) -> None:
         "--names",
         nargs=2,
         metavar=("A", "B"),
-        help="names of the two models in the plot (default: the file names)",
+        help="names of the two models in the table and the plot (default: the file names "
+        "without .json, or A and B when those are the same)",
     )
+    _add_progress(comparison, "the bootstrap and the permutations")
     _add_json(comparison, "write every difference, interval and p-value as JSON")
     comparison.add_argument(
         "--csv", type=_output_path, metavar="PATH", help="write the differences as CSV"
     )
-    _add_plot(comparison, "draw both models' recall side by side and their rank spreads")
+    _add_plot(
+        comparison,
+        "draw both models' recall side by side (whiskers: the interval of B - A) and "
+        "their rank spreads",
+    )
     comparison.set_defaults(run=_run_compare)
 
 
@@ -362,6 +385,14 @@ def _add_bootstrap(parser: argparse.ArgumentParser) -> None:
         help="how intervals are formed (default: percentile)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the resamples (default: 0)")
+
+
+def _add_progress(parser: argparse.ArgumentParser, phases: str) -> None:
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help=f"show progress bars on stderr for {phases} (default: when stderr is a terminal)",
+    )
 
 
 def _add_plot(parser: argparse.ArgumentParser, help: str) -> None:
@@ -406,11 +437,31 @@ def _device(text: str) -> torch.device:
 
 
 def _output_path(text: str) -> Path:
-    # Checked while parsing, so a typo does not cost a long evaluation's result.
+    # Checked while parsing, by opening the file for appending (and removing it again
+    # if it was not there), so an unwritable output does not cost a long evaluation.
     path = Path(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"directory {str(path.parent)!r} does not exist")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file")
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {exc.strerror or exc}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
     return path
+
+
+@contextmanager
+def _writing(flag: str, path: Path) -> Iterator[None]:
+    """Name the flag and the path when writing an output fails after the work is done."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"{flag} {str(path)!r}: could not write: {exc.strerror or exc}") from None
 
 
 class _RankFiles(argparse.Action):
@@ -427,7 +478,9 @@ class _RankFiles(argparse.Action):
         for value in values or []:
             lang, _, path = str(value).partition("=")
             if not lang or not path:
-                raise argparse.ArgumentError(self, f"expected LANG=PATH, got {value!r}")
+                raise argparse.ArgumentError(
+                    self, f"expected LANG=PATH, got {value!r}{_file_hint(str(value))}"
+                )
             if lang in files:
                 raise argparse.ArgumentError(self, f"language {lang!r} is given twice")
             files[lang] = Path(path)
@@ -465,8 +518,13 @@ def _evaluation_options(args: argparse.Namespace) -> dict[str, Any]:
         "caption_reduction": args.caption_reduction,
         "chunk_size": args.chunk_size,
         "device": args.device,
-        "progress": sys.stderr.isatty() if args.progress is None else args.progress,
+        "progress": _progress(args),
     }
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """``--progress`` / ``--no-progress``, or by default whether stderr is a terminal."""
+    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
 
 
 @contextmanager
@@ -481,20 +539,33 @@ def _naming(file: Path) -> Iterator[None]:
 def _print_report(report: Report, args: argparse.Namespace) -> None:
     if args.ci is not None:
         report = report.with_confidence(
-            ci=args.ci, n_resamples=args.n_resamples, method=args.ci_method, seed=args.seed
+            ci=args.ci,
+            n_resamples=args.n_resamples,
+            method=args.ci_method,
+            seed=args.seed,
+            progress=_progress(args),
         )
-    print(report.to_table())
+    breakdown = None
     if args.breakdown is not None:
+        # Computed before anything is printed, so its bar does not split the table.
+        breakdown = consistency_breakdown(
+            report, k=args.breakdown, top=5, progress=_progress(args)
+        ).to_dict()
+    print(report.to_table())
+    if breakdown is not None:
         print()
-        print(_breakdown_text(consistency_breakdown(report, k=args.breakdown, top=5).to_dict()))
+        print(_breakdown_text(breakdown))
     if args.json is not None:
-        report.save(args.json)
+        with _writing("--json", args.json):
+            report.save(args.json)
     if args.csv is not None:
-        report.to_frame().to_csv(args.csv, index=False)
+        with _writing("--csv", args.csv):
+            report.to_frame().to_csv(args.csv, index=False)
     if args.plot is not None:
         from .plots import plot_report
 
-        plot_report(report, args.plot, intervals=report.intervals)
+        with _writing("--plot", args.plot):
+            plot_report(report, args.plot)
 
 
 def _breakdown_text(breakdown: dict[str, Any]) -> str:
@@ -535,29 +606,59 @@ def _breakdown_text(breakdown: dict[str, Any]) -> str:
 
 def _run_compare(args: argparse.Namespace) -> None:
     report_a, report_b = Report.load(args.report_a), Report.load(args.report_b)
-    result = compare(
-        report_a,
-        report_b,
-        ci=args.ci,
-        n_resamples=args.n_resamples,
-        n_permutations=args.permutations,
-        method=args.ci_method,
-        seed=args.seed,
-    )
-    print(f"A = {args.report_a}\nB = {args.report_b}")
+    stems = (args.report_a.stem, args.report_b.stem)
+    names = args.names or (stems if stems[0] != stems[1] else ("A", "B"))
+    try:
+        result = compare(
+            report_a,
+            report_b,
+            ci=args.ci,
+            n_resamples=args.n_resamples,
+            n_permutations=args.permutations,
+            method=args.ci_method,
+            seed=args.seed,
+            names=names,
+            progress=_progress(args),
+        )
+    except InputError as exc:
+        if exc.argument != "report_b":  # an option, already named by its flag's name
+            raise
+        # Two reports that each load but differ in what they are over: name both files.
+        raise InputError(
+            f"{args.report_a} (A) and {args.report_b} (B): {exc}", argument="report_b"
+        ) from None
+    print(f"{names[0]} = {args.report_a}\n{names[1]} = {args.report_b}")
     print(result.to_table())
     if args.json is not None:
-        args.json.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
+        with _writing("--json", args.json):
+            args.json.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
     if args.csv is not None:
-        result.to_frame().to_csv(args.csv, index=False)
+        with _writing("--csv", args.csv):
+            result.to_frame().to_csv(args.csv, index=False)
     if args.plot is not None:
         from .plots import plot_comparison
 
-        names = args.names or (args.report_a.stem, args.report_b.stem)
-        plot_comparison(report_a, report_b, args.plot, names=names, comparison=result)
+        with _writing("--plot", args.plot):
+            plot_comparison(result, args.plot, reports=(report_a, report_b))
+
+
+def _file_hint(file: str) -> str:
+    """Where a file given to ``mrv`` without ``LANG=`` belongs, as a sentence to append."""
+    if Path(file).suffix.lower() in (".npz", ".safetensors", ".pt"):
+        return (
+            f"; mrv reads rank files: for the MRV of scores or embeddings, run "
+            f"'ccr-metrics scores {file}' (score matrices) or 'ccr-metrics evaluate {file}' "
+            "(embeddings), which print it with recall"
+        )
+    return f"; give it with its language: --ranks LANG={file}"
 
 
 def _run_mrv(args: argparse.Namespace) -> None:
+    see = "(see 'ccr-metrics mrv --help')"
+    if args.stray:
+        raise _UsageError(f"unexpected file {args.stray[0]!r}{_file_hint(args.stray[0])} {see}")
+    if args.ranks is None and args.released_dir is None:
+        raise _UsageError(f"give rank files with --ranks LANG=PATH or --released-dir DIR {see}")
     if args.released_dir is not None:
         _run_mrv_released(args)
         return
@@ -587,7 +688,8 @@ def _run_mrv(args: argparse.Namespace) -> None:
             "n_instances": n,
             "files": {lang: str(path) for lang, path in files.items()},
         }
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        with _writing("--json", args.json):
+            args.json.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def _print_mrv_values(values: dict[str, float], asked: str) -> None:
@@ -667,7 +769,8 @@ def _run_mrv_released(args: argparse.Namespace) -> None:
             "directions": results,
             "notes": notes,
         }
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        with _writing("--json", args.json):
+            args.json.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def _released_path(folder: Path, model: str, tag: str, language: str) -> Path:

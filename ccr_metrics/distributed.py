@@ -172,6 +172,11 @@ def all_gather_with_grad(
     >>> all_gather_with_grad(x) is x  # one process: nothing to gather
     True
     """
+    if not isinstance(tensor, torch.Tensor):
+        raise InputError(
+            f"all_gather_with_grad needs a torch.Tensor, got {type(tensor).__name__}",
+            argument="tensor",
+        )
     if not is_distributed():
         return tensor
     if shapes is None:

@@ -18,7 +18,7 @@ adds are not counted twice and DDP gives the single-process number.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 from torchmetrics import Metric
@@ -41,6 +41,11 @@ from .recall import recall_at_k
 from .ties import DEFAULT_TIES, EMPTY, TIES, Empty, RankCounts, Ties
 
 __all__ = ["MeanRankVariance", "RecallAtK"]
+
+RecallEmpty = Literal["error", "miss", "skip"]
+#: :class:`RecallAtK`'s ``empty`` choices: the functional API's, and "skip".
+RECALL_EMPTY: tuple[RecallEmpty, ...] = (*EMPTY, "skip")
+_COUNT_STATES = ("above", "tied_negatives", "tied_positives")
 
 
 class _RankMetric(Metric):
@@ -150,9 +155,12 @@ class RecallAtK(_RankMetric):
     ties : {"expected", "average", "optimistic", "pessimistic"}, default "expected"
         Tie policy, as for :func:`~ccr_metrics.recall_at_k` on counts: ``"expected"``
         counts each query with the exact probability of a hit under a shuffled tie.
-    empty : {"error", "miss"}, default "error"
-        What a query without any positive gets: a ValueError in ``update``, or a miss
-        at every cut-off.
+    empty : {"error", "miss", "skip"}, default "error"
+        What a query without any positive gets: a ValueError in ``update``, a miss at
+        every cut-off (as :func:`~ccr_metrics.rank_counts`' ``empty="miss"``), or
+        ``"skip"``: it is left out, as if never seen (the image-to-text queries of
+        images without a caption in a language, as :func:`~ccr_metrics.evaluate`
+        leaves them out).
     prefix : str, optional
         When given, ``compute()`` returns the flat names a
         :class:`~ccr_metrics.MetricKey` gives, ready for a logger: with
@@ -191,6 +199,13 @@ class RecallAtK(_RankMetric):
     >>> metric.update(torch.tensor([[0.3, 0.2, 0.1]]), [[0, 2]])  # two positives
     >>> metric.compute()
     {1: tensor(0.5000, dtype=torch.float64), 2: tensor(1., dtype=torch.float64)}
+
+    With ``empty="skip"``, a query without positives does not count:
+
+    >>> skipping = RecallAtK(k=1, empty="skip")
+    >>> skipping.update(torch.tensor([[0.9, 0.1], [0.2, 0.8]]), [[0], []])
+    >>> skipping.compute()
+    {1: tensor(1., dtype=torch.float64)}
     """
 
     is_differentiable = False
@@ -209,13 +224,13 @@ class RecallAtK(_RankMetric):
         k: int | Iterable[int] = (1, 5, 10),
         *,
         ties: Ties = DEFAULT_TIES,
-        empty: Empty = "error",
+        empty: RecallEmpty = "error",
         prefix: str | None = None,
         **kwargs: Any,
     ) -> None:
         cutoffs = check_positive_ints("k", k)
         check_choice("ties", ties, TIES)
-        check_choice("empty", empty, EMPTY)
+        check_choice("empty", empty, RECALL_EMPTY)
         _check_prefix(prefix)
         super().__init__(**kwargs)
         self.k = cutoffs
@@ -262,10 +277,19 @@ class RecallAtK(_RankMetric):
         s, _ = to_tensor(scores, "scores")
         rows = s.shape[0] if s.ndim else 0
         index = self._checked_index(dataset_index, rows, len(self.above), "query")
-        counts = rank_counts(s, positives, empty=self.empty)
-        for name in ("above", "tied_negatives", "tied_positives"):
-            count = cast(torch.Tensor, getattr(counts, name))
-            getattr(self, name).append(count.to(device=self.device, dtype=torch.float64))
+        empty: Empty = "miss" if self.empty == "skip" else self.empty
+        counts = rank_counts(s, positives, empty=empty)
+        tensors = [
+            cast(torch.Tensor, getattr(counts, name)).to(device=self.device, dtype=torch.float64)
+            for name in _COUNT_STATES
+        ]
+        if self.empty == "skip":
+            # Zero tied positives: the query has no positive at all.
+            kept = tensors[2] > 0
+            tensors = [t[kept] for t in tensors]
+            index = None if index is None else index[kept]
+        for name, tensor in zip(_COUNT_STATES, tensors, strict=True):
+            getattr(self, name).append(tensor)
         if index is not None:
             self.dataset_index.append(index)
 
@@ -281,9 +305,16 @@ class RecallAtK(_RankMetric):
         Raises
         ------
         ValueError
-            If no query was added since construction or the last ``reset()``, or (under
-            DDP) some processes passed ``dataset_index`` and others did not.
+            If no query was added since construction or the last ``reset()`` (with
+            ``empty="skip"``: none with a positive), or (under DDP) some processes
+            passed ``dataset_index`` and others did not.
         """
+        if self.empty == "skip" and self.update_called and _concatenated(self.above).numel() == 0:
+            raise InputError(
+                "RecallAtK.compute(): no query seen had a positive (empty='skip' left "
+                "every one out), so recall is undefined",
+                argument="empty",
+            )
         above = self._joined(self.above)
         keep = self._distinct_rows(above.shape[0])
         states = [above, self._joined(self.tied_negatives), self._joined(self.tied_positives)]

@@ -14,6 +14,7 @@ from ._validation import (
     check_choice,
     check_ndim,
     check_numeric,
+    check_positive_int,
     renamed,
 )
 
@@ -76,14 +77,34 @@ def instance_rank_variance(
     check_choice("reduction", reduction, REDUCTIONS)
     r, present, as_torch = checked_rank_matrix(ranks, mask)
     count = present.sum(1)
-    values = torch.where(present, r, torch.zeros_like(r))
+    # Each row is divided by a power of two near its largest rank, so that squares of
+    # huge ranks do not overflow; a power of two changes no rounding, so ordinary ranks
+    # give exactly the unscaled result.
+    scale = _power_of_two_scale(torch.where(present, r.abs(), torch.zeros_like(r)).amax(1))
+    values = torch.where(present, r / scale[:, None], torch.zeros_like(r))
     mean = values.sum(1) / count.clamp(min=1)
-    centred = torch.where(present, r - mean[:, None], torch.zeros_like(r))
-    spread = centred.square().sum(1) / count.clamp(min=1)
+    centred = torch.where(present, values - mean[:, None], torch.zeros_like(r))
+    scaled = centred.square().sum(1) / count.clamp(min=1)
     if reduction == "std":
-        spread = spread.sqrt()
+        spread = scaled.sqrt() * scale
+    else:
+        spread = scaled * scale * scale  # scale ** 2 alone could overflow
+        overflow = torch.isinf(spread) & (count >= 2)
+        if bool(overflow.any()):
+            row = int(overflow.nonzero()[0, 0])
+            raise InputError(
+                f"the rank variance of row {row} of ranks is beyond the float64 range "
+                f"(ranks up to {float(scale[row]):.3g}); reduction='std' can be computed",
+                argument="ranks",
+            )
     spread = torch.where(count >= 2, spread, torch.full_like(spread, float("nan")))
     return to_output(spread, as_torch)
+
+
+def _power_of_two_scale(largest: torch.Tensor) -> torch.Tensor:
+    """Return the power of two at or just above each of ``largest`` (1 for zero)."""
+    _, exponent = torch.frexp(largest)
+    return torch.ldexp(torch.ones_like(largest), exponent)
 
 
 def checked_rank_matrix(
@@ -178,7 +199,10 @@ def mean_rank_variance(
             f"languages; none of the {spread.shape[0]} rows of ranks has two present",
             argument="mean_rank_variance",
         )
-    return float(spread[kept].mean())
+    kept_spread = spread[kept]
+    # Scaled by a power of two as in instance_rank_variance: the sum must not overflow.
+    scale = _power_of_two_scale(kept_spread.abs().amax())
+    return float((kept_spread / scale).mean() * scale)
 
 
 @renamed(reduce="caption_reduction")
@@ -205,8 +229,9 @@ def ranks_per_image(
     n_images : int
         Number of images ``N``.
     caption_reduction : {"first", "mean", "min", "median"}, default "first"
-        ``"first"`` takes the image's first caption in the given order (for data with
-        one caption per language, the only one); ``"min"`` its best-ranked caption;
+        ``"first"`` takes the image's first caption in the given (file) order, the
+        lowest text index in ``text_to_image``, whatever its rank (for data with one
+        caption per language, the only one); ``"min"`` its best-ranked caption;
         ``"mean"`` and ``"median"`` summarise all its captions.
 
     Returns
@@ -232,6 +257,7 @@ def ranks_per_image(
     array([ 3., nan,  4.])
     """
     check_choice("caption_reduction", caption_reduction, CAPTION_REDUCTIONS)
+    n_images = check_positive_int("n_images", n_images)
     r, as_torch = to_tensor(text_ranks, "text_ranks")
     check_numeric(r, "text_ranks")
     check_ndim(r, "text_ranks", 1, "[M] (one rank per caption)")

@@ -1,8 +1,10 @@
-"""PNG figures of a report: recall per language, where languages disagree, rank spread.
+"""Figures of a report: recall per language, where languages disagree, rank spread.
 
-matplotlib is optional (``pip install 'ccr-metrics[plots]'``) and imported only when a
-function here is called. Figures are drawn on their own Agg canvas, without pyplot, so
-plotting changes no global matplotlib state (backend, open figures, rcParams).
+Each function returns a matplotlib ``Figure`` and, given a path, also writes it as a
+PNG. matplotlib is optional (``pip install 'ccr-metrics[plots]'``) and imported only
+when a function here is called. Figures are drawn on their own Agg canvas, without
+pyplot, so plotting changes no global matplotlib state (backend, open figures,
+rcParams); in a notebook, show one by leaving it as a cell's last value.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import numpy as np
 from ._validation import InputError
 from .consistency import pairwise_disagreement
 from .mrv import instance_rank_variance
-from .results import MetricKey
+from .report import Report
+from .results import Comparison, MetricKey
 
 if TYPE_CHECKING:
-    from .report import Report
-    from .results import Comparison
+    from matplotlib.figure import Figure
 
 __all__ = ["COMPARISON_SIZE", "REPORT_SIZE", "plot_comparison", "plot_report"]
 
@@ -32,8 +34,8 @@ _DPI = 100
 _TITLES = {"i2t": "image-to-text", "t2i": "text-to-image"}
 
 
-def plot_report(report: Report, path: str | Path, *, intervals: Any = None) -> Path:
-    """Draw a report's recall, pairwise disagreement and rank spread into one PNG.
+def plot_report(report: Report, path: str | Path | None = None, *, intervals: Any = None) -> Figure:
+    """Draw a report's recall, pairwise disagreement and rank spread in one figure.
 
     Three rows, one column per direction: recall per language as grouped bars (one
     bar per cut-off), the mean squared rank difference between each pair of
@@ -44,28 +46,35 @@ def plot_report(report: Report, path: str | Path, *, intervals: Any = None) -> P
     Parameters
     ----------
     report : Report
-        The evaluation to draw.
-    path : str or pathlib.Path
-        Where to write the PNG (``REPORT_SIZE`` pixels).
-    intervals : mapping or object with a ``values`` mapping, optional
-        Confidence intervals drawn as whiskers on the recall bars: keys
-        ``("recall", language, direction, k)``, values ``(estimate, low, high)`` as
-        fractions. Bars without a key get no whisker.
+        The evaluation to draw. Its :attr:`~ccr_metrics.Report.intervals` (as
+        :meth:`~ccr_metrics.Report.with_confidence` adds them) are drawn as whiskers
+        on the recall bars.
+    path : str or pathlib.Path, optional
+        Where to write the figure as a PNG (``REPORT_SIZE`` pixels). Default: write
+        nothing, only return the figure.
+    intervals : Intervals, mapping or object with a ``values`` mapping, optional
+        Whiskers to draw instead of the report's own intervals: keys
+        ``("recall", language, direction, k)`` or names such as ``"en/i2t/R@1"``,
+        values ``(estimate, low, high)`` as fractions. Bars without a key get no
+        whisker.
 
     Returns
     -------
-    path : pathlib.Path
-        The file written.
+    figure : matplotlib.figure.Figure
+        The figure, on its own Agg canvas (``figure.savefig`` works; no pyplot).
 
     Raises
     ------
     ImportError
         If matplotlib is not installed.
+    ValueError
+        If ``intervals`` is neither a mapping nor has one as ``.values``.
 
     Notes
     -----
-    Panels of a direction whose MRV is undefined (fewer than two languages carry
-    it, or no image has texts in two) say so instead of drawing.
+    Panels of a direction whose MRV is undefined say why (a language without ranks
+    in that direction, a single language, or no image with texts in two languages)
+    instead of drawing.
 
     Examples
     --------
@@ -73,19 +82,29 @@ def plot_report(report: Report, path: str | Path, *, intervals: Any = None) -> P
     >>> from ccr_metrics import Report
     >>> report = Report(
     ...     ranks={"en": {"i2t": np.array([1.0, 2.0, 1.0]), "t2i": np.array([1.0, 3.0, 1.0])},
-    ...            "de": {"i2t": np.array([1.0, 4.0, 2.0]), "t2i": np.array([2.0, 1.0, 1.0])}},
+    ...            "de": {"i2t": np.array([1.0, 3.0, 2.0]), "t2i": np.array([2.0, 1.0, 1.0])}},
     ...     text_to_image={"en": np.array([0, 1, 2]), "de": np.array([0, 1, 2])},
     ...     n_images=3, ks=(1, 5),
     ... )
+    >>> figure = plot_report(report)
+    >>> [ax.get_title() for ax in figure.axes[:2]]
+    ['Recall@k per language (image-to-text)', 'Recall@k per language (text-to-image)']
     >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     written = plot_report(report, pathlib.Path(tmp) / "report.png")
-    ...     written.read_bytes()[1:4]
+    ...     _ = plot_report(report, pathlib.Path(tmp) / "report.png")
+    ...     (pathlib.Path(tmp) / "report.png").read_bytes()[1:4]
     b'PNG'
     """
+    if not isinstance(report, Report):
+        raise InputError(
+            f"report must be a ccr_metrics.Report, got {type(report).__name__}",
+            argument="report",
+        )
     figure_cls, canvas_cls = _matplotlib()
     fig = figure_cls(figsize=(REPORT_SIZE[0] / _DPI, REPORT_SIZE[1] / _DPI), dpi=_DPI)
     canvas_cls(fig)
-    values = _interval_values(intervals)
+    given = report.intervals if intervals is None else intervals
+    values = _interval_values(given)
+    whisker = _whisker_label(given)
     recall = report.recall()
     spreads = _spreads(report)
     axes = fig.subplots(3, 2, gridspec_kw={"height_ratios": [1.0, 1.25, 1.0]})
@@ -97,11 +116,12 @@ def plot_report(report: Report, path: str | Path, *, intervals: Any = None) -> P
                 _empty(ax, f"no {name} ranks")
             continue
         languages = [lang for lang in report.languages if direction in recall[lang]]
-        _recall_bars(bars, recall, languages, direction, report.ks, values)
+        _recall_bars(bars, recall, languages, direction, report.ks, values, whisker)
         bars.set_title(f"Recall@k per language ({name})")
         if direction not in spreads:
-            _empty(heat, f"{name}: needs two languages per image")
-            _empty(hist, f"{name}: needs two languages per image")
+            reason = report._mrv_undefined(direction)
+            _empty(heat, f"{name}: {reason}")
+            _empty(hist, f"{name}: {reason}")
             continue
         ranks, mask = report.rank_matrix(direction)
         msd, _ = pairwise_disagreement(ranks, mask=mask)
@@ -120,126 +140,155 @@ def plot_report(report: Report, path: str | Path, *, intervals: Any = None) -> P
 
 
 def plot_comparison(
-    report_a: Report,
-    report_b: Report,
-    path: str | Path,
+    comparison: Comparison,
+    path: str | Path | None = None,
     *,
-    names: Sequence[str] = ("A", "B"),
-    comparison: Comparison | None = None,
-) -> Path:
-    """Draw two models' recall side by side and their rank spreads overlaid, in one PNG.
+    reports: tuple[Report, Report] | None = None,
+) -> Figure:
+    """Draw two models' recall side by side, with the difference intervals, in one figure.
 
     The top two rows hold one panel per direction and cut-off, with the two models'
-    bars next to each other for each language; the bottom row overlays the
-    histograms of each image's rank spread across languages (population std) of both
-    models, one panel per direction.
+    bars next to each other for each language and, on B's bar, the interval of the
+    difference B - A. The bottom row overlays the histograms of each image's rank
+    spread across languages (population std) of both models, one panel per
+    direction; it needs the two reports themselves (``reports``).
 
     Parameters
     ----------
-    report_a, report_b : Report
-        The two evaluations, normally of the same data. Languages and cut-offs that
-        both reports have are drawn, in ``report_a``'s order.
-    path : str or pathlib.Path
-        Where to write the PNG (``COMPARISON_SIZE`` pixels).
-    names : pair of str, default ("A", "B")
-        Legend names of the two models.
-    comparison : Comparison, optional
-        :func:`~ccr_metrics.compare` of the two reports: the interval of each recall
-        difference (B minus A) is drawn as a whisker on B's bar at
-        ``recall_A + [low, high]``, so a whisker that does not reach A's bar height
-        marks a difference the interval excludes zero for.
+    comparison : Comparison
+        :func:`~ccr_metrics.compare` of two reports; its ``names`` name the models
+        (``compare(a, b, names=("base", "new"))``). Recall is read from it: every
+        language and cut-off it holds is drawn, in its order.
+    path : str or pathlib.Path, optional
+        Where to write the figure as a PNG (``COMPARISON_SIZE`` pixels). Default:
+        write nothing, only return the figure.
+    reports : pair of Report, optional
+        The two reports compared, ``(report_a, report_b)``, for the rank-spread row.
+        Without them that row says how to get it.
 
     Returns
     -------
-    path : pathlib.Path
-        The file written.
+    figure : matplotlib.figure.Figure
+        The figure, on its own Agg canvas (``figure.savefig`` works; no pyplot).
 
     Raises
     ------
     ValueError
-        If ``names`` is not two strings, or the reports share no language, cut-off
-        or direction.
+        If ``comparison`` is not a Comparison (a Report in its place: the order of
+        the first release), holds no recall, or ``reports`` is not two reports over
+        the comparison's ``n_images``.
     ImportError
         If matplotlib is not installed.
+
+    Notes
+    -----
+    Each whisker is the comparison's interval of ``B - A`` (paired bootstrap, at the
+    comparison's level) added to A's recall, drawn on B's bar: ``A + [low, high]``.
+    A whisker that stays clear of A's bar height marks a difference whose interval
+    excludes zero. The legend and a caption under the figure say so.
 
     Examples
     --------
     >>> import numpy as np, tempfile, pathlib
-    >>> from ccr_metrics import Report
+    >>> from ccr_metrics import Report, compare
     >>> def report(de_ranks):
     ...     ranks = {"en": {"i2t": np.array([1.0, 2.0, 1.0]), "t2i": np.array([1.0, 3.0, 1.0])},
     ...              "de": {"i2t": de_ranks, "t2i": np.array([2.0, 1.0, 1.0])}}
     ...     owners = {"en": np.arange(3), "de": np.arange(3)}
     ...     return Report(ranks=ranks, text_to_image=owners, n_images=3, ks=(1, 5))
+    >>> a, b = report(np.array([1.0, 3.0, 2.0])), report(np.array([1.0, 1.0, 2.0]))
+    >>> result = compare(a, b, n_resamples=200, n_permutations=200, names=("base", "new"))
+    >>> figure = plot_comparison(result, reports=(a, b))
+    >>> figure.axes[0].get_title()
+    'R@1 (image-to-text)'
     >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     path = plot_comparison(report(np.array([1.0, 4.0, 2.0])),
-    ...                            report(np.array([1.0, 1.0, 2.0])),
-    ...                            pathlib.Path(tmp) / "compare.png", names=("base", "new"))
-    ...     path.stat().st_size > 0
+    ...     _ = plot_comparison(result, pathlib.Path(tmp) / "compare.png", reports=(a, b))
+    ...     (pathlib.Path(tmp) / "compare.png").stat().st_size > 0
     True
     """
-    if isinstance(names, str) or len(names) != 2:
-        raise InputError(f"names must be two strings, got {names!r}", argument="names")
-    languages = [lang for lang in report_a.languages if lang in report_b.languages]
-    ks = [k for k in report_a.ks if k in report_b.ks]
-    directions = [d for d in report_a.directions if d in report_b.directions]
-    if not languages or not ks or not directions:
+    if not isinstance(comparison, Comparison):
+        hint = (
+            "; compare them first: plot_comparison(compare(report_a, report_b), "
+            "reports=(report_a, report_b))"
+            if isinstance(comparison, Report)
+            else ""
+        )
         raise InputError(
-            "report_a and report_b must share a language, a cut-off and a direction; got "
-            f"languages {report_a.languages} / {report_b.languages}, ks {report_a.ks} / "
-            f"{report_b.ks}, directions {report_a.directions} / {report_b.directions}",
-            argument="report_b",
+            f"comparison must be a Comparison, got {type(comparison).__name__}{hint}",
+            argument="comparison",
+        )
+    names = comparison.names
+    recall_keys = [
+        key for key in comparison.values if key.metric == "recall" and key.language != "average"
+    ]
+    if not recall_keys:
+        raise InputError("comparison holds no recall to draw", argument="comparison")
+    languages = list(dict.fromkeys(str(key.language) for key in recall_keys))
+    ks = list(dict.fromkeys(int(key.k or 0) for key in recall_keys))
+    if reports is not None and (
+        len(reports) != 2
+        or not all(isinstance(r, Report) and r.n_images == comparison.n_images for r in reports)
+    ):
+        raise InputError(
+            f"reports must be the two reports compared, over {comparison.n_images} images",
+            argument="reports",
         )
     figure_cls, canvas_cls = _matplotlib()
     fig = figure_cls(figsize=(COMPARISON_SIZE[0] / _DPI, COMPARISON_SIZE[1] / _DPI), dpi=_DPI)
     canvas_cls(fig)
-    differences: Mapping[Any, Any] = {} if comparison is None else comparison.values
-    recalls = (report_a.recall(), report_b.recall())
     grid = fig.add_gridspec(3, 2 * len(ks))
     colours = ("tab:blue", "tab:orange")
+    level = f"{100 * comparison.ci:g}%"
     for row, direction in enumerate(("i2t", "t2i")):
         for column, k in enumerate(ks):
             ax = fig.add_subplot(grid[row, 2 * column : 2 * column + 2])
             ax.set_title(f"R@{k} ({_TITLES[direction]})")
-            if direction not in directions:
-                _empty(ax, "not in both reports")
+            found = {
+                lang: comparison.values[key]
+                for lang in languages
+                if (key := MetricKey(lang, direction, "recall", k)) in comparison.values
+            }
+            if not found:
+                _empty(ax, f"no {_TITLES[direction]} recall in the comparison")
                 continue
             x = np.arange(len(languages))
-            for i, (recall, name) in enumerate(zip(recalls, names, strict=True)):
+            for i, name in enumerate(names):
                 heights = [
-                    100 * recall[lang][direction][k] if direction in recall[lang] else np.nan
+                    100 * (found[lang].a if i == 0 else found[lang].b) if lang in found else np.nan
                     for lang in languages
                 ]
                 ax.bar(x + (i - 0.5) * 0.4, heights, 0.4, label=name, color=colours[i])
+            label = f"{names[1]} - {names[0]}, {level} CI"
             for j, lang in enumerate(languages):
-                key = MetricKey(lang, direction, "recall", k)
-                if key not in differences or direction not in recalls[0][lang]:
+                if lang not in found:
                     continue
-                low, high = differences[key].low, differences[key].high
+                d = found[lang]
                 # B's plausible range given A's recall and the difference interval.
-                base = 100 * recalls[0][lang][direction][k]
                 ax.errorbar(
                     x[j] + 0.2,
-                    base + 100 * (low + high) / 2,
-                    yerr=100 * (high - low) / 2,
+                    100 * (d.a + (d.low + d.high) / 2),
+                    yerr=100 * (d.high - d.low) / 2,
                     fmt="none",
                     ecolor="black",
                     capsize=3,
+                    label=label,
                 )
-            _recall_axes(ax, languages, legend_columns=2)
-    spreads = [
-        (name, _spreads(report)) for name, report in zip(names, (report_a, report_b), strict=True)
-    ]
+                label = "_nolegend_"  # one legend entry per panel
+            _recall_axes(ax, languages, legend_columns=3)
     for column, direction in enumerate(("i2t", "t2i")):
         ax = fig.add_subplot(grid[2, column * len(ks) : (column + 1) * len(ks)])
         ax.set_title(f"Rank spread across languages (std, {_TITLES[direction]})")
-        found = [(name, s[direction]) for name, s in spreads if direction in s]
-        if not found:
-            _empty(ax, "needs two languages per image")
+        if reports is None:
+            _empty(ax, "rank spreads need the reports: plot_comparison(..., reports=(a, b))")
             continue
-        top = max(float(s.max()) for _, s in found)
+        spreads = [(name, _spreads(r)) for name, r in zip(names, reports, strict=True)]
+        found_spreads = [(name, s[direction]) for name, s in spreads if direction in s]
+        if not found_spreads:
+            _empty(ax, f"MRV: {reports[0]._mrv_undefined(direction)}")
+            continue
+        top = max(float(s.max()) for _, s in found_spreads)
         bins = np.linspace(0.0, max(top, 1.0), 31)
-        for (name, spread), colour in zip(found, colours, strict=False):
+        for (name, spread), colour in zip(found_spreads, colours, strict=False):
             ax.hist(
                 spread,
                 bins=bins,
@@ -251,7 +300,17 @@ def plot_comparison(
         ax.set_ylabel("images")
         ax.legend(loc="upper right")
     fig.suptitle(f"{names[0]} vs {names[1]}: languages {', '.join(languages)}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.text(
+        0.5,
+        0.008,
+        f"Whiskers: the paired-bootstrap {level} interval of {names[1]} - {names[0]} "
+        f"({comparison.method}), added to {names[0]}'s recall and drawn on {names[1]}'s bar; "
+        f"a whisker clear of {names[0]}'s bar height excludes zero.",
+        ha="center",
+        va="bottom",
+        fontsize="small",
+    )
     return _save(fig, path)
 
 
@@ -282,6 +341,14 @@ def _interval_values(intervals: Any) -> Mapping[Any, tuple[float, float, float]]
     return {MetricKey.of(key): value for key, value in values.items()}
 
 
+def _whisker_label(intervals: Any) -> str:
+    """Legend text of the recall whiskers: the level and method when the intervals say."""
+    ci, method = getattr(intervals, "ci", None), getattr(intervals, "method", None)
+    if ci is None:
+        return "interval"
+    return f"{100 * ci:g}% {method} bootstrap CI"
+
+
 def _recall_bars(
     ax: Any,
     recall: Mapping[str, Mapping[str, Mapping[int, float]]],
@@ -289,14 +356,19 @@ def _recall_bars(
     direction: str,
     ks: Sequence[int],
     intervals: Mapping[Any, tuple[float, float, float]],
+    whisker: str,
 ) -> None:
     """Draw grouped bars, one group per language and one bar per cut-off, CI whiskers if known."""
     x = np.arange(len(languages))
     width = 0.8 / len(ks)
+    drawn = []
     for i, k in enumerate(ks):
         offset = x + (i - (len(ks) - 1) / 2) * width
         heights = np.array([100 * recall[lang][direction][k] for lang in languages])
         ax.bar(offset, heights, width, label=f"R@{k}")
+        drawn.append((k, offset, heights))
+    # Whiskers after every bar, so that their legend entry comes last.
+    for k, offset, heights in drawn:
         for j, lang in enumerate(languages):
             key = MetricKey(lang, direction, "recall", k)
             if key in intervals:
@@ -306,9 +378,15 @@ def _recall_bars(
                 below = max(heights[j] - 100 * low, 0.0)
                 above = max(100 * high - heights[j], 0.0)
                 ax.errorbar(
-                    offset[j], heights[j], yerr=[[below], [above]], fmt="none", ecolor="black"
+                    offset[j],
+                    heights[j],
+                    yerr=[[below], [above]],
+                    fmt="none",
+                    ecolor="black",
+                    label=whisker,
                 )
-    _recall_axes(ax, languages, legend_columns=len(ks))
+                whisker = "_nolegend_"  # one legend entry per panel
+    _recall_axes(ax, languages, legend_columns=len(ks) + 1)
 
 
 def _recall_axes(ax: Any, languages: list[str], *, legend_columns: int) -> None:
@@ -363,7 +441,7 @@ def _empty(ax: Any, message: str) -> None:
     ax.set_axis_off()
 
 
-def _save(fig: Any, path: str | Path) -> Path:
-    target = Path(path)
-    fig.savefig(target, format="png", dpi=_DPI)
-    return target
+def _save(fig: Figure, path: str | Path | None) -> Figure:
+    if path is not None:
+        fig.savefig(Path(path), format="png", dpi=_DPI)
+    return fig

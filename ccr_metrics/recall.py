@@ -149,10 +149,20 @@ def multilingual_recall(
     >>> table["average"]["recall"]["i2t"], table["average"]["mean_recall"]
     ({1: 0.5, 5: 1.0}, 0.8125)
     """
-    if not ranks:
-        raise InputError("ranks must map at least one language to its ranks", argument="ranks")
+    if not isinstance(ranks, Mapping) or not ranks:
+        raise InputError(
+            "ranks must map at least one language to {direction: ranks or counts}, got "
+            f"{type(ranks).__name__ if not isinstance(ranks, Mapping) else 'an empty mapping'}",
+            argument="ranks",
+        )
     recall: dict[str, dict[str, dict[int, float]]] = {}
     for language, by_direction in ranks.items():
+        if not isinstance(by_direction, Mapping):
+            raise InputError(
+                f"ranks[{language!r}] must map directions ('i2t', 't2i') to ranks or "
+                f"counts, got {type(by_direction).__name__}",
+                argument=f"ranks[{language!r}]",
+            )
         unknown = set(by_direction) - set(DIRECTIONS)
         if unknown:
             raise InputError(

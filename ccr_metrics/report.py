@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from . import _bootstrap, _report_json
+from . import _bootstrap, _report_checks, _report_json
 from ._bootstrap import Method
 from ._validation import InputError, check_choice
 from .mrv import REDUCTIONS, instance_rank_variance, mean_rank_variance, ranks_per_image
@@ -31,6 +31,9 @@ __all__ = ["Report", "bootstrap_intervals"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+#: Widest line of :meth:`Report.to_table`'s recall table, in characters; wider tables
+#: (intervals on) are split by direction.
+TABLE_WIDTH = 119
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,13 +73,29 @@ class Report(KeyedResult):
         :meth:`with_ties` re-reads the report under another policy. Without them
         (ranks given by hand) recall is read off the ranks.
 
+    Raises
+    ------
+    InputError
+        If the parts do not fit together; the message names the field and the first
+        offending position, e.g. ``ranks.en.i2t: 4 values, expected 10 (n_images)``.
+        Checked: ``n_images`` a positive integer; ``ks`` distinct positive integers;
+        ``settings`` a mapping with a known ``ties`` and ``caption_reduction``; the same
+        languages in ``ranks``, ``text_to_image`` and ``counts``, each with directions
+        ``"i2t"`` and/or ``"t2i"``; ``text_to_image`` 1-D integers in ``[0, N)``, at
+        least one per language; ranks 1-D, ``N`` of them for ``i2t`` and ``M_l`` for
+        ``t2i``, in ``[1, gallery size]``, NaN exactly at the images without a text;
+        counts as long as the ranks, a positive count exactly at the queries, no more
+        items counted than the gallery holds, and giving the ranks under
+        ``settings["ties"]``; every interval naming a number of the report, with that
+        number as its estimate.
+
     Examples
     --------
     >>> import numpy as np
     >>> report = Report(
-    ...     ranks={"en": {"i2t": np.array([1.0, 2.0]), "t2i": np.array([1.0, 3.0])},
-    ...            "de": {"i2t": np.array([1.0, 4.0]), "t2i": np.array([2.0, 1.0])}},
-    ...     text_to_image={"en": np.array([0, 1]), "de": np.array([0, 1])},
+    ...     ranks={"en": {"i2t": np.array([1.0, 2.0]), "t2i": np.array([1.0, 2.0])},
+    ...            "de": {"i2t": np.array([1.0, 4.0]), "t2i": np.array([2.0, 1.0, 1.0, 1.0])}},
+    ...     text_to_image={"en": np.array([0, 1]), "de": np.array([0, 1, 1, 1])},
     ...     n_images=2, ks=(1, 5), settings={"caption_reduction": "first"},
     ... )
     >>> report.recall()["en"]
@@ -94,17 +113,14 @@ class Report(KeyedResult):
     counts: Mapping[str, Mapping[str, RankCounts]] | None = None
 
     def __post_init__(self) -> None:
-        ties = self.settings.get("ties", DEFAULT_TIES if self.counts is not None else None)
-        if ties is not None and ties not in TIES:
-            raise InputError(
-                f"settings.ties must be one of {list(TIES)}, got {ties!r}", argument="settings.ties"
-            )
-        if self.counts is None and ties == "expected":
-            raise InputError(
-                "settings.ties='expected' needs the rank counts (Report.from_counts): "
-                "expected recall cannot be read off ranks",
-                argument="settings",
-            )
+        parts = _report_checks.check_parts(
+            self.ranks, self.text_to_image, self.n_images, self.ks, self.settings, self.counts
+        )
+        # Checked parts come back as numpy arrays and a tuple of ints: stored as such.
+        for name, value in parts._asdict().items():
+            object.__setattr__(self, name, value)
+        if self.intervals is not None:
+            _report_checks.check_intervals(self.intervals, self._metrics)
 
     @classmethod
     def from_counts(
@@ -131,16 +147,18 @@ class Report(KeyedResult):
         >>> report.recall()["en"]["i2t"], report.with_ties("optimistic").recall()["en"]["i2t"]
         ({1: 0.5}, {1: 1.0})
         """
-        settings = {"ties": DEFAULT_TIES, **(settings or {})}
+        # The tie policy and the counts' layout are checked before ranks are made of
+        # them; the rest is checked as for any report.
+        settings = {"ties": DEFAULT_TIES, **_report_checks.check_settings(settings or {}, True)}
         ties = settings["ties"]
         ranks = {
             lang: {
                 d: np.where(np.isinf(r := np.asarray(c.ranks(ties), dtype=np.float64)), np.nan, r)
                 for d, c in by_dir.items()
             }
-            for lang, by_dir in counts.items()
+            for lang, by_dir in _report_checks.check_counts_layout(counts).items()
         }
-        return cls(ranks, text_to_image, n_images, tuple(ks), settings, None, counts)
+        return cls(ranks, text_to_image, n_images, ks, settings, None, counts)
 
     @property
     def ties(self) -> Ties | None:
@@ -181,13 +199,30 @@ class Report(KeyedResult):
         counts = np.bincount(self.text_to_image[language], minlength=self.n_images)
         return np.asarray(counts > 0)
 
+    def _check_entry(self, language: str, direction: str) -> None:
+        """Refuse a language or direction the report does not hold, naming what it has."""
+        if language not in self.ranks:
+            raise InputError(
+                f"language {language!r} is not in this report; it has "
+                f"{', '.join(map(repr, self.ranks))}",
+                argument="language",
+            )
+        if direction not in self.ranks[language]:
+            raise InputError(
+                f"direction {direction!r} is not in this report for {language!r}; it has "
+                f"{', '.join(map(repr, self.ranks[language]))}",
+                argument="direction",
+            )
+
     def query_ranks(self, language: str, direction: str) -> FloatArray:
         """Ranks of the queries of one language and direction (images without text dropped)."""
+        self._check_entry(language, direction)
         r = self.ranks[language][direction]
         return r[self.has_caption(language)] if direction == "i2t" else r
 
     def query_counts(self, language: str, direction: str) -> RankCounts | None:
         """Rank counts of the queries of one language and direction; None without counts."""
+        self._check_entry(language, direction)
         if self.counts is None:
             return None
         c = self.counts[language][direction]
@@ -200,6 +235,7 @@ class Report(KeyedResult):
         caption), ``[M_l]`` for t2i; values in ``[0, 1]``, the exact probability of a
         hit under ``ties="expected"``.
         """
+        self._check_entry(language, direction)
         ranks = self.ranks[language][direction]
         if self.counts is None:
             out = (ranks <= k).astype(np.float64)
@@ -268,7 +304,7 @@ class Report(KeyedResult):
         Examples
         --------
         >>> import numpy as np
-        >>> report = Report({"en": {"i2t": np.array([1.0, 3.0])}}, {"en": np.arange(2)},
+        >>> report = Report({"en": {"i2t": np.array([1.0, 3.0])}}, {"en": np.array([0, 1, 1])},
         ...                 n_images=2, ks=(1,))
         >>> flat = report.to_flat_dict()
         >>> list(flat)  # doctest: +NORMALIZE_WHITESPACE
@@ -307,22 +343,36 @@ class Report(KeyedResult):
     def mrv(self) -> dict[str, dict[str, float] | None]:
         """MRV per direction, both reductions; None where it is undefined.
 
-        Undefined means fewer than two languages carry the direction, or no image has
-        a text in two of them.
+        Undefined means a language of the report has no ranks in the direction (MRV
+        is over all of them), the report has one language, or no image has a text in
+        two of them; :meth:`to_table` says which.
         """
         out: dict[str, dict[str, float] | None] = {}
         for direction in self.directions:
-            if not all(direction in self.ranks[lang] for lang in self.languages):
+            if self._mrv_undefined(direction) is not None:
                 out[direction] = None
                 continue
             ranks, mask = self.rank_matrix(direction)
-            if ranks.shape[1] < 2 or not (mask.sum(1) >= 2).any():
-                out[direction] = None
-                continue
             out[direction] = {
                 r: mean_rank_variance(ranks, reduction=r, mask=mask) for r in REDUCTIONS
             }
         return out
+
+    def _mrv_undefined(self, direction: str) -> str | None:
+        """Why MRV is undefined in ``direction``, in the user's terms; None if it is defined."""
+        lacking = [lang for lang in self.languages if direction not in self.ranks[lang]]
+        if lacking:
+            return (
+                f"undefined: no {direction} ranks for {', '.join(lacking)} "
+                "(MRV is over every language of the report)"
+            )
+        if len(self.languages) < 2:
+            return f"undefined: one language ({self.languages[0]}); MRV needs two"
+        # rank_matrix's mask, without reducing the ranks.
+        present = np.stack([self.has_caption(lang) for lang in self.languages], axis=1)
+        if not (present.sum(1) >= 2).any():
+            return "undefined: no image has texts in two languages"
+        return None
 
     def with_confidence(
         self,
@@ -331,11 +381,12 @@ class Report(KeyedResult):
         n_resamples: int = 2000,
         method: Method = "percentile",
         seed: int | None = 0,
+        progress: bool = False,
     ) -> Report:
         """Return this report with bootstrap confidence intervals for every number.
 
         Images are resampled with all their texts; see :func:`bootstrap_intervals`,
-        which takes the same options.
+        which takes the same options (``progress``: a bar over the resamples).
 
         Examples
         --------
@@ -348,7 +399,7 @@ class Report(KeyedResult):
         True
         """
         intervals = bootstrap_intervals(
-            self, ci=ci, n_resamples=n_resamples, method=method, seed=seed
+            self, ci=ci, n_resamples=n_resamples, method=method, seed=seed, progress=progress
         )
         return replace(self, intervals=intervals)
 
@@ -527,7 +578,10 @@ class Report(KeyedResult):
         """Format the paper's table as text: percentages per language, averages, MRV.
 
         With :attr:`intervals`, every number is followed by its interval,
-        ``72.60 [70.50, 74.60]``.
+        ``72.60 [70.50, 74.60]``, and a recall table wider than ``TABLE_WIDTH`` (119)
+        characters is split into one table per direction. The rank table gives the
+        queries of each language and direction; a direction whose MRV is undefined
+        says why.
         """
         table = self._table()
 
@@ -558,6 +612,15 @@ class Report(KeyedResult):
             table["average"]["mean_recall"], MetricKey("average", None, "mean_recall")
         )
         frame = pd.DataFrame(rows).T.reindex(columns=[*columns, "mean recall"])
+        recall_text = frame.to_string(na_rep="-")
+        if max(len(line) for line in recall_text.splitlines()) > TABLE_WIDTH:
+            # One table per direction (mean recall with the last) keeps a terminal's
+            # rows unwrapped; pandas wraps a block that is still too wide.
+            groups = [[c for c in columns if c.startswith(d)] for d in self.directions]
+            groups[-1].append("mean recall")
+            recall_text = "\n\n".join(
+                frame[group].to_string(na_rep="-", line_width=TABLE_WIDTH) for group in groups
+            )
         title = f"Recall (%): {self.n_images} images, languages {', '.join(self.languages)}"
         if self.intervals is not None:
             title += (
@@ -566,17 +629,18 @@ class Report(KeyedResult):
             )
         lines = [
             title,
-            frame.to_string(na_rep="-"),
+            recall_text,
             "",
             "Rank of the correct item (1-based; median floored as open_clip's):",
             self._rank_frame().to_string(na_rep="-"),
             "",
-            f"Mean Rank Variance over {len(self.languages)} languages "
+            f"Mean Rank Variance over {len(self.languages)} "
+            f"{'language' if len(self.languages) == 1 else 'languages'} "
             "(variance = paper Eq. 7; std = the released code's number):",
         ]
         for direction, values in self.mrv().items():
             if values is None:
-                lines.append(f"  {direction}: undefined (needs two languages per image)")
+                lines.append(f"  {direction}: {self._mrv_undefined(direction)}")
             else:
                 variance = cell(values["variance"], MetricKey(None, direction, "mrv_variance"), 1.0)
                 std = cell(values["std"], MetricKey(None, direction, "mrv_std"), 1.0)
@@ -611,28 +675,55 @@ class Report(KeyedResult):
 
     @classmethod
     def load(cls, path: str | Path) -> Report:
-        """Read a report written by :meth:`save` (this release's format, or the first's).
+        """Read a report written by :meth:`save` (format ``ccr-metrics-report/2``, or ``/1``).
 
-        Intervals come back as they were saved, never drawn again.
+        The report is built from the counts (format 1: the ranks), ``text_to_image``,
+        ``n_images`` and the settings, and checked as any report is. Intervals come back
+        as they were saved, never drawn again. Nothing is recomputed silently: the
+        numbers the file also holds (recall, mean recall, averages, MRV, mean and median
+        rank, query counts, ranks, nested intervals) must be those the counts give, up
+        to rounding, or the file is refused. Format 1 is read as ranks only, without
+        intervals (it kept their options, not their values).
 
         Raises
         ------
+        OSError
+            If the file cannot be read (FileNotFoundError if it does not exist).
         InputError
-            If the file is not JSON or not a ccr-metrics report, or a field is malformed.
+            If the file is not JSON, not a ccr-metrics report or of a format version
+            this release does not read, a field is missing or of the wrong type, the
+            parts do not fit together (as the constructor checks them), or a saved number
+            differs from what the counts give. One message: the file, the field and the
+            first offending position, e.g. ``a.json: ranks.en.i2t: 4 values, expected 10
+            (n_images)``.
         """
-        fields = _report_json.read(path)
-        intervals = fields.pop("intervals")
-        if "counts" in fields:
-            report = cls.from_counts(
-                fields["counts"],
-                fields["text_to_image"],
-                fields["n_images"],
-                fields["ks"],
-                fields["settings"],
-            )
-        else:
-            report = cls(**fields)
-        return report if intervals is None else replace(report, intervals=intervals)
+        try:
+            fields = _report_json.read(path)
+            intervals, saved = fields.pop("intervals"), fields.pop("saved")
+            if "counts" in fields:
+                report = cls.from_counts(
+                    fields["counts"],
+                    fields["text_to_image"],
+                    fields["n_images"],
+                    fields["ks"],
+                    fields["settings"],
+                )
+            else:
+                report = cls(**fields)
+            if intervals is not None:
+                report = replace(report, intervals=intervals)
+            source = "counts" if report.counts is not None else "ranks"
+            _report_json.check_saved(saved, report.to_dict(), report.ranks, source)
+        except InputError as exc:
+            # The file keeps the cut-offs among the settings.
+            field = "settings." if exc.argument == "ks" else ""
+            raise InputError(
+                f"{path}: {field}{exc}",
+                argument=exc.argument,
+                position=exc.position,
+                value=exc.value,
+            ) from None
+        return report
 
 
 def _rk(by_k: Mapping[int, float]) -> dict[str, float]:
@@ -646,6 +737,7 @@ def bootstrap_intervals(
     n_resamples: int = 2000,
     method: Method = "percentile",
     seed: int | None = 0,
+    progress: bool = False,
 ) -> Intervals:
     """Confidence intervals for every number of a report, by resampling images.
 
@@ -666,6 +758,8 @@ def bootstrap_intervals(
     seed : int or None, default 0
         Seed of the numpy random generator; the same seed gives the same intervals.
         None draws fresh entropy.
+    progress : bool, default False
+        Show a progress bar over the resamples (tqdm, on stderr).
 
     Returns
     -------
@@ -699,7 +793,7 @@ def bootstrap_intervals(
     >>> import numpy as np
     >>> report = Report(
     ...     ranks={"en": {"i2t": np.array([1.0, 2, 1, 4]), "t2i": np.array([1.0, 3, 2, 1])},
-    ...            "de": {"i2t": np.array([2.0, 1, 1, 3]), "t2i": np.array([1.0, 1, 5, 2])}},
+    ...            "de": {"i2t": np.array([2.0, 1, 1, 3]), "t2i": np.array([1.0, 1, 4, 2])}},
     ...     text_to_image={"en": np.arange(4), "de": np.arange(4)},
     ...     n_images=4, ks=(1, 5),
     ... )
@@ -714,7 +808,13 @@ def bootstrap_intervals(
     """
     ratios = report._ratios()
     low, high = _bootstrap.intervals(
-        ratios, report.n_images, ci=ci, n_resamples=n_resamples, method=method, seed=seed
+        ratios,
+        report.n_images,
+        ci=ci,
+        n_resamples=n_resamples,
+        method=method,
+        seed=seed,
+        progress=progress,
     )
     values = {
         key: Interval(float(e), float(lo), float(hi))

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
-from ._validation import InputError
+from ._bootstrap import METHODS
+from ._validation import InputError, positive_int
 
 __all__ = ["Comparison", "Difference", "Interval", "Intervals", "MetricKey"]
 
@@ -287,6 +289,90 @@ def json_float(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
+def close(a: float, b: float) -> bool:
+    """Whether two numbers are equal up to rounding (NaN equals NaN: both undefined)."""
+    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _numbers(value: object, where: str, fields: tuple[str, ...]) -> list[float]:
+    """``value`` as ``len(fields)`` floats, or an InputError naming ``where`` and the fields."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InputError(
+            f"{where}: expected ({', '.join(fields)}), got {type(value).__name__}", argument=where
+        )
+    try:
+        if len(value) != len(fields) or any(
+            isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
+            for v in value
+        ):
+            raise TypeError
+        numbers = [float(v) for v in value]
+    except (TypeError, OverflowError):
+        raise InputError(
+            f"{where}: expected {len(fields)} numbers ({', '.join(fields)}), got {list(value)!r}",
+            argument=where,
+        ) from None
+    infinite = [name for name, v in zip(fields, numbers, strict=True) if math.isinf(v)]
+    if infinite:
+        raise InputError(
+            f"{where}: {infinite[0]} is infinite; a number is finite, or NaN where undefined",
+            argument=where,
+        )
+    return numbers
+
+
+def _check_interval(where: str, low: float, high: float) -> None:
+    """Refuse ``low > high``, or an interval undefined (NaN) at one end only.
+
+    The point need not lie inside: the ends are quantiles of the resamples, and with
+    few resamples or a skewed metric the estimate can fall outside them.
+    """
+    if math.isnan(low) != math.isnan(high):
+        raise InputError(
+            f"{where}: low {low} and high {high}: an interval is undefined at both ends or "
+            "at neither",
+            argument=where,
+        )
+    if low > high:
+        raise InputError(f"{where}: low {low} is above high {high}", argument=where)
+
+
+def _check_options(owner: str, ci: object, method: object, counts: Mapping[str, object]) -> None:
+    """Refuse a confidence level outside (0, 1), an unknown method or a count below 1."""
+    if isinstance(ci, bool) or not isinstance(ci, (int, float, np.floating)) or not 0 < ci < 1:
+        raise InputError(f"{owner}.ci must be a level in (0, 1), got {ci!r}", argument="ci")
+    if method not in METHODS:
+        raise InputError(
+            f"{owner}.method must be one of {list(METHODS)}, got {method!r}", argument="method"
+        )
+    for name, value in counts.items():
+        if positive_int(value) is None:
+            raise InputError(
+                f"{owner}.{name} must be a positive integer, got {value!r}", argument=name
+            )
+
+
+def _check_seed(owner: str, seed: object) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise InputError(f"{owner}.seed must be an integer or None, got {seed!r}", argument="seed")
+
+
+def _check_keys(owner: str, values: object) -> Mapping[Any, Any]:
+    if not isinstance(values, Mapping):
+        raise InputError(
+            f"{owner}.values must be a mapping {{MetricKey: ...}}, got {type(values).__name__}",
+            argument="values",
+        )
+    for key in values:
+        if not isinstance(key, MetricKey):
+            raise InputError(
+                f"{owner}.values: key {key!r} is not a MetricKey (MetricKey.parse makes one "
+                "from a name)",
+                argument="values",
+            )
+    return values
+
+
 @dataclass(frozen=True)
 class Intervals(KeyedResult):
     """Bootstrap confidence intervals for every number of a report.
@@ -316,6 +402,24 @@ class Intervals(KeyedResult):
     n_resamples: int
     seed: int | None
     values: Mapping[MetricKey, Interval]
+
+    def __post_init__(self) -> None:
+        """Check the options, and every interval: finite numbers (NaN: undefined), low <= high.
+
+        Raises
+        ------
+        InputError
+            Naming the option or the interval (by flat name) at fault.
+        """
+        _check_options("Intervals", self.ci, self.method, {"n_resamples": self.n_resamples})
+        _check_seed("Intervals", self.seed)
+        values = {}
+        for key, value in _check_keys("Intervals", self.values).items():
+            where = f"intervals[{key.name!r}]"
+            interval = Interval(*_numbers(value, where, Interval._fields))
+            _check_interval(where, interval.low, interval.high)
+            values[key] = interval
+        object.__setattr__(self, "values", values)
 
     def _entries(self) -> Mapping[MetricKey, Interval]:
         return self.values
@@ -407,6 +511,51 @@ class Comparison(KeyedResult):
     n_images: int
     values: Mapping[MetricKey, Difference]
     names: tuple[str, str] = ("A", "B")
+
+    def __post_init__(self) -> None:
+        """Check the options, and every difference: ``b - a``, ``low <= high``, p in (0, 1].
+
+        Raises
+        ------
+        InputError
+            Naming the option or the metric (by flat name) at fault.
+        """
+        _check_options(
+            "Comparison",
+            self.ci,
+            self.method,
+            {
+                "n_resamples": self.n_resamples,
+                "n_permutations": self.n_permutations,
+                "n_images": self.n_images,
+            },
+        )
+        _check_seed("Comparison", self.seed)
+        names = self.names
+        if (
+            isinstance(names, str)
+            or not isinstance(names, Sequence)
+            or len(names) != 2
+            or not all(isinstance(name, str) for name in names)
+        ):
+            raise InputError(
+                f"Comparison.names must be two strings, got {names!r}", argument="names"
+            )
+        values = {}
+        for key, value in _check_keys("Comparison", self.values).items():
+            where = f"comparison[{key.name!r}]"
+            d = Difference(*_numbers(value, where, Difference._fields))
+            if not close(d.difference, d.b - d.a):
+                raise InputError(
+                    f"{where}: difference {d.difference} is not b - a = {d.b} - {d.a}",
+                    argument=where,
+                )
+            _check_interval(where, d.low, d.high)
+            if not (math.isnan(d.p_value) or 0 < d.p_value <= 1):
+                raise InputError(f"{where}: p_value {d.p_value} is not in (0, 1]", argument=where)
+            values[key] = d
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "names", tuple(names))
 
     def _entries(self) -> Mapping[MetricKey, Difference]:
         return self.values

@@ -51,6 +51,7 @@ from ._validation import (
     InputError,
     check_bool_mask,
     check_choice,
+    check_has_data,
     check_ndim,
     first_nonfinite,
     shape_str,
@@ -796,6 +797,7 @@ def _check_sim(sim: object, layout: str, *, name: str = "sim") -> torch.Tensor:
         raise InputError(
             f"{name} must be a torch.Tensor {layout}, got {type(sim).__name__}", argument=name
         )
+    check_has_data(sim, name)
     if not sim.is_floating_point():
         raise InputError(
             f"{name} must be floating point, got dtype {sim.dtype} {shape_str(sim)}", argument=name

@@ -43,6 +43,7 @@ def compare(
     method: Method = "percentile",
     seed: int | None = 0,
     names: tuple[str, str] = ("A", "B"),
+    progress: bool = False,
 ) -> Comparison:
     """Compare two models evaluated on the same test set, metric by metric.
 
@@ -64,6 +65,8 @@ def compare(
         :func:`bootstrap_intervals` draws with the same seed.
     names : tuple of str, default ("A", "B")
         What the comparison's tables and plots call the two reports.
+    progress : bool, default False
+        Show progress bars over the resamples and the permutations (tqdm, on stderr).
 
     Returns
     -------
@@ -76,7 +79,7 @@ def compare(
         If the reports are over different test sets (images, languages, directions,
         ``text_to_image``) or were made with different settings (``ties``,
         ``caption_reduction``, ``ks``), or as :func:`bootstrap_intervals` for the options
-        and if ``n_permutations`` is not a positive integer.
+        and if ``n_permutations`` is not a positive integer or ``names`` not two strings.
 
     Notes
     -----
@@ -101,6 +104,8 @@ def compare(
     >>> bool(row.low > 0), bool(row.p_value < 0.05)
     (True, True)
     """
+    if isinstance(names, str) or len(names) != 2 or not all(isinstance(n, str) for n in names):
+        raise InputError(f"names must be two strings, got {names!r}", argument="names")
     _check_comparable(report_a, report_b)
     # The metrics of B in A's language order, so that the columns pair up.
     a, b = report_a._ratios(), report_b._ratios(report_a.languages)
@@ -113,6 +118,7 @@ def compare(
         n_permutations=n_permutations,
         method=method,
         seed=seed,
+        progress=progress,
     )
     values = {
         key: Difference(*(float(x) for x in row))
@@ -128,7 +134,7 @@ def compare(
         seed=seed,
         n_images=report_a.n_images,
         values=values,
-        names=names,
+        names=(names[0], names[1]),
     )
 
 

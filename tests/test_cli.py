@@ -343,6 +343,22 @@ def test_mrv_repeated_flag(tmp_path, capsys):
     assert "(en, de), 2 instances" in out
 
 
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["mrv", "scores.npz"], "run 'ccr-metrics scores scores.npz' (score matrices)"),
+        (["mrv", "model.safetensors"], "'ccr-metrics evaluate model.safetensors' (embeddings)"),
+        (["mrv", "--ranks", "scores.npz"], "run 'ccr-metrics scores scores.npz'"),
+        (["mrv", "en.npy", "de.npy"], "give it with its language: --ranks LANG=en.npy"),
+        (["mrv"], "give rank files with --ranks LANG=PATH or --released-dir DIR"),
+    ],
+)
+def test_mrv_points_a_stray_file_to_the_command_that_reads_it(argv, hint, capsys):
+    status, out, err = run(argv, capsys)
+    assert_one_line_error(status, err, 2, hint)
+    assert out == ""
+
+
 # ------------------------------------------------------------------------- bad input
 
 
@@ -425,10 +441,10 @@ BAD_EMBEDDINGS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_EMBEDDINGS))
-def test_bad_embeddings_exit_1(tmp_path, capsys, case):
+def test_bad_embeddings_exit_2(tmp_path, capsys, case):
     make, extra, fragment = BAD_EMBEDDINGS[case]
     status, out, err = run(["evaluate", make(tmp_path), "--device", "cpu", *extra], capsys)
-    assert_one_line_error(status, err, 1, fragment)
+    assert_one_line_error(status, err, 2, fragment)
     assert out == ""
 
 
@@ -457,10 +473,10 @@ BAD_SCORES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_SCORES))
-def test_bad_scores_exit_1(tmp_path, capsys, case):
+def test_bad_scores_exit_2(tmp_path, capsys, case):
     make, fragment = BAD_SCORES[case]
     status, out, err = run(["scores", make(tmp_path), "--device", "cpu"], capsys)
-    assert_one_line_error(status, err, 1, fragment)
+    assert_one_line_error(status, err, 2, fragment)
     assert out == ""
 
 
@@ -479,7 +495,7 @@ def test_hostile_pt_is_refused_unrun(tmp_path, capsys, command):
     marker = tmp_path / "marker"
     torch.save({"image": Hostile(marker), "text.en": torch.ones(2, 2)}, tmp_path / "evil.pt")
     status, _, err = run([command, tmp_path / "evil.pt"], capsys)
-    assert_one_line_error(status, err, 1, "evil.pt: refused")
+    assert_one_line_error(status, err, 2, "evil.pt: refused")
     assert "never unpickles" in err
     assert not marker.exists()
 
@@ -488,7 +504,7 @@ def test_hostile_raw_pickle_is_refused_unrun(tmp_path, capsys):
     marker = tmp_path / "marker"
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"image": Hostile(marker)}))
     status, _, err = run(["evaluate", tmp_path / "evil.pt"], capsys)
-    assert_one_line_error(status, err, 1, "evil.pt: refused")
+    assert_one_line_error(status, err, 2, "evil.pt: refused")
     assert not marker.exists()
 
 
@@ -497,7 +513,7 @@ def test_hostile_npz_is_refused_unrun(tmp_path, capsys):
     arrays = {**embedding_arrays(), "text.en": np.array([Hostile(marker)], dtype=object)}
     np.savez(tmp_path / "evil.npz", **arrays)
     status, _, err = run(["evaluate", tmp_path / "evil.npz"], capsys)
-    assert_one_line_error(status, err, 1, "key 'text.en' is an object array")
+    assert_one_line_error(status, err, 2, "key 'text.en' is an object array")
     assert not marker.exists()
 
 
@@ -507,7 +523,7 @@ def test_hostile_rank_file_is_refused_unrun(tmp_path, capsys):
     np.save(tmp_path / "de.npy", np.array([0]))
     argv = ["mrv", "--ranks", f"en={tmp_path / 'en.npy'}", f"de={tmp_path / 'de.npy'}"]
     status, _, err = run(argv, capsys)
-    assert_one_line_error(status, err, 1, "object array of pickled Python objects")
+    assert_one_line_error(status, err, 2, "object array of pickled Python objects")
     assert not marker.exists()
 
 
@@ -530,8 +546,8 @@ BAD_MRV = {
         2,
         "invalid choice: 'mean'",
     ),
-    "lengths differ": (lambda f, p: ["--ranks", f["en"], f["ja"]], 1, "has 2 ranks"),
-    "missing file": (lambda f, p: ["--ranks", f["en"], "de=nope.npy"], 1, "nope.npy: no such"),
+    "lengths differ": (lambda f, p: ["--ranks", f["en"], f["ja"]], 2, "has 2 ranks"),
+    "missing file": (lambda f, p: ["--ranks", f["en"], "de=nope.npy"], 2, "nope.npy: no such"),
 }
 
 
@@ -786,69 +802,69 @@ BAD_RELEASED = {
     "folder missing": (
         ["--released-dir", "{dir}/nope", "--model", M],
         None,
-        1,
+        2,
         "ranks/nope: no such directory",
     ),
     "folder is a file": (
         ["--released-dir", f"{{dir}}/en_{M}_tr.npy", "--model", M],
         None,
-        1,
+        2,
         f"en_{M}_tr.npy: not a directory",
     ),
     "unknown model": (
         ["--released-dir", "{dir}", "--model", "ccr10"],
         None,
-        1,
+        2,
         f"no rank file of model 'ccr10' (<language>_ccr10_tr.npy or <language>_ccr10_ir.npy); "
         f"models present: {M}, xvlm",
     ),
     "--languages not found": (
         [*RELEASED_ARGS, "--languages", "en", "ru"],
         None,
-        1,
+        2,
         "for language(s) ['ru']; languages present: de, en, es, fr, ja, zh",
     ),
     "counts differ": (
         RELEASED_ARGS,
         write_array(f"ja_{M}_tr.npy", np.zeros(4)),
-        1,
+        2,
         f"the tr (i2t) files of model '{M}' rank different numbers of instances "
         "(en 5, de 5, ja 4, zh 5, es 5, fr 5)",
     ),
     "nan": (
         RELEASED_ARGS,
         write_array(f"zh_{M}_ir.npy", np.array([0, 1, np.nan, 2, 3])),
-        1,
+        2,
         f"zh_{M}_ir.npy: rank 2 is nan; ranks must be finite",
     ),
     "inf": (
         RELEASED_ARGS,
         write_array(f"zh_{M}_ir.npy", np.array([0, 1, 2, 3, np.inf])),
-        1,
+        2,
         f"zh_{M}_ir.npy: rank 4 is inf",
     ),
     "negative": (
         RELEASED_ARGS,
         write_array(f"de_{M}_tr.npy", np.array([0, -1, 2, 3, 4.0])),
-        1,
+        2,
         f"de_{M}_tr.npy: rank 1 is -1.0; the released ranks are 0-based positions",
     ),
     "2-D": (
         RELEASED_ARGS,
         write_array(f"de_{M}_tr.npy", np.zeros((5, 2))),
-        1,
+        2,
         f"de_{M}_tr.npy: ranks must be a non-empty 1-D array",
     ),
     "pickled object array": (
         RELEASED_ARGS,
         write_hostile,
-        1,
+        2,
         f"de_{M}_ir.npy: holds an object array of pickled Python objects",
     ),
     "raw pickle": (
         RELEASED_ARGS,
         write_raw_pickle,
-        1,
+        2,
         f"de_{M}_ir.npy: not a .npy file; it could only be read as a pickle",
     ),
 }
@@ -866,8 +882,19 @@ def test_bad_mrv_released_dir(tmp_path, capsys, case):
     assert out == ""
     assert not (tmp_path / "m.json").exists()
     assert not (folder / "ran").exists()  # nothing in a file was run
-    if expected_status == 2:
-        assert "--help" in err
+    # Usage mistakes point to --help; a problem in the files names the file instead.
+    assert ("--help" in err) == (case in RELEASED_USAGE_CASES)
+
+
+RELEASED_USAGE_CASES = {
+    "with --ranks",
+    "no --model",
+    "--model with --ranks",
+    "--languages with --ranks",
+    "--languages one",
+    "--languages twice",
+    "only one language",
+}
 
 
 BAD_USAGE = {
@@ -914,13 +941,18 @@ def test_cuda_matches_cpu(tmp_path, capsys):
     assert cpu["ranks"] == cuda["ranks"]
 
 
-def test_internal_errors_keep_their_traceback(tmp_path, capsys, monkeypatch):
+def test_internal_errors_exit_1_with_traceback_and_a_report_note(tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(cli, "evaluate", broken)
-    with pytest.raises(RuntimeError, match="a bug"):
-        main(["evaluate", str(input_file(tmp_path, "evaluate", "npz")), "--device", "cpu"])
+    path = input_file(tmp_path, "evaluate", "npz")
+    status, out, err = run(["evaluate", path, "--device", "cpu"], capsys)
+    assert status == 1 and out == ""
+    assert "Traceback" in err and "RuntimeError: a bug" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("ccr-metrics: error: internal error: this is a bug in ccr-metrics")
+    assert "please report it" in last
 
 
 def test_interrupt_exits_130(tmp_path, capsys, monkeypatch):

@@ -62,14 +62,81 @@ def test_compare_prints_table_and_writes_outputs(saved_pair, tmp_path, capsys):
     argv += ["--json", out_json, "--csv", out_csv, "--plot", png, "--names", "base", "tuned"]
     status, out, err = run(argv, capsys)
     assert status == 0, err
-    assert "B - A" in out and "fr t2i R@1" in out
+    assert "fr t2i R@1" in out
+    # --names names the table's columns and its title, not only the plot.
+    assert f"base = {a}" in out.splitlines()[0]
+    header = next(line for line in out.splitlines() if line.startswith("metric"))
+    assert header.split()[:4] == ["metric", "base", "tuned", "tuned"]
+    assert "tuned - base over 300 images" in out
     result = json.loads(out_json.read_text())
     expected = cm.compare(
-        cm.Report.load(a), cm.Report.load(b), n_resamples=300, n_permutations=300
+        cm.Report.load(a),
+        cm.Report.load(b),
+        n_resamples=300,
+        n_permutations=300,
+        names=("base", "tuned"),
     ).to_dict()
     assert result == json.loads(json.dumps(expected))
+    assert result["names"] == ["base", "tuned"]
     assert out_csv.read_text().startswith("name,metric,")
     assert png.exists()
+
+
+def test_compare_names_default_to_the_file_names(saved_pair, capsys):
+    a, b = saved_pair
+    status, out, err = run(["compare", a, b, "--n-resamples", "50", "--permutations", "50"], capsys)
+    assert status == 0, err
+    assert out.splitlines()[:2] == [f"a = {a}", f"b = {b}"]
+    assert "b - a over 300 images" in out
+
+
+def test_ci_table_fits_in_119_columns_and_shows_query_counts(capsys):
+    status, out, err = run(["evaluate", EXAMPLE, "--ci", "0.95", "--n-resamples", "50"], capsys)
+    assert status == 0, err
+    lines = out.splitlines()
+    # The title is one sentence and may be long; every table row fits a terminal.
+    assert max(len(line) for line in lines[1:]) <= 119, max(lines[1:], key=len)
+    # Split by direction: an i2t table, then a t2i table with the mean recall.
+    headers = [line.split() for line in lines if "R@1" in line and "[" not in line]
+    assert headers == [
+        ["i2t", "R@1", "i2t", "R@5", "i2t", "R@10"],
+        ["t2i", "R@1", "t2i", "R@5", "t2i", "R@10", "mean", "recall"],
+    ]
+    # Queries per language and direction: cs lacks 30 images' captions; en has 5 each.
+    assert "i2t queries" in out and "t2i queries" in out
+    cs = next(line for line in lines if line.startswith("cs ") and "[" not in line)
+    en = next(line for line in lines if line.startswith("en ") and "[" not in line)
+    assert (cs.split()[1], cs.split()[4]) == ("270", "270")
+    assert (en.split()[1], en.split()[4]) == ("300", "1500")
+
+
+def test_table_without_intervals_stays_one_table(capsys):
+    status, out, err = run(["evaluate", EXAMPLE], capsys)
+    assert status == 0, err
+    assert sum("i2t R@1" in line for line in out.splitlines()) == 1
+    assert "mean recall" in next(line for line in out.splitlines() if "i2t R@1" in line)
+
+
+def test_progress_bars_on_every_phase(tmp_path, capsys):
+    argv = ["evaluate", EXAMPLE, "--ci", "0.9", "--n-resamples", "40", "--breakdown"]
+    status, out, err = run([*argv, "--progress"], capsys)
+    assert status == 0, err
+    for phase in ("ranking", "bootstrap", "breakdown"):
+        assert f"{phase}: 100%" in err, err
+    assert "100%" not in out  # the bars go to stderr only
+    status, _, err = run([*argv, "--no-progress"], capsys)
+    assert status == 0 and err == ""
+
+
+def test_compare_progress(saved_pair, capsys):
+    a, b = saved_pair
+    argv = ["compare", a, b, "--n-resamples", "30", "--permutations", "20", "--progress"]
+    status, _, err = run(argv, capsys)
+    assert status == 0
+    assert "paired bootstrap: 100%" in err and "30/30" in err
+    assert "permutations: 100%" in err and "20/20" in err
+    status, _, err = run(argv[:-1], capsys)  # stderr is not a terminal here: no bars
+    assert status == 0 and err == ""
 
 
 def test_compare_refuses_different_test_sets(saved_pair, tmp_path, capsys):
@@ -78,7 +145,7 @@ def test_compare_refuses_different_test_sets(saved_pair, tmp_path, capsys):
     assert main(["evaluate", str(EXAMPLE), "--languages", "en", "de", "--json", str(other)]) == 0
     capsys.readouterr()
     status, out, err = run(["compare", a, other], capsys)
-    assert status == 1 and out == ""
+    assert status == 2 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ccr-metrics: error: ")
     assert "language" in lines[0]

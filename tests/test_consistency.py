@@ -210,7 +210,7 @@ def test_breakdown_of_a_real_report(report):
 
 def test_breakdown_single_language_has_no_rank_entries():
     one = Report(
-        ranks={"en": {"i2t": np.array([1.0, 3.0]), "t2i": np.array([2.0, 1.0])}},
+        ranks={"en": {"i2t": np.array([1.0, 2.0]), "t2i": np.array([2.0, 1.0])}},
         text_to_image={"en": np.array([0, 1])},
         n_images=2,
         ks=(1,),

@@ -1,7 +1,9 @@
 """evaluate / evaluate_scores / Report against naive oracles, and their invariants."""
 
+import io
 import json
 import math
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 import torch
 
 import ccr_metrics as cm
+from ccr_metrics.harness import stream as stream_module
 
 
 def naive_counts(row, positives):
@@ -246,6 +249,42 @@ def test_progress_bar_goes_to_stderr(capsys):
     cm.evaluate(images, texts, owners, chunk_size=4, progress=True, device="cpu")
     captured = capsys.readouterr()
     assert captured.out == "" and "block" in captured.err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("evaluate", ["evaluate", "evaluate_scores", "evaluate_sharded"])
+def test_progress_auto_shows_a_bar_on_a_terminal_for_large_work(evaluate, monkeypatch):
+    images, texts, owners = integer_problem()
+    if evaluate == "evaluate_scores":
+        args = ({lang: images @ t.T for lang, t in texts.items()}, None, owners)
+    else:
+        args = (images, texts, owners)
+    run = getattr(cm, evaluate)
+
+    def stderr_of(stream, threshold):
+        monkeypatch.setattr(stream_module, "AUTO_PROGRESS_SCORES", threshold)
+        monkeypatch.setattr(sys, "stderr", stream)
+        run(*args, device="cpu")  # progress="auto", the default
+        monkeypatch.undo()
+        return stream.getvalue()
+
+    # 12 images x 12 texts: small work stays quiet even on a terminal...
+    assert stderr_of(_Terminal(), 1 << 26) == ""
+    # ...large work shows a bar on a terminal...
+    assert "ranking" in stderr_of(_Terminal(), 1)
+    # ...and never when stderr is not a terminal (a log file, a pipe, pytest).
+    assert stderr_of(io.StringIO(), 1) == ""
+
+
+@pytest.mark.parametrize("progress", ["yes", 1, None])
+def test_progress_must_be_a_bool_or_auto(progress):
+    images, texts, owners = integer_problem()
+    with pytest.raises(ValueError, match=r"progress must be True, False or 'auto', got"):
+        cm.evaluate(images, texts, owners, progress=progress, device="cpu")
 
 
 @pytest.mark.parametrize(

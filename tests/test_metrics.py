@@ -153,6 +153,38 @@ def test_recall_empty_miss_counts_queries_without_positive():
         RecallAtK(k=5).update(scores, positives)
 
 
+def test_recall_empty_skip_leaves_queries_without_positive_out():
+    scores = tied_scores(0, 4, 5)
+    positives = [[0], [], [1, 2], []]
+    metric = RecallAtK(k=5, empty="skip")
+    metric.update(scores[:2], positives[:2])
+    metric.update(scores[2:], positives[2:])
+    # Two queries with positives, both found in the top 5 of 5: 1.0, not "miss"'s 0.5.
+    assert as_floats(metric.compute()) == {5: 1.0}
+    kept = [0, 2]
+    expected = cm.recall_at_k(cm.rank_counts(scores[kept], [positives[i] for i in kept]), 1)
+    one = RecallAtK(k=1, empty="skip")
+    one.update(scores, positives)
+    assert as_floats(one.compute()) == pytest.approx(expected, abs=1e-12)
+
+
+def test_recall_empty_skip_with_dataset_index_drops_the_same_rows():
+    scores = tied_scores(1, 3, 4)
+    metric = RecallAtK(k=1, empty="skip")
+    # Query 1 has no positive; query 0 is repeated (a padding sampler's duplicate).
+    metric.update(scores, [[0], [], [0]], dataset_index=[0, 1, 0])
+    alone = RecallAtK(k=1)
+    alone.update(scores[:1], [[0]])
+    assert as_floats(metric.compute()) == as_floats(alone.compute())
+
+
+def test_recall_empty_skip_of_every_query_says_so():
+    metric = RecallAtK(k=1, empty="skip")
+    metric.update(tied_scores(2, 2, 3), [[], []])
+    with pytest.raises(ValueError, match="no query seen had a positive"):
+        metric.compute()
+
+
 def test_recall_accepts_numpy_and_returns_float64_tensors_in_k_order():
     metric = RecallAtK(k=(10, 1))
     metric.update(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1]))
@@ -390,7 +422,7 @@ def test_failed_update_leaves_state_unchanged(case):
         (lambda: RecallAtK(k=[]), "k must name at least one cut-off"),
         (lambda: RecallAtK(k=(1, 2.5)), "k must hold positive integers"),
         (lambda: RecallAtK(ties="random"), "ties must be one of"),
-        (lambda: RecallAtK(empty="skip"), "empty must be one of"),
+        (lambda: RecallAtK(empty="drop"), "empty must be one of"),
         (lambda: MeanRankVariance(reduction="mean"), "reduction must be one of"),
         (lambda: MeanRankVariance(ties="first"), "ties must be one of"),
         (lambda: RecallAtK(sync_on_compute="yes"), "sync_on_compute"),

@@ -257,13 +257,24 @@ def test_int_index_matrix_shaped_like_scores_is_refused_as_ambiguous():
     # the library refuses it and names the two unambiguous forms. Those forms work.
     scores = np.array([[0.1, 0.2, 0.9], [0.9, 0.5, 0.3]])
     idx = np.array([[0, 0, 1], [1, 1, 1]])
-    for positives in (idx, torch.from_numpy(idx)):
+    # The same values as nested lists too: rows of G zeros and ones with repeats.
+    for positives in (idx, torch.from_numpy(idx), idx.tolist()):
         with pytest.raises(ValueError, match=r"positives.*bool mask"):
             ccr_metrics.positive_ranks(scores, positives)
     for ties in TIES:
-        got = ccr_metrics.positive_ranks(scores, idx.tolist(), ties=ties)
-        np.testing.assert_array_equal(got, naive_ranks(scores, [{0, 1}, {1}], ties))
-    np.testing.assert_array_equal(ccr_metrics.positive_ranks(scores, idx.tolist()), [2.0, 2.0])
+        got = ccr_metrics.positive_ranks(scores, idx.astype(bool), ties=ties)
+        np.testing.assert_array_equal(got, naive_ranks(scores, [{2}, {0, 1, 2}], ties))
+    # Rectangular index lists that cannot be a 0/1 mask stay index lists.
+    rect = [[0, 2, 2], [1, 1, 0]]
+    for ties in TIES:
+        got = ccr_metrics.positive_ranks(scores, rect, ties=ties)
+        np.testing.assert_array_equal(got, naive_ranks(scores, [{0, 2}, {0, 1}], ties))
+    # With two columns, rows without a repeat read as indices ([0, 1]: both items).
+    two = scores[:, :2]
+    np.testing.assert_array_equal(
+        ccr_metrics.positive_ranks(two, [[0, 1], [1, 0]]),
+        naive_ranks(two, [{0, 1}, {0, 1}], "average"),
+    )
 
 
 def test_list_inputs_and_sequence_forms():

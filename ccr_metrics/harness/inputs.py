@@ -81,7 +81,7 @@ def prepare(
                 argument=f"text_embeds[{lang!r}]",
             )
     owners = text_owners(
-        text_to_image, {lang: t.shape[0] for lang, t in texts.items()}, len(images)
+        text_to_image, {lang: t.shape[0] for lang, t in texts.items()}, len(images), text_embeds
     )
     dtype = images.dtype
     for t in texts.values():
@@ -131,7 +131,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     Raises
     ------
     ValueError
-        If ``device`` is not a device name, or names CUDA where none is available.
+        If ``device`` is not a device name, is ``"meta"``, or names a device that is
+        not available (CUDA where there is none, a CUDA index beyond the count).
 
     Examples
     --------
@@ -146,10 +147,32 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise InputError(
             f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}", argument="device"
         ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    if dev.type == "meta":
         raise InputError(
-            f"device {device!r} was asked for but CUDA is not available", argument="device"
+            f"device {device!r} holds shapes without values, so nothing can be ranked; "
+            "use 'cpu' or 'cuda'",
+            argument="device",
         )
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(
+                f"device {device!r} was asked for but CUDA is not available", argument="device"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(
+                f"device {device!r} was asked for but there are "
+                f"{torch.cuda.device_count()} CUDA device(s)",
+                argument="device",
+            )
+    elif dev.type != "cpu":
+        try:  # another backend (mps, xpu, ...): usable only if torch can allocate on it
+            torch.empty(0, device=dev)
+        except (RuntimeError, AssertionError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"device {device!r} is not available here ({reason[:120]}); use 'cpu' or 'cuda'",
+                argument="device",
+            ) from None
     return dev
 
 
@@ -184,10 +207,32 @@ def select_languages(languages: Sequence[str] | None, available: list[str]) -> l
 
 
 def text_owners(
-    text_to_image: Mapping[str, ArrayLike] | None, n_texts: Mapping[str, int], n_images: int
+    text_to_image: Mapping[str, ArrayLike] | None,
+    n_texts: Mapping[str, int],
+    n_images: int,
+    known: Iterable[str],
 ) -> dict[str, torch.Tensor]:
-    """Return the checked text-to-image index of each language, LongTensors on the CPU."""
+    """Return the checked text-to-image index of each language, LongTensors on the CPU.
+
+    ``known`` are the languages the texts come in (before any ``languages=`` selection):
+    an entry for another one is refused, as the file loaders refuse it, since it is
+    most likely a misspelt language whose texts would otherwise be read in file order.
+    """
+    if text_to_image is not None and not isinstance(text_to_image, Mapping):
+        raise InputError(
+            "text_to_image must map each language to the image index of its texts [M], "
+            f"got {type(text_to_image).__name__}",
+            argument="text_to_image",
+        )
     mapping = dict(text_to_image or {})
+    known = list(known)
+    for lang in mapping:
+        if lang not in known:
+            raise InputError(
+                f"text_to_image has an entry for {lang!r}, a language with no texts "
+                f"(the texts are in {', '.join(map(repr, known))})",
+                argument="text_to_image",
+            )
     owners = {}
     for lang, m in n_texts.items():
         if m == 0 and lang not in mapping:  # a shard without texts in the language

@@ -29,11 +29,14 @@ from .rerank import (
     stored_first_stage,
 )
 from .stream import (
+    Progress,
+    check_progress,
     count_direction,
     n_blocks,
     product_counts,
     product_nonfinite,
     progress_bar,
+    show_progress,
     slices,
     stored_nonfinite,
     stream_rows,
@@ -54,7 +57,7 @@ def evaluate(
     caption_reduction: CaptionReduction = "first",
     chunk_size: int | None = None,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: Progress = "auto",
     rerank: Scorer | None = None,
     rerank_k: int = 128,
     rerank_batch_size: int = 4096,
@@ -83,14 +86,17 @@ def evaluate(
     caption_reduction : {"first", "mean", "min", "median"}, default "first"
         How text-to-image MRV turns the ranks of an image's several captions in one
         language into one (see :func:`~ccr_metrics.ranks_per_image`). "first" uses the
-        first caption, which for one caption per language (xFlickr&CO) is the only one.
+        caption that comes first in the file order (the lowest text index of the image
+        in ``text_to_image``), not the best-ranked one; for one caption per language
+        (xFlickr&CO) it is the only one. "min" takes the best-ranked caption.
     chunk_size : int, optional
         Queries per block; extra memory is ``O(chunk_size x gallery)``. Default: about
         2**23 scores per block on CPU (32 MB in float32), 2**28 on CUDA.
     device : str or torch.device, optional
         Where to compute. None or "auto": CUDA when available, else CPU.
-    progress : bool, default False
-        Show a progress bar over blocks (tqdm, on stderr).
+    progress : bool or "auto", default "auto"
+        Show a progress bar over blocks (tqdm, on stderr). "auto": when stderr is a
+        terminal and the work is large (``2**26`` scores or more, seconds on a CPU).
     rerank : callable, optional
         A second stage: ``rerank(language, image_index, text_index) -> scores``, a
         cross-encoder scoring a batch of (image, text) pairs. ``image_index`` and
@@ -167,6 +173,8 @@ def evaluate(
     p = prepare(
         image_embeds, text_embeds, text_to_image, k, ties, languages, caption_reduction, device
     )
+    n_scores = 2 * p.images.shape[0] * sum(t.shape[0] for t in p.texts.values())
+    progress = show_progress(check_progress(progress), n_scores)
     second = rerank_options(rerank, rerank_k, rerank_batch_size)
     protocol = check_protocol(rerank_protocol)
     shapes = {
@@ -309,7 +317,7 @@ def evaluate_scores(
     caption_reduction: CaptionReduction = "first",
     chunk_size: int | None = None,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: Progress = "auto",
     candidates: Mapping[str, Mapping[str, ArrayLike]] | None = None,
     fine: Mapping[str, Mapping[str, ArrayLike]] | None = None,
     rerank_protocol: Protocol = "cascade",
@@ -356,13 +364,18 @@ def evaluate_scores(
     """
     cutoffs, dev = options(k, ties, caption_reduction, device)
     matrices, n_images, n_texts = score_matrices(i2t, t2i, languages)
-    owner_of = text_owners(text_to_image, n_texts, n_images)
+    known = dict.fromkeys([*(i2t or {}), *(t2i or {})])
+    owner_of = text_owners(text_to_image, n_texts, n_images, known)
     # Each matrix is ranked in its own dtype; the settings list them all.
     dtypes = sorted({dtype_str(m) for by_dir in matrices.values() for m in by_dir.values()})
     total = sum(
         n_blocks(m.shape[0], stream_rows(chunk_size, m.shape[1], dev))
         for by_dir in matrices.values()
         for m in by_dir.values()
+    )
+    progress = show_progress(
+        check_progress(progress),
+        sum(m.shape[0] * m.shape[1] for by_dir in matrices.values() for m in by_dir.values()),
     )
     protocol = check_protocol(rerank_protocol)
     shapes = {

@@ -33,10 +33,13 @@ from .rerank import (
 )
 from .stream import (
     Positives,
+    Progress,
     block_counts,
     captions_of_images,
+    check_progress,
     image_of_texts,
     progress_bar,
+    show_progress,
     stream_rows,
 )
 from .tiles import GalleryTiles, ScoreBlock, padded_queries, score_block, tiling_for
@@ -56,7 +59,7 @@ def evaluate_sharded(
     caption_reduction: CaptionReduction = "first",
     chunk_size: int | None = None,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: Progress = "auto",
     timeout: float | None = None,
     rerank: Scorer | None = None,
     rerank_k: int = 128,
@@ -167,7 +170,7 @@ def _evaluate_sharded(
     caption_reduction: CaptionReduction,
     chunk_size: int | None,
     device: str | torch.device | None,
-    progress: bool,
+    progress: Progress,
     rerank: Scorer | None,
     rerank_k: int,
     rerank_batch_size: int,
@@ -192,6 +195,7 @@ def _evaluate_sharded(
             check_finite(t, f"text_embeds[{lang!r}]")
         second = rerank_options(rerank, rerank_k, rerank_batch_size)
         protocol = check_protocol(rerank_protocol)
+        check_progress(progress)
     except (TypeError, ValueError) as exc:
         error = exc
     distributed.raise_if_any_failed(error, "checking the input shards")
@@ -235,7 +239,10 @@ def _evaluate_sharded(
     languages_ = list(p.texts)
     counts: dict[str, dict[str, RankCounts]] = {}
     owners: dict[str, np.ndarray] = {}
-    with progress_bar(progress and rank == 0, 2 * len(languages_) * len(views)) as bar:
+    n_texts = sum(sum(view["sizes"][1:]) for view in views)
+    # Resolved on rank 0 only, the one process that shows a bar.
+    progress = rank == 0 and show_progress(progress, 2 * n_images * n_texts)
+    with progress_bar(progress, 2 * len(languages_) * len(views)) as bar:
         for i, lang in enumerate(languages_):
             t = p.texts[lang]
             owner = p.owners[lang].to(p.device)
