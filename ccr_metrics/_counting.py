@@ -301,13 +301,7 @@ def _numba_kernel(s: torch.Tensor, *, columns: bool) -> _Kernels | None:
     column_major = columns and s.stride(0) == 1 and s.stride(1) >= s.shape[0]
     if not (row_major or column_major):
         return None
-    import numba
-
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    # On one thread the serial build is faster: the parallel runtime costs about 20%
-    # on a memory-bound loop even with a single worker (measured on AVX-512).
-    kernels = _compiled(_numpy_dtype(s), threads > 1)
-    if kernels is None:
+    if _compiled(_numpy_dtype(s), False) is None:  # numba is not installed
         if choice == "numba":
             raise InputError(
                 "CCR_METRICS_KERNEL=numba but numba is not installed: "
@@ -315,6 +309,12 @@ def _numba_kernel(s: torch.Tensor, *, columns: bool) -> _Kernels | None:
                 argument="CCR_METRICS_KERNEL",
             )
         return None
+    import numba
+
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    # On one thread the serial build is faster: the parallel runtime costs about 20%
+    # on a memory-bound loop even with a single worker (measured on AVX-512).
+    kernels = _compiled(_numpy_dtype(s), threads > 1)
     if threads > 1:
         numba.set_num_threads(threads)
     return kernels

@@ -398,9 +398,10 @@ def _add_progress(parser: argparse.ArgumentParser, phases: str) -> None:
 def _add_plot(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument(
         "--plot",
-        type=_output_path,
-        metavar="PNG",
-        help=f"{help} into a PNG (needs matplotlib: pip install 'ccr-metrics[plots]')",
+        type=_plot_path,
+        metavar="PATH",
+        help=f"{help} into a .png, .pdf or .svg file, by its suffix (needs matplotlib: "
+        "pip install 'ccr-metrics[plots]')",
     )
 
 
@@ -453,6 +454,16 @@ def _output_path(text: str) -> Path:
     if not existed:
         path.unlink(missing_ok=True)
     return path
+
+
+def _plot_path(text: str) -> Path:
+    from .plots import plot_format  # matplotlib itself is imported only to draw
+
+    try:
+        plot_format(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _output_path(text)
 
 
 @contextmanager

@@ -24,13 +24,22 @@ from .results import Comparison, MetricKey
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["COMPARISON_SIZE", "REPORT_SIZE", "plot_comparison", "plot_report"]
+__all__ = [
+    "COMPARISON_SIZE",
+    "PLOT_FORMATS",
+    "REPORT_SIZE",
+    "plot_comparison",
+    "plot_format",
+    "plot_report",
+]
 
 #: Pixel size ``(width, height)`` of :func:`plot_report`'s PNG.
 REPORT_SIZE = (1400, 1500)
 #: Pixel size ``(width, height)`` of :func:`plot_comparison`'s PNG.
 COMPARISON_SIZE = (1600, 1200)
 _DPI = 100
+#: The file suffixes a plot can be written to, and the format each names.
+PLOT_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 _TITLES = {"i2t": "image-to-text", "t2i": "text-to-image"}
 
 
@@ -50,8 +59,9 @@ def plot_report(report: Report, path: str | Path | None = None, *, intervals: An
         :meth:`~ccr_metrics.Report.with_confidence` adds them) are drawn as whiskers
         on the recall bars.
     path : str or pathlib.Path, optional
-        Where to write the figure as a PNG (``REPORT_SIZE`` pixels). Default: write
-        nothing, only return the figure.
+        Where to write the figure, as PNG (``REPORT_SIZE`` pixels), PDF or SVG by its
+        suffix (``.png``, ``.pdf``, ``.svg``). Default: write nothing, only return the
+        figure.
     intervals : Intervals, mapping or object with a ``values`` mapping, optional
         Whiskers to draw instead of the report's own intervals: keys
         ``("recall", language, direction, k)`` or names such as ``"en/i2t/R@1"``,
@@ -160,8 +170,9 @@ def plot_comparison(
         (``compare(a, b, names=("base", "new"))``). Recall is read from it: every
         language and cut-off it holds is drawn, in its order.
     path : str or pathlib.Path, optional
-        Where to write the figure as a PNG (``COMPARISON_SIZE`` pixels). Default:
-        write nothing, only return the figure.
+        Where to write the figure, as PNG (``COMPARISON_SIZE`` pixels), PDF or SVG by
+        its suffix (``.png``, ``.pdf``, ``.svg``). Default: write nothing, only return
+        the figure.
     reports : pair of Report, optional
         The two reports compared, ``(report_a, report_b)``, for the rank-spread row.
         Without them that row says how to get it.
@@ -441,7 +452,19 @@ def _empty(ax: Any, message: str) -> None:
     ax.set_axis_off()
 
 
+def plot_format(path: str | Path) -> str:
+    """Return the image format ``path`` names by its suffix, or refuse an unknown one."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in PLOT_FORMATS:
+        raise InputError(
+            f"{str(path)!r}: a plot is written as {', '.join(PLOT_FORMATS)} (by its suffix), "
+            f"not {suffix or 'a file without a suffix'}",
+            argument="path",
+        )
+    return PLOT_FORMATS[suffix]
+
+
 def _save(fig: Figure, path: str | Path | None) -> Figure:
     if path is not None:
-        fig.savefig(Path(path), format="png", dpi=_DPI)
+        fig.savefig(Path(path), format=plot_format(path), dpi=_DPI)
     return fig

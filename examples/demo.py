@@ -1,7 +1,7 @@
 """Print the paper's table (R@1/5/10 per language and direction, mean recall, MRV).
 
 Runs on the bundled examples/multi30k_synthetic.npz (or a file given as argument with
-keys ``image``, ``text.<lang>`` and ``text_to_image.<lang>``), using only the public
+keys ``image``, ``text.<lang>`` and optionally ``text_to_image.<lang>``), using only the public
 functional API: score matrices -> ranks -> recall and MRV.
 """
 
@@ -26,7 +26,11 @@ def main() -> None:
         images = data["image"]
         languages = [key.split(".", 1)[1] for key in data.files if key.startswith("text.")]
         texts = {lang: data[f"text.{lang}"] for lang in languages}
-        owners = {lang: data[f"text_to_image.{lang}"] for lang in languages}
+        # As the CLI reads the file: without text_to_image.<lang>, text i describes image i.
+        owners = {
+            lang: data[key] if (key := f"text_to_image.{lang}") in data.files else np.arange(len(t))
+            for lang, t in texts.items()
+        }
 
     n_images = len(images)
     ranks: dict[str, dict[str, np.ndarray]] = {}

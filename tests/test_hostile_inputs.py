@@ -470,6 +470,13 @@ REFUSED: dict[str, Case] = {
         "language",
         "'de'",
     ),
+    "evaluate languages repeated": case(
+        "evaluate",
+        lambda p: cm.evaluate(X, {"en": X, "de": X}, device="cpu", languages=["en", "de", "en"]),
+        "languages",
+        "'en'",
+        "more than once",
+    ),
     "evaluate caption_reduction": case(
         "evaluate",
         lambda p: cm.evaluate(X, {"en": X}, device="cpu", caption_reduction="last"),
@@ -770,6 +777,9 @@ REFUSED: dict[str, Case] = {
         "all_gather_with_grad", lambda p: cm.all_gather_with_grad([1.0, 2.0]), "tensor", "list"
     ),
     "plot a non-report": case("plot_report", lambda p: cm.plot_report({"en": 1}), "report", "dict"),
+    "plot suffix": case(
+        "plot_report", lambda p: cm.plot_report(report(), p / "r.jpg"), "r.jpg", ".png"
+    ),
     "plot_comparison a non-comparison": case(
         "plot_comparison", lambda p: cm.plot_comparison(report()), "comparison", "Report"
     ),
@@ -1002,6 +1012,10 @@ CLI_REFUSED: dict[str, tuple[Callable[[Path], list[str]], tuple[str, ...]]] = {
         ("--ci-method", "normal"),
     ),
     "breakdown zero": (_cli(["evaluate", "{example}", "--breakdown", "0"]), ("--breakdown", "'0'")),
+    "languages repeated": (
+        _cli(["evaluate", "{example}", "--languages", "en", "en"]),
+        ("'en'", "more than once"),
+    ),
     "caption reduction": (
         _cli(["evaluate", "{example}", "--caption-reduction", "last"]),
         ("--caption-reduction", "last"),
@@ -1010,6 +1024,7 @@ CLI_REFUSED: dict[str, tuple[Callable[[Path], list[str]], tuple[str, ...]]] = {
         _cli(["evaluate", "{example}", "--plot", "{tmp}/no/p.png"]),
         ("--plot", "does not exist"),
     ),
+    "plot suffix": (_cli(["evaluate", "{example}", "--plot", "{tmp}/p.jpg"]), ("--plot", ".jpg")),
     "seed not a number": (
         _cli(["evaluate", "{example}", "--ci", "0.9", "--seed", "x"]),
         ("--seed", "'x'"),

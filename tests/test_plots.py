@@ -218,3 +218,12 @@ def test_missing_matplotlib_names_the_extra(reports, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"ccr-metrics\[plots\]"):
         plot_report(reports[0])
+
+
+@pytest.mark.parametrize(
+    ("suffix", "magic"), [(".pdf", b"%PDF"), (".svg", b"<?xml"), (".PNG", b"\x89PNG")]
+)
+def test_the_suffix_names_the_format(reports, tmp_path, suffix, magic):
+    path = tmp_path / f"report{suffix}"
+    plot_report(reports[0], path)
+    assert path.read_bytes().startswith(magic)

@@ -191,7 +191,10 @@ def _embeddings(x: ArrayLike, name: str, may_be_empty: bool) -> torch.Tensor:
 
 
 def select_languages(languages: Sequence[str] | None, available: list[str]) -> list[str]:
-    """Return the languages to evaluate, in order: ``languages`` checked, or all ``available``."""
+    """Return the languages to evaluate, in order: ``languages`` checked, or all ``available``.
+
+    ``languages`` must name available languages, each once.
+    """
     if languages is None:
         return available
     if isinstance(languages, str):
@@ -203,7 +206,11 @@ def select_languages(languages: Sequence[str] | None, available: list[str]) -> l
         )
     if not languages:
         raise InputError("languages must name at least one language", argument="languages")
-    return list(dict.fromkeys(languages))
+    repeated = sorted({lang for lang in languages if list(languages).count(lang) > 1})
+    if repeated:
+        # A repeat would count the language twice in the averages and in MRV.
+        raise InputError(f"languages names {repeated} more than once", argument="languages")
+    return list(languages)
 
 
 def text_owners(

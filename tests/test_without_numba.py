@@ -1,0 +1,72 @@
+"""numba is an optional extra: without it every path runs on torch and gives the same numbers.
+
+The test extra installs numba, so each case runs in a fresh interpreter in which
+``import numba`` fails (``sys.modules["numba"] = None``), as on a machine that installed
+the package without ``[fast]``, and compares its output with a normal run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "multi30k_synthetic.npz"
+NO_NUMBA = "import sys; sys.modules['numba'] = None\n"
+
+# The README's main job, then the re-ranking path (top-k selection) and both counting
+# layouts (row- and column-major) in one script.
+CLI = (
+    "from ccr_metrics.cli import main\n"
+    f"sys.exit(main(['evaluate', {str(EXAMPLE)!r}, '--device', 'cpu']))"
+)
+LIBRARY = """
+import numpy as np, torch, ccr_metrics as cm
+rng = np.random.default_rng(0)
+images = rng.integers(-2, 3, (60, 8)).astype(np.float32)
+texts = {"en": images + rng.integers(-1, 2, (60, 8)).astype(np.float32)}
+image_t, text_t = torch.from_numpy(images), torch.from_numpy(texts["en"])
+def score_pairs(language, i, t):
+    return -(image_t[i] - text_t[t]).abs().sum(1)
+report = cm.evaluate(images, texts, rerank=score_pairs, rerank_k=7, device="cpu")
+s = texts["en"].astype(np.float64) @ images.T.astype(np.float64)
+print(report.query_ranks("en", "t2i").tolist())
+print(report.query_ranks("en", "i2t").tolist())
+print(cm.positive_ranks(s, np.arange(60)).tolist())
+print(cm.positive_ranks(s.T, np.arange(60)).tolist())
+print(cm.top_candidates(s, 5).tolist())
+"""
+
+
+def _run(
+    code: str, *, numba: bool, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    prefix = "import sys\n" if numba else NO_NUMBA
+    return subprocess.run(
+        [sys.executable, "-c", prefix + code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("code", [CLI, LIBRARY], ids=["readme main job", "library"])
+def test_without_numba_the_numbers_are_the_same(code):
+    without = _run(code, numba=False)
+    assert without.returncode == 0, without.stderr
+    with_numba = _run(code, numba=True)
+    assert with_numba.returncode == 0, with_numba.stderr
+    assert without.stdout == with_numba.stdout
+
+
+def test_asking_for_numba_without_it_is_refused_in_one_line():
+    done = _run(CLI, numba=False, env={"CCR_METRICS_KERNEL": "numba"})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert 'numba is not installed: pip install "ccr-metrics[fast]"' in done.stderr
