@@ -24,14 +24,7 @@ from .results import Comparison, MetricKey
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = [
-    "COMPARISON_SIZE",
-    "PLOT_FORMATS",
-    "REPORT_SIZE",
-    "plot_comparison",
-    "plot_format",
-    "plot_report",
-]
+__all__ = ["COMPARISON_SIZE", "REPORT_SIZE", "plot_comparison", "plot_report"]
 
 #: Pixel size ``(width, height)`` of :func:`plot_report`'s PNG.
 REPORT_SIZE = (1400, 1500)
