@@ -190,12 +190,7 @@ def evaluate(
     if second is not None or given:
         return _reranked(p, second, given, protocol, ties, caption_reduction, chunk_size, progress)
     n_images = p.images.shape[0]
-    rows_i2t = {lang: stream_rows(chunk_size, t.shape[0], p.device) for lang, t in p.texts.items()}
-    rows_t2i = stream_rows(chunk_size, n_images, p.device)
-    total = sum(
-        n_blocks(n_images, rows_i2t[lang]) + n_blocks(t.shape[0], rows_t2i)
-        for lang, t in p.texts.items()
-    )
+    rows_i2t, rows_t2i, total = _stream_plan(p, chunk_size)
     counts: dict[str, dict[str, RankCounts]] = {}
     with progress_bar(progress, total) as bar:
         for lang, t in p.texts.items():
@@ -227,6 +222,18 @@ def evaluate(
     return build_report(counts, p.owners, n_images, p.ks, run)
 
 
+def _stream_plan(p: Prepared, chunk_size: int | None) -> tuple[dict[str, int], int, int]:
+    """Query rows per block of each language's i2t pass and of the t2i passes, and blocks."""
+    n_images = p.images.shape[0]
+    rows_i2t = {lang: stream_rows(chunk_size, t.shape[0], p.device) for lang, t in p.texts.items()}
+    rows_t2i = stream_rows(chunk_size, n_images, p.device)
+    total = sum(
+        n_blocks(n_images, rows_i2t[lang]) + n_blocks(t.shape[0], rows_t2i)
+        for lang, t in p.texts.items()
+    )
+    return rows_i2t, rows_t2i, total
+
+
 def _reranked(
     p: Prepared,
     second: RerankOptions | None,
@@ -239,12 +246,7 @@ def _reranked(
 ) -> Report:
     """:func:`evaluate` with a second stage: a scorer (``rerank``) or stored ``fine``."""
     n_images = p.images.shape[0]
-    rows_i2t = {lang: stream_rows(chunk_size, t.shape[0], p.device) for lang, t in p.texts.items()}
-    rows_t2i = stream_rows(chunk_size, n_images, p.device)
-    total = sum(
-        n_blocks(n_images, rows_i2t[lang]) + n_blocks(t.shape[0], rows_t2i)
-        for lang, t in p.texts.items()
-    )
+    rows_i2t, rows_t2i, total = _stream_plan(p, chunk_size)
     counts: dict[str, dict[str, RankCounts]] = {}
     with progress_bar(progress, total) as bar:
         for lang, t in p.texts.items():
