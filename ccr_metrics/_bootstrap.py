@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr, ndtri
 
+from ._progress import progress_bar
 from ._validation import InputError, check_choice, check_positive_int
 
 FloatArray = npt.NDArray[np.float64]
@@ -88,7 +89,7 @@ def intervals(
     """Bootstrap interval ends ``(low, high)`` of every metric of ``ratios``, images resampled."""
     check_options(ci=ci, n_resamples=n_resamples, method=method)
     resample_rng, _ = generators(seed)
-    with _bar(progress, n_resamples, "bootstrap", "resample") as bar:
+    with progress_bar(progress, n_resamples, desc="bootstrap", unit="resample") as bar:
         boot = np.concatenate(
             [
                 _ticked(bar, ratios.statistics(w))
@@ -118,7 +119,7 @@ def paired(
     check_options(ci=ci, n_resamples=n_resamples, method=method)
     check_positive_int("n_permutations", n_permutations)
     resample_rng, permutation_rng = generators(seed)
-    with _bar(progress, n_resamples, "paired bootstrap", "resample") as bar:
+    with progress_bar(progress, n_resamples, desc="paired bootstrap", unit="resample") as bar:
         boot = np.concatenate(
             [
                 _ticked(bar, b.statistics(w) - a.statistics(w))
@@ -128,16 +129,9 @@ def paired(
     difference = b.estimates - a.estimates
     jackknife = b.jackknife() - a.jackknife() if method == "bca" else None
     low, high = bounds(boot, difference, jackknife, ci=ci)
-    with _bar(progress, n_permutations, "permutations", "permutation") as bar:
+    with progress_bar(progress, n_permutations, desc="permutations", unit="permutation") as bar:
         p_value = permutation_p(a, b, permutation_rng, n_permutations, bar)
     return difference, low, high, p_value
-
-
-def _bar(enabled: bool, total: int, desc: str, unit: str) -> Any:
-    """Return a tqdm bar on stderr over ``total`` steps; it shows nothing unless ``enabled``."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled)
 
 
 def _ticked(bar: Any, block: FloatArray) -> FloatArray:

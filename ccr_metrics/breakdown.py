@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from ._progress import progress_bar
 from ._validation import check_choice, check_positive_int
 from .consistency import consistency_at_k, largest_spread, pairwise_disagreement, recall_spread
 from .mrv import REDUCTIONS, Reduction
@@ -196,40 +196,43 @@ def consistency_breakdown(
     recall = report.recall()
     mrv = report.mrv()
     directions: dict[str, Any] = {}
-    for direction in tqdm(
-        report.directions, desc="breakdown", unit="direction", disable=not progress
-    ):
-        carrying = [lang for lang in report.languages if direction in recall[lang]]
-        entry: dict[str, Any] = {
-            "recall_spread": {
-                str(cut): recall_spread({lang: recall[lang][direction][cut] for lang in carrying})
-                for cut in report.ks
+    bar_args = {"desc": "breakdown", "unit": "direction"}
+    with progress_bar(progress, len(report.directions), **bar_args) as bar:
+        for direction in report.directions:
+            carrying = [lang for lang in report.languages if direction in recall[lang]]
+            entry: dict[str, Any] = {
+                "recall_spread": {
+                    str(cut): recall_spread(
+                        {lang: recall[lang][direction][cut] for lang in carrying}
+                    )
+                    for cut in report.ks
+                }
             }
-        }
-        rank_based = ("instances", "consistency", "msd", "spearman", "largest_spread")
-        if mrv[direction] is None:
-            entry.update(dict.fromkeys(rank_based))
-        else:
-            ranks, mask = report.rank_matrix(direction)
-            msd, rho = pairwise_disagreement(ranks, mask=mask)
-            frame = largest_spread(
-                ranks, mask=mask, top=top, reduction=reduction, languages=report.languages
-            )
-            entry.update(
-                instances=int((mask.sum(1) >= 2).sum()),
-                consistency=consistency_at_k(ranks, k, mask=mask),
-                msd=_named_matrix(np.asarray(msd), report.languages),
-                spearman=_named_matrix(np.asarray(rho), report.languages),
-                largest_spread=[
-                    {
-                        "instance": int(row["instance"]),
-                        "spread": float(row["spread"]),
-                        "ranks": {lang: json_float(row[lang]) for lang in report.languages},
-                    }
-                    for _, row in frame.iterrows()
-                ],
-            )
-        directions[direction] = entry
+            rank_based = ("instances", "consistency", "msd", "spearman", "largest_spread")
+            if mrv[direction] is None:
+                entry.update(dict.fromkeys(rank_based))
+            else:
+                ranks, mask = report.rank_matrix(direction)
+                msd, rho = pairwise_disagreement(ranks, mask=mask)
+                frame = largest_spread(
+                    ranks, mask=mask, top=top, reduction=reduction, languages=report.languages
+                )
+                entry.update(
+                    instances=int((mask.sum(1) >= 2).sum()),
+                    consistency=consistency_at_k(ranks, k, mask=mask),
+                    msd=_named_matrix(np.asarray(msd), report.languages),
+                    spearman=_named_matrix(np.asarray(rho), report.languages),
+                    largest_spread=[
+                        {
+                            "instance": int(row["instance"]),
+                            "spread": float(row["spread"]),
+                            "ranks": {lang: json_float(row[lang]) for lang in report.languages},
+                        }
+                        for _, row in frame.iterrows()
+                    ],
+                )
+            directions[direction] = entry
+            bar.update()
     return Breakdown(
         languages=list(report.languages),
         k=int(k),

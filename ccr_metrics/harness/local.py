@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 
 from .._backend import ArrayLike
+from .._progress import progress_bar
 from .._validation import InputError, dtype_str, renamed
 from ..mrv import CaptionReduction
 from ..report import Report
@@ -35,7 +36,6 @@ from .stream import (
     n_blocks,
     product_counts,
     product_nonfinite,
-    progress_bar,
     show_progress,
     slices,
     stored_nonfinite,

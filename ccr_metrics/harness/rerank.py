@@ -31,10 +31,11 @@ from .._cascade import (
 )
 from .._counting import count_against
 from .._positives import Counts, counts_from_positives
+from .._progress import progress_bar
 from .._selection import select_top
 from .._validation import InputError, check_choice, check_positive_int, dtype_str, shape_str
 from ..ties import Empty, RankCounts
-from .stream import Block, NonFinite, Positives, captions_of_images, image_of_texts, progress_bar
+from .stream import Block, NonFinite, Positives, captions_of_images, image_of_texts
 from .tiles import GalleryTiles, ScoreBlock, padded_queries, score_block, tiling_for
 
 #: ``score_pairs(language, image_index, text_index) -> scores``: the second stage.

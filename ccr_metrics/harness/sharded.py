@@ -11,6 +11,7 @@ import torch
 
 from .. import distributed
 from .._backend import ArrayLike
+from .._progress import progress_bar
 from .._selection import select_top
 from .._validation import InputError, check_finite, dtype_str, renamed
 from ..mrv import CaptionReduction
@@ -38,7 +39,6 @@ from .stream import (
     captions_of_images,
     check_progress,
     image_of_texts,
-    progress_bar,
     show_progress,
     stream_rows,
 )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Any, Literal, NoReturn
 
 import torch
@@ -271,19 +270,3 @@ def show_progress(progress: Progress, n_scores: int) -> bool:
     if progress == "auto":
         return n_scores >= AUTO_PROGRESS_SCORES and sys.stderr.isatty()
     return bool(progress)
-
-
-def progress_bar(enabled: bool, total: int, *, unit: str = "block", desc: str = "ranking") -> Any:
-    """Return a tqdm bar over ``total`` steps (on stderr), or a stand-in showing nothing."""
-    if not enabled:
-        return nullcontext(NoBar())
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit=unit, desc=desc)
-
-
-class NoBar:
-    """A progress bar that shows nothing."""
-
-    def update(self, n: int = 1) -> None:
-        """Do nothing: progress is off."""
