@@ -25,7 +25,7 @@ import torch
 from bench_ranking import Clock, cpu_model, make_scores
 
 import ccr_metrics as cm
-from ccr_metrics import _counting
+from ccr_metrics.core import _counting
 
 PER_IMAGE = 5
 LAYOUTS = ("index", "ragged", "view", "mask")

@@ -12,10 +12,37 @@ numbers are named by :class:`MetricKey`.
 
 from typing import Any
 
-from ._validation import InputError
 from ._version import __version__
-from .breakdown import Breakdown, consistency_breakdown
-from .consistency import consistency_at_k, largest_spread, pairwise_disagreement, recall_spread
+from .analysis.breakdown import Breakdown, consistency_breakdown
+from .analysis.plots import plot_comparison, plot_report
+from .analysis.report import Report, bootstrap_intervals
+from .analysis.results import Comparison, Difference, Interval, Intervals, MetricKey
+from .analysis.stats import compare
+from .core._validation import InputError
+from .core.consistency import consistency_at_k, largest_spread, pairwise_disagreement, recall_spread
+from .core.mrv import (
+    CAPTION_REDUCTIONS,
+    REDUCTIONS,
+    instance_rank_variance,
+    mean_rank_variance,
+    ranks_per_image,
+)
+from .core.ranking import (
+    DEFAULT_TIES,
+    TIES,
+    RankCounts,
+    image_to_text_ranks,
+    positive_ranks,
+    rank_counts,
+    text_to_image_ranks,
+)
+from .core.recall import multilingual_recall, recall_at_k
+from .core.rerank import (
+    released_rerank_scores,
+    reranked_rank_counts,
+    reranked_ranks,
+    top_candidates,
+)
 from .distributed import all_gather_with_grad
 from .harness import (
     RERANK_PROTOCOLS,
@@ -36,7 +63,7 @@ from .io import (
     load_reranking,
     load_scores,
 )
-from .losses import (
+from .training.losses import (
     ContrastiveLossTerms,
     HardSamples,
     MatchingPairs,
@@ -46,33 +73,7 @@ from .losses import (
     one_to_k_contrastive_loss,
     one_to_one_contrastive_loss,
 )
-from .mrv import (
-    CAPTION_REDUCTIONS,
-    REDUCTIONS,
-    instance_rank_variance,
-    mean_rank_variance,
-    ranks_per_image,
-)
-from .plots import plot_comparison, plot_report
-from .ranking import (
-    DEFAULT_TIES,
-    TIES,
-    RankCounts,
-    image_to_text_ranks,
-    positive_ranks,
-    rank_counts,
-    text_to_image_ranks,
-)
-from .recall import multilingual_recall, recall_at_k
-from .report import Report, bootstrap_intervals
-from .rerank import (
-    released_rerank_scores,
-    reranked_rank_counts,
-    reranked_ranks,
-    top_candidates,
-)
-from .results import Comparison, Difference, Interval, Intervals, MetricKey
-from .sampling import (
+from .training.sampling import (
     hard_negative_probabilities,
     hard_negatives,
     hard_positive_languages,
@@ -81,7 +82,6 @@ from .sampling import (
     released_hard_positive_languages,
     released_hard_positive_probabilities,
 )
-from .stats import compare
 
 # torchmetrics takes seconds to import: its metrics are loaded on first use.
 _LAZY = {"MeanRankVariance": "metrics", "RecallAtK": "metrics"}

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ._validation import InputError
+from .core._validation import InputError
 
 #: An array read from a file: numpy (possibly memory-mapped) or a CPU tensor.
 LoadedArray = npt.NDArray[Any] | torch.Tensor

@@ -28,9 +28,13 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
-from ._validation import InputError, positive_int
 from ._version import __version__
-from .breakdown import consistency_breakdown
+from .analysis.breakdown import consistency_breakdown
+from .analysis.report import Report
+from .analysis.stats import METHODS, compare
+from .core._validation import InputError, positive_int
+from .core.mrv import CAPTION_REDUCTIONS, REDUCTIONS, mean_rank_variance
+from .core.ties import DEFAULT_TIES, TIES
 from .harness import RERANK_PROTOCOLS, evaluate, evaluate_scores, resolve_device
 from .io import (
     RELEASED_DIRECTIONS,
@@ -40,10 +44,6 @@ from .io import (
     load_released_ranks,
     load_reranking,
 )
-from .mrv import CAPTION_REDUCTIONS, REDUCTIONS, mean_rank_variance
-from .report import Report
-from .stats import METHODS, compare
-from .ties import DEFAULT_TIES, TIES
 
 __all__ = ["main"]
 
@@ -457,7 +457,7 @@ def _output_path(text: str) -> Path:
 
 
 def _plot_path(text: str) -> Path:
-    from .plots import plot_format  # matplotlib itself is imported only to draw
+    from .analysis.plots import plot_format  # matplotlib itself is imported only to draw
 
     try:
         plot_format(text)
@@ -573,7 +573,7 @@ def _print_report(report: Report, args: argparse.Namespace) -> None:
         with _writing("--csv", args.csv):
             report.to_frame().to_csv(args.csv, index=False)
     if args.plot is not None:
-        from .plots import plot_report
+        from .analysis.plots import plot_report
 
         with _writing("--plot", args.plot):
             plot_report(report, args.plot)
@@ -647,7 +647,7 @@ def _run_compare(args: argparse.Namespace) -> None:
         with _writing("--csv", args.csv):
             result.to_frame().to_csv(args.csv, index=False)
     if args.plot is not None:
-        from .plots import plot_comparison
+        from .analysis.plots import plot_comparison
 
         with _writing("--plot", args.plot):
             plot_comparison(result, args.plot, reports=(report_a, report_b))

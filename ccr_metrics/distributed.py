@@ -35,7 +35,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ._validation import InputError, shape_str
+from .core._validation import InputError, shape_str
 
 # Seconds a collective may wait, and what it is for (named in the error); None: the group's.
 _TIMEOUT: contextvars.ContextVar[tuple[float, str] | None] = contextvars.ContextVar(

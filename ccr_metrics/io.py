@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._containers import READERS, LoadedArray, read_npy, read_npy_folder
-from ._validation import InputError
+from .core._validation import InputError
 
 __all__ = [
     "ARRAY_SUFFIXES",

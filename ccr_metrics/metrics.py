@@ -23,8 +23,8 @@ from typing import Any, Literal, cast
 import torch
 from torchmetrics import Metric
 
-from ._backend import ArrayLike, to_tensor
-from ._validation import (
+from .core._backend import ArrayLike, to_tensor
+from .core._validation import (
     InputError,
     check_bool_mask,
     check_choice,
@@ -35,10 +35,10 @@ from ._validation import (
     first_nonfinite,
     shape_str,
 )
-from .mrv import REDUCTIONS, Reduction, checked_rank_matrix, mean_rank_variance
-from .ranking import positive_ranks, rank_counts
-from .recall import recall_at_k
-from .ties import DEFAULT_TIES, EMPTY, TIES, Empty, RankCounts, Ties
+from .core.mrv import REDUCTIONS, Reduction, checked_rank_matrix, mean_rank_variance
+from .core.ranking import positive_ranks, rank_counts
+from .core.recall import recall_at_k
+from .core.ties import DEFAULT_TIES, EMPTY, TIES, Empty, RankCounts, Ties
 
 __all__ = ["MeanRankVariance", "RecallAtK"]
 

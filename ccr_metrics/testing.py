@@ -65,7 +65,7 @@ from ._checks import (
     check_rank_function,
     check_recall_function,
 )
-from ._validation import InputError, check_positive_int
+from .core._validation import InputError, check_positive_int
 
 __all__ = [
     "CLAIMS",

@@ -6,10 +6,10 @@ encoders. The step combines:
 - the 1-to-K contrastive loss (OneToKContrastiveLoss with a learnable logit scale), in
   its training configuration ``validate=False`` (no host sync), with one missing
   translation to show the mask;
-- hard samples mined from the batch's image-to-text cosines (ccr_metrics.sampling.mine:
+- hard samples mined from the batch's image-to-text cosines (ccr_metrics.training.sampling.mine:
   a hard positive text, a hard negative image and a hard negative text per image);
-- a tiny cross-encoder scoring the mined pairs (ccr_metrics.losses.matching_pairs) and
-  the matching (ITM) loss on its scores (ccr_metrics.losses.matching_loss);
+- a tiny cross-encoder scoring the mined pairs (ccr_metrics.training.losses.matching_pairs) and
+  the matching (ITM) loss on its scores (ccr_metrics.training.losses.matching_loss);
 - then ``optimizer.step()`` and, as open_clip does, the clamp of the logit scale;
 - for comparison, the 1-to-1 baseline on the same batch (not optimised).
 
@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ccr_metrics.losses import (
+from ccr_metrics.training.losses import (
     OneToKContrastiveLoss,
     matching_loss,
     matching_pairs,
     one_to_one_contrastive_loss,
 )
-from ccr_metrics.sampling import mine
+from ccr_metrics.training.sampling import mine
 
 BATCH, LANGUAGES, IMAGE_DIM, TEXT_DIM, EMBED_DIM = 16, 4, 32, 24, 16
 

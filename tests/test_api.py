@@ -26,36 +26,36 @@ def test_every_export_resolves():
 
 def test_submodules_export_nothing_the_top_level_lacks():
     """A public name of a public module is also a top-level name (or a module constant)."""
-    import ccr_metrics.breakdown
-    import ccr_metrics.consistency
+    import ccr_metrics.analysis.breakdown
+    import ccr_metrics.analysis.plots
+    import ccr_metrics.analysis.report
+    import ccr_metrics.analysis.results
+    import ccr_metrics.analysis.stats
+    import ccr_metrics.core.consistency
+    import ccr_metrics.core.mrv
+    import ccr_metrics.core.ranking
+    import ccr_metrics.core.recall
     import ccr_metrics.harness
     import ccr_metrics.io
-    import ccr_metrics.losses
     import ccr_metrics.metrics
-    import ccr_metrics.mrv
-    import ccr_metrics.plots
-    import ccr_metrics.ranking
-    import ccr_metrics.recall
-    import ccr_metrics.report
-    import ccr_metrics.results
-    import ccr_metrics.sampling
-    import ccr_metrics.stats
+    import ccr_metrics.training.losses
+    import ccr_metrics.training.sampling
 
     modules = [
-        ccr_metrics.breakdown,
-        ccr_metrics.consistency,
+        ccr_metrics.analysis.breakdown,
+        ccr_metrics.core.consistency,
         ccr_metrics.harness,
         ccr_metrics.io,
-        ccr_metrics.losses,
+        ccr_metrics.training.losses,
         ccr_metrics.metrics,
-        ccr_metrics.mrv,
-        ccr_metrics.plots,
-        ccr_metrics.ranking,
-        ccr_metrics.recall,
-        ccr_metrics.report,
-        ccr_metrics.results,
-        ccr_metrics.sampling,
-        ccr_metrics.stats,
+        ccr_metrics.core.mrv,
+        ccr_metrics.analysis.plots,
+        ccr_metrics.core.ranking,
+        ccr_metrics.core.recall,
+        ccr_metrics.analysis.report,
+        ccr_metrics.analysis.results,
+        ccr_metrics.training.sampling,
+        ccr_metrics.analysis.stats,
     ]
     missing = {
         f"{module.__name__}.{name}"

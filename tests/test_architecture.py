@@ -1,9 +1,11 @@
-"""The layering rule of docs/architecture.md, checked against the package's imports.
+"""The layering rules of docs/architecture.md, checked against the package's imports.
 
-The table in docs/architecture.md says which package modules each module may import.
-Every import counts, those under ``TYPE_CHECKING`` and inside functions included: the
-check fails on an import the table does not list, on a module the table does not name,
-and on any import cycle. The checker itself is tested by injecting violations.
+docs/architecture.md has two tables: which layers each layer may import (the folders are
+the layers) and which package modules each module may import. Every import counts, those
+under ``TYPE_CHECKING`` and inside functions included: the check fails on a module in the
+wrong folder for its layer, on an import that breaks a layer rule, on an import the
+module table does not list, on a module the table does not name, and on any import
+cycle. The checker itself is tested by injecting violations.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ccr_metrics"
 TABLE = ROOT / "docs" / "architecture.md"
 NAME = re.compile(r"`([\w.]+)`")
+LAYER_ROW = re.compile(r"^\| (\w+) \| (.*?) \| (.*) \|$")
+SUBPACKAGE_LAYERS = ("core", "training", "analysis", "harness", "datasets")
 
 
 def core_modules() -> list[str]:
@@ -78,14 +82,50 @@ def imports_of(source: str, module: str, known: set[str]) -> set[str]:
     return found - {module}
 
 
+def read_layer_rules() -> dict[str, set[str]]:
+    """``{layer: layers it may import}`` from the first table of docs/architecture.md."""
+    rules = {}
+    for line in TABLE.read_text().splitlines():
+        match = LAYER_ROW.match(line)
+        if match and match[1] not in ("layer", "module"):
+            may = match[3].strip()
+            rules[match[1]] = {"*"} if may == "any" else {w.strip() for w in may.split(",")}
+    return rules
+
+
+def folder_layer(module: str) -> str | None:
+    """The layer a module's folder puts it in (``None`` for the top-level modules)."""
+    top = module.split(".")[0]
+    if top in SUBPACKAGE_LAYERS:
+        return top
+    return "outer" if top == "_checks" else None
+
+
 def import_graph(sources: dict[str, str]) -> dict[str, set[str]]:
     known = set(sources)
     return {module: imports_of(source, module, known) for module, source in sources.items()}
 
 
 def violations(graph: dict[str, set[str]], layers: dict[str, str], allowed: dict[str, set[str]]):
-    """Every breach of the rule, as readable lines (empty when the package keeps it)."""
+    """Every breach of the rules, as readable lines (empty when the package keeps them)."""
     found = []
+    rules = read_layer_rules()
+    for module, layer in sorted(layers.items()):
+        folder = folder_layer(module)
+        if layer not in rules:
+            found.append(f"{module} is in layer {layer}, which the layer table does not name")
+        elif folder is not None and folder != layer:
+            found.append(f"{module} is in the {folder} folder but listed in layer {layer}")
+        elif folder is None and layer in SUBPACKAGE_LAYERS:
+            found.append(f"{module} is listed in layer {layer} but lives outside {layer}/")
+    for module, targets in sorted(graph.items()):
+        may = rules.get(layers.get(module, ""), set())
+        for target in sorted(targets):
+            if "*" not in may and layers.get(target) not in {*may, layers.get(module)}:
+                found.append(
+                    f"{module} ({layers.get(module)}) imports {target} ({layers.get(target)}),"
+                    " which its layer may not"
+                )
     for module in sorted(set(graph) - set(allowed)):
         found.append(f"{module} is not in docs/architecture.md")
     for module in sorted(set(allowed) - set(graph)):
@@ -146,20 +186,23 @@ def test_the_package_keeps_the_table():
 
 def test_the_check_sees_relative_and_nested_imports():
     graph = import_graph(sources())
-    assert {"harness.inputs", "harness.stream", "report"} <= graph["harness.local"]
+    assert {"harness.inputs", "harness.stream", "analysis.report"} <= graph["harness.local"]
     assert "distributed" in graph["harness.sharded"]
-    assert "_counting" in graph["ranking"]
+    assert "core._counting" in graph["core.ranking"]
+    assert "core._validation" in graph["_checks.runner"]
 
 
 @pytest.mark.parametrize("module", core_modules())
 def test_an_outer_import_injected_into_a_core_module_is_caught(module):
     layers, allowed = read_table()
     original = sources()
-    dots = "." * (module.count(".") + 1)
+    is_package = any(other.startswith(module + ".") for other in original)
+    dots = "." * (module.count(".") + 1 + is_package)
     for injected in (
         "from .cli import main\n",
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .report import Report\n",
-        "def f():\n    from . import plots\n",
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from .analysis.report import Report\n",
+        "def f():\n    from .analysis import plots\n",
     ):
         line = injected.replace("from .", "from " + dots)
         code = {**original, module: original[module] + "\n" + line}
@@ -171,9 +214,9 @@ def test_an_outer_import_injected_into_a_core_module_is_caught(module):
 def test_an_injected_cycle_is_caught():
     layers, allowed = read_table()
     code = sources()
-    code["_backend"] += "\nfrom .ranking import rank_counts\n"
+    code["core._backend"] += "\nfrom .ranking import rank_counts\n"
     found = violations(import_graph(code), layers, allowed)
-    assert any(line.startswith("import cycle:") and "_backend" in line for line in found)
+    assert any(line.startswith("import cycle:") and "core._backend" in line for line in found)
     # A cycle among modules allowed to import each other is still caught.
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}
     assert cycles(graph) == [["a", "b", "c", "a"]]
@@ -210,3 +253,26 @@ def test_only_distributed_imports_torch_distributed():
             if any(n.startswith("torch.distributed") for n in names):
                 users.add(module)
     assert users == {"distributed"}
+
+
+def test_a_training_module_importing_analysis_breaks_its_layer():
+    layers, allowed = read_table()
+    code = sources()
+    code["training.losses"] += "\nfrom ..analysis.report import Report\n"
+    found = violations(import_graph(code), layers, allowed)
+    assert any("training.losses (training) imports analysis.report" in line for line in found)
+
+
+def test_a_module_listed_in_another_folders_layer_is_caught():
+    layers, allowed = read_table()
+    found = violations(import_graph(sources()), {**layers, "core.mrv": "analysis"}, allowed)
+    assert "core.mrv is in the core folder but listed in layer analysis" in found
+    found = violations(import_graph(sources()), {**layers, "io": "core"}, allowed)
+    assert "io is listed in layer core but lives outside core/" in found
+
+
+def test_the_layer_table_is_read():
+    rules = read_layer_rules()
+    assert rules["core"] == {"core"}
+    assert rules["harness"] == {"core", "infrastructure", "analysis"}
+    assert rules["outer"] == {"*"}

@@ -5,7 +5,7 @@ the shapes), even with ``validate=False`` (which must not). After the gather's b
 sums the ranks' contributions, a rank's local feature gradients must be ``W`` (= 2)
 times the single-process gradients of its rows; the loss must equal the single-process
 loss (global mode) or average to it over the ranks (``local_loss``). See the notes in
-``ccr_metrics.losses``.
+``ccr_metrics.training.losses``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from gloo import process_group, run_processes
 
 from ccr_metrics import distributed
-from ccr_metrics.losses import OneToKContrastiveLoss
+from ccr_metrics.training.losses import OneToKContrastiveLoss
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo"

@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ccr_metrics import losses, sampling
-from ccr_metrics._validation import InputError
-from ccr_metrics.losses import (
+from ccr_metrics.core._validation import InputError
+from ccr_metrics.training import losses, sampling
+from ccr_metrics.training.losses import (
     HardSamples,
     MatchingPairs,
     OneToKContrastiveLoss,

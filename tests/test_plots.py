@@ -12,7 +12,7 @@ from ccr_metrics import Report
 pytest.importorskip("matplotlib")
 from matplotlib import image as mpimg
 
-from ccr_metrics.plots import (
+from ccr_metrics.analysis.plots import (
     COMPARISON_SIZE,
     REPORT_SIZE,
     plot_comparison,

@@ -1,7 +1,7 @@
 """The re-ranking harness: evaluate(rerank=...) and stored second stages.
 
 Every expectation is built explicitly from the public functions of
-:mod:`ccr_metrics.rerank`: the first stage is the dot product of the embeddings (computed
+:mod:`ccr_metrics.core.rerank`: the first stage is the dot product of the embeddings (computed
 here in float64; small integer embeddings make it exact, so the float32 tiles of the
 harness give the same numbers and ties are real), its ``top_candidates`` are the
 candidates, the fine scores are looked up in a fixed table, and the ranks are

@@ -10,8 +10,8 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from ccr_metrics._validation import InputError
-from ccr_metrics.sampling import (
+from ccr_metrics.core._validation import InputError
+from ccr_metrics.training.sampling import (
     RELEASED_EPS,
     SIMILARITY_FLOOR,
     HardSamples,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from ccr_metrics import _selection
-from ccr_metrics._counting import numba_available
+from ccr_metrics.core import _selection
+from ccr_metrics.core._counting import numba_available
 
 KERNELS = ("numba", "torch")
 KINDS = ("normal", "integers", "ascending", "descending", "constant", "few large")

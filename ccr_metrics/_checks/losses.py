@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 
-from .._contrastive import VARIANTS, Variant, one_to_k_contrastive_loss
-from .._validation import check_choice
+from ..core._validation import check_choice
+from ..training._contrastive import VARIANTS, Variant, one_to_k_contrastive_loss
 from .runner import (
     DEFAULT_MAX_EXAMPLES,
     CheckResult,

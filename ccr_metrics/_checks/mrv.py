@@ -14,8 +14,8 @@ import numpy as np
 import numpy.typing as npt
 from hypothesis import strategies as st
 
-from .._validation import check_choice
-from ..mrv import REDUCTIONS, Reduction, mean_rank_variance
+from ..core._validation import check_choice
+from ..core.mrv import REDUCTIONS, Reduction, mean_rank_variance
 from .runner import (
     BACKENDS,
     DEFAULT_MAX_EXAMPLES,

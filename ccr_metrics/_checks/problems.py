@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 from hypothesis import strategies as st
 
-from ..ranking import rank_counts
-from ..recall import recall_at_k
-from ..ties import Ties
+from ..core.ranking import rank_counts
+from ..core.recall import recall_at_k
+from ..core.ties import Ties
 from .runner import Options, _as_float_array, _Violation
 
 # Slack of the order relations on ranks and recall: what float32 arithmetic leaves.

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from .._validation import check_choice
-from ..ranking import positive_ranks
+from ..core._validation import check_choice
+from ..core.ranking import positive_ranks
 from .problems import (
     _SLACK,
     _TRANSFORMS,

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from hypothesis import strategies as st
 
-from .._validation import check_choice
+from ..core._validation import check_choice
 from .problems import (
     _SLACK,
     _TRANSFORMS,

@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
-from .._contrastive import Variant
-from .._validation import InputError, check_positive_int
-from ..mrv import Reduction
-from ..ties import TIES, Ties
+from ..core._validation import InputError, check_positive_int
+from ..core.mrv import Reduction
+from ..core.ties import TIES, Ties
+from ..training._contrastive import Variant
 
 Claim = Literal["optimistic", "pessimistic", "average", "expected", "arbitrary"]
 #: The tie behaviours a checked rank or recall function can declare: a policy of

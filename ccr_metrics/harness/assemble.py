@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from ..report import Report
-from ..ties import RankCounts
+from ..analysis.report import Report
+from ..core.ties import RankCounts
 
 
 def build_report(

@@ -7,9 +7,9 @@ from typing import NamedTuple
 
 import torch
 
-from .._backend import ArrayLike, to_tensor
-from .._positives import text_owner_index
-from .._validation import (
+from ..core._backend import ArrayLike, to_tensor
+from ..core._positives import text_owner_index
+from ..core._validation import (
     InputError,
     check_choice,
     check_ndim,
@@ -18,8 +18,8 @@ from .._validation import (
     dtype_str,
     shape_str,
 )
-from ..mrv import CAPTION_REDUCTIONS
-from ..ties import TIES
+from ..core.mrv import CAPTION_REDUCTIONS
+from ..core.ties import TIES
 
 
 class Prepared(NamedTuple):

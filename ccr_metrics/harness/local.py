@@ -6,15 +6,15 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
-from .._backend import ArrayLike
 from .._progress import progress_bar
-from .._validation import InputError, dtype_str, renamed
-from ..mrv import CaptionReduction
-from ..report import Report
-from ..ties import DEFAULT_TIES, RankCounts, Ties
+from ..analysis.report import Report
+from ..core._backend import ArrayLike
+from ..core._validation import InputError, dtype_str, renamed
+from ..core.mrv import CaptionReduction
+from ..core.ties import DEFAULT_TIES, RankCounts, Ties
 from .assemble import build_report, settings
 from .inputs import Prepared, options, prepare, score_matrices, text_owners
-from .rerank import (
+from .second_stage import (
     Given,
     Protocol,
     RerankOptions,

@@ -10,16 +10,16 @@ import numpy as np
 import torch
 
 from .. import distributed
-from .._backend import ArrayLike
 from .._progress import progress_bar
-from .._selection import select_top
-from .._validation import InputError, check_finite, dtype_str, renamed
-from ..mrv import CaptionReduction
-from ..report import Report
-from ..ties import DEFAULT_TIES, RankCounts, Ties
+from ..analysis.report import Report
+from ..core._backend import ArrayLike
+from ..core._selection import select_top
+from ..core._validation import InputError, check_finite, dtype_str, renamed
+from ..core.mrv import CaptionReduction
+from ..core.ties import DEFAULT_TIES, RankCounts, Ties
 from .assemble import settings
 from .inputs import prepare
-from .rerank import (
+from .second_stage import (
     Collector,
     FirstStage,
     Protocol,

@@ -15,10 +15,10 @@ from typing import Any, Literal, NoReturn
 
 import torch
 
-from .._counting import check_chunk_size
-from .._positives import check_empty, counts_from_positives
-from .._validation import InputError, check_finite, dtype_str
-from ..ties import Empty, RankCounts
+from ..core._counting import check_chunk_size
+from ..core._positives import check_empty, counts_from_positives
+from ..core._validation import InputError, check_finite, dtype_str
+from ..core.ties import Empty, RankCounts
 from .tiles import GalleryTiles, ScoreBlock, padded_queries, score_block, tiling_for
 
 Block = Callable[[int, int], torch.Tensor]

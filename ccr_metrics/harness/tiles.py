@@ -23,8 +23,8 @@ from typing import NamedTuple
 
 import torch
 
-from .._counting import count_against
-from .._validation import InputError
+from ..core._counting import count_against
+from ..core._validation import InputError
 
 # The largest tile sides. On CPU, products of 512 x D x 8,192 run as fast as the bare
 # product of whole blocks (measured at D = 256 on AVX-512; tiles of 128 x 2,048 took

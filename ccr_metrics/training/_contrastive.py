@@ -25,8 +25,8 @@ from typing import Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ._backend import ArrayLike, to_tensor
-from ._validation import (
+from ..core._backend import ArrayLike, to_tensor
+from ..core._validation import (
     InputError,
     check_bool_mask,
     check_choice,

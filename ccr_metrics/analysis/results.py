@@ -29,8 +29,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from ..core._validation import InputError, positive_int
 from ._bootstrap import METHODS
-from ._validation import InputError, positive_int
 
 __all__ = ["Comparison", "Difference", "Interval", "Intervals", "MetricKey"]
 

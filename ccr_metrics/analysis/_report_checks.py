@@ -17,11 +17,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._validation import InputError, positive_int
-from .mrv import CAPTION_REDUCTIONS
-from .recall import DIRECTIONS
+from ..core._validation import InputError, positive_int
+from ..core.mrv import CAPTION_REDUCTIONS
+from ..core.recall import DIRECTIONS
+from ..core.ties import DEFAULT_TIES, TIES, RankCounts
 from .results import Intervals, MetricKey, close
-from .ties import DEFAULT_TIES, TIES, RankCounts
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr, ndtri
 
-from ._progress import progress_bar
-from ._validation import InputError, check_choice, check_positive_int
+from .._progress import progress_bar
+from ..core._validation import InputError, check_choice, check_positive_int
 
 FloatArray = npt.NDArray[np.float64]
 K = TypeVar("K", bound=Hashable)

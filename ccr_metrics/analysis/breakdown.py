@@ -11,10 +11,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._progress import progress_bar
-from ._validation import check_choice, check_positive_int
-from .consistency import consistency_at_k, largest_spread, pairwise_disagreement, recall_spread
-from .mrv import REDUCTIONS, Reduction
+from .._progress import progress_bar
+from ..core._validation import check_choice, check_positive_int
+from ..core.consistency import (
+    consistency_at_k,
+    largest_spread,
+    pairwise_disagreement,
+    recall_spread,
+)
+from ..core.mrv import REDUCTIONS, Reduction
 from .report import Report
 from .results import KeyedResult, MetricKey, describe, json_float
 

@@ -19,13 +19,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ..core._validation import InputError, check_choice
+from ..core.mrv import REDUCTIONS, instance_rank_variance, mean_rank_variance, ranks_per_image
+from ..core.recall import DIRECTIONS, multilingual_recall
+from ..core.ties import DEFAULT_TIES, TIES, RankCounts, Ties
 from . import _bootstrap, _report_checks, _report_json
 from ._bootstrap import Method
-from ._validation import InputError, check_choice
-from .mrv import REDUCTIONS, instance_rank_variance, mean_rank_variance, ranks_per_image
-from .recall import DIRECTIONS, multilingual_recall
 from .results import Interval, Intervals, KeyedResult, MetricKey
-from .ties import DEFAULT_TIES, TIES, RankCounts, Ties
 
 __all__ = ["Report", "bootstrap_intervals"]
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core._validation import InputError
 from . import _bootstrap
 from ._bootstrap import METHODS, Method
-from ._validation import InputError
 from .report import Report, bootstrap_intervals
 from .results import Comparison, Difference, Interval, Intervals, MetricKey
 

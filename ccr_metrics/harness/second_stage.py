@@ -18,8 +18,9 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-from .._backend import ArrayLike, to_tensor
-from .._cascade import (
+from .._progress import progress_bar
+from ..core._backend import ArrayLike, to_tensor
+from ..core._cascade import (
     CandidatePositives,
     CountRows,
     candidate_slots,
@@ -29,12 +30,11 @@ from .._cascade import (
     combine,
     fine_part,
 )
-from .._counting import count_against
-from .._positives import Counts, counts_from_positives
-from .._progress import progress_bar
-from .._selection import select_top
-from .._validation import InputError, check_choice, check_positive_int, dtype_str, shape_str
-from ..ties import Empty, RankCounts
+from ..core._counting import count_against
+from ..core._positives import Counts, counts_from_positives
+from ..core._selection import select_top
+from ..core._validation import InputError, check_choice, check_positive_int, dtype_str, shape_str
+from ..core.ties import Empty, RankCounts
 from .stream import Block, NonFinite, Positives, captions_of_images, image_of_texts
 from .tiles import GalleryTiles, ScoreBlock, padded_queries, score_block, tiling_for
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import InputError
+from ..core._validation import InputError
+from ..core.ties import RankCounts
 from .results import Interval, Intervals, MetricKey, close
-from .ties import RankCounts
 
 FORMAT = "ccr-metrics-report/2"
 # Reports saved before counts were kept: ranks only, read as such.

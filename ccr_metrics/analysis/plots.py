@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import InputError
-from .consistency import pairwise_disagreement
-from .mrv import instance_rank_variance
+from ..core._validation import InputError
+from ..core.consistency import pairwise_disagreement
+from ..core.mrv import instance_rank_variance
 from .report import Report
 from .results import Comparison, MetricKey
 

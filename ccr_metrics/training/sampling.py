@@ -40,14 +40,8 @@ from typing import Literal
 
 import torch
 
-from ._backend import ArrayLike, to_tensor
-from ._contrastive import (
-    HardSamples,
-    check_generator,
-    check_temperature,
-    check_text_mask,
-)
-from ._validation import (
+from ..core._backend import ArrayLike, to_tensor
+from ..core._validation import (
     InputError,
     check_bool_mask,
     check_choice,
@@ -55,6 +49,12 @@ from ._validation import (
     check_ndim,
     first_nonfinite,
     shape_str,
+)
+from ._contrastive import (
+    HardSamples,
+    check_generator,
+    check_temperature,
+    check_text_mask,
 )
 
 __all__ = [

@@ -58,8 +58,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import distributed
-from ._backend import ArrayLike
+from .. import distributed
+from ..core._backend import ArrayLike
+from ..core._validation import InputError, check_choice
 from ._contrastive import (
     DEFAULT_TEMPERATURE,
     VARIANTS,
@@ -75,7 +76,6 @@ from ._contrastive import (
     one_to_k_contrastive_loss,
     one_to_one_contrastive_loss,
 )
-from ._validation import InputError, check_choice
 
 __all__ = [
     "VARIANTS",
