@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ccr_metrics.training.losses import OneToKContrastiveLoss
+from ccr_metrics import OneToKContrastiveLoss
 
 TARGET = 1.15  # validate=False within this factor of the plain maths
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from ._version import __version__
 from .analysis.breakdown import Breakdown, consistency_breakdown
+from .analysis.lists_report import ListsReport, evaluate_lists
 from .analysis.plots import plot_comparison, plot_report
 from .analysis.report import Report, bootstrap_intervals
 from .analysis.results import Comparison, Difference, Interval, Intervals, MetricKey
@@ -22,15 +23,13 @@ from .core._validation import InputError
 from .core.consistency import consistency_at_k, largest_spread, pairwise_disagreement, recall_spread
 from .core.mrv import (
     CAPTION_REDUCTIONS,
+    MRV_IMAGES,
     REDUCTIONS,
     instance_rank_variance,
     mean_rank_variance,
     ranks_per_image,
 )
 from .core.ranking import (
-    DEFAULT_TIES,
-    TIES,
-    RankCounts,
     image_to_text_ranks,
     positive_ranks,
     rank_counts,
@@ -42,6 +41,14 @@ from .core.rerank import (
     reranked_rank_counts,
     reranked_ranks,
     top_candidates,
+)
+from .core.ties import DEFAULT_TIES, TIES, RankCounts
+from .datasets import (
+    BENCHMARKS,
+    Benchmark,
+    EncodedBenchmark,
+    encode_benchmark,
+    load_benchmark,
 )
 from .distributed import all_gather_with_grad
 from .harness import (
@@ -63,6 +70,7 @@ from .io import (
     load_reranking,
     load_scores,
 )
+from .lists_io import load_ranked_lists
 from .training.losses import (
     ContrastiveLossTerms,
     HardSamples,
@@ -97,20 +105,25 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BENCHMARKS",
     "CAPTION_REDUCTIONS",
     "DEFAULT_TIES",
+    "MRV_IMAGES",
     "REDUCTIONS",
     "RERANK_PROTOCOLS",
     "TIES",
+    "Benchmark",
     "Breakdown",
     "Comparison",
     "ContrastiveLossTerms",
     "Difference",
     "Embeddings",
+    "EncodedBenchmark",
     "HardSamples",
     "InputError",
     "Interval",
     "Intervals",
+    "ListsReport",
     "MatchingPairs",
     "MeanRankVariance",
     "MetricKey",
@@ -126,7 +139,9 @@ __all__ = [
     "compare",
     "consistency_at_k",
     "consistency_breakdown",
+    "encode_benchmark",
     "evaluate",
+    "evaluate_lists",
     "evaluate_scores",
     "evaluate_sharded",
     "hard_negative_probabilities",
@@ -137,8 +152,10 @@ __all__ = [
     "instance_rank_variance",
     "largest_spread",
     "load_arrays",
+    "load_benchmark",
     "load_embeddings",
     "load_rank_matrix",
+    "load_ranked_lists",
     "load_ranks",
     "load_released_ranks",
     "load_reranking",

@@ -3,8 +3,10 @@
 ``ccr-metrics evaluate FILE`` ranks embeddings, ``ccr-metrics scores FILE`` ranks saved
 score matrices, ``ccr-metrics mrv --ranks LANG=PATH ...`` takes MRV of rank arrays
 saved by other code, and ``ccr-metrics compare A.json B.json`` compares two saved
-reports of the same test set. This module parses arguments, prints and sets exit statuses; files
-are read by :mod:`ccr_metrics.io` and every number comes from the library.
+reports of the same test set. This module runs the commands :mod:`ccr_metrics._cli_parser`
+parses, prints and sets exit statuses; files are read by :mod:`ccr_metrics.io` and every
+number comes from the library (the MRV of rank files from
+:mod:`ccr_metrics.analysis._rank_files`).
 
 Exit statuses: 0 success, 2 bad input (an unknown option or value, a device that is not
 available, a missing or malformed file, arrays that do not fit together, an output that
@@ -20,34 +22,29 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import numpy as np
 import torch
 
+from ._cli_parser import PROG, build_parser, file_hint
 from ._version import __version__
+from .analysis._rank_files import files_mrv, released_mrv
 from .analysis.breakdown import consistency_breakdown
+from .analysis.lists_report import evaluate_lists
 from .analysis.report import Report
-from .analysis.stats import METHODS, compare
-from .core._validation import InputError, positive_int
-from .core.mrv import CAPTION_REDUCTIONS, REDUCTIONS, mean_rank_variance
-from .core.ties import DEFAULT_TIES, TIES
-from .harness import RERANK_PROTOCOLS, evaluate, evaluate_scores, resolve_device
-from .io import (
-    RELEASED_DIRECTIONS,
-    Embeddings,
-    load_embeddings,
-    load_rank_matrix,
-    load_released_ranks,
-    load_reranking,
-)
+from .analysis.stats import compare
+from .core._validation import InputError, check_unique
+from .datasets import load_benchmark
+from .harness import evaluate, evaluate_scores
+from .io import RELEASED_DIRECTIONS, Embeddings, load_arrays, load_embeddings, load_reranking
+from .lists_io import load_ranked_lists
 
 __all__ = ["main"]
 
-PROG = "ccr-metrics"
 MRV_FORMAT = "ccr-metrics-mrv/1"
 MRV_RELEASED_FORMAT = "ccr-metrics-mrv-released/1"
 _REDUCTION_NOTES = {"variance": "paper Eq. 7", "std": "the released code's number"}
@@ -81,12 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     0
     >>> tmp.cleanup()
     """
-    parser = _build_parser()
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 0
-    run: Callable[[argparse.Namespace], None] = args.run
+    run = _COMMANDS[args.command]
     try:
         run(args)
     except _UsageError as exc:
@@ -118,352 +115,11 @@ class _UsageError(Exception):
     """Arguments argparse accepted one by one but that do not make sense together."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line: ``ccr-metrics: error: ...``."""
-
-    def error(self, message: str) -> NoReturn:
-        """Print ``message`` as one line with a pointer to ``--help``, and exit 2."""
-        self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
-
-
 def _fail(message: str, status: int) -> int:
     # Library messages may wrap; the contract is one line on stderr.
     one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
     print(f"{PROG}: error: {one_line}", file=sys.stderr)
     return status
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="Recall@K and Mean Rank Variance for cross-lingual cross-modal retrieval.",
-        epilog="Run 'ccr-metrics COMMAND --help' for a command's options.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(title="commands", dest="command", required=True)
-
-    options = _evaluation_parser()
-    _add_evaluate(commands, options)
-    _add_scores(commands, options)
-    _add_mrv(commands)
-    _add_compare(commands)
-    return parser
-
-
-def _evaluation_parser() -> argparse.ArgumentParser:
-    """Build the options ``evaluate`` and ``scores`` share."""
-    options = _Parser(add_help=False)
-    options.add_argument(
-        "-k",
-        "--k",
-        dest="ks",
-        nargs="+",
-        type=_positive_int,
-        default=[1, 5, 10],
-        metavar="K",
-        help="recall cut-offs (default: 1 5 10)",
-    )
-    options.add_argument(
-        "--ties",
-        choices=TIES,
-        default=DEFAULT_TIES,
-        help=f"how scores tied with the positive count (default: {DEFAULT_TIES})",
-    )
-    options.add_argument(
-        "--languages",
-        nargs="+",
-        metavar="LANG",
-        help="languages to evaluate and take MRV over, in this order (default: all in the file)",
-    )
-    options.add_argument(
-        "--caption-reduction",
-        "--caption-reduce",  # the flag's name in the first release
-        dest="caption_reduction",
-        choices=CAPTION_REDUCTIONS,
-        default="first",
-        help="how text-to-image MRV reduces an image's several captions in a language: "
-        "first (the first in file order, whatever its rank), mean, min (the best-ranked) "
-        "or median (default: first)",
-    )
-    options.add_argument(
-        "--device",
-        type=_device,
-        default="auto",
-        help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)",
-    )
-    options.add_argument(
-        "--chunk-size",
-        type=_positive_int,
-        metavar="N",
-        help="queries ranked per block; lower it to use less memory (default: automatic)",
-    )
-    _add_json(options, "write the full report, ranks included, as JSON (fractions)")
-    options.add_argument(
-        "--csv",
-        type=_output_path,
-        metavar="PATH",
-        help="write recall per language and direction as CSV (fractions)",
-    )
-    _add_progress(options, "ranking, --ci's bootstrap and --breakdown")
-    options.add_argument(
-        "--ci",
-        type=_level,
-        metavar="LEVEL",
-        help="add bootstrap confidence intervals at this level, e.g. 0.95 (images resampled)",
-    )
-    _add_bootstrap(options)
-    options.add_argument(
-        "--breakdown",
-        type=_positive_int,
-        nargs="?",
-        const=1,
-        metavar="K",
-        help="also print the consistency breakdown at cut-off K (default 1): recall "
-        "spread, retrieved in all/some/no languages, language pairs, largest spreads",
-    )
-    _add_plot(
-        options,
-        "draw recall bars (--ci's intervals as whiskers), the language disagreement "
-        "heatmap and rank spreads",
-    )
-
-    return options
-
-
-def _add_evaluate(commands: Any, options: argparse.ArgumentParser) -> None:
-    evaluate_ = commands.add_parser(
-        "evaluate",
-        parents=[options],
-        help="rank image and text embeddings",
-        description="Rank image and text embeddings (dot products; normalise for cosine) "
-        "and print recall per language and direction, mean recall and MRV.",
-    )
-    evaluate_.add_argument(
-        "file",
-        type=Path,
-        metavar="FILE",
-        help="a .npz, .safetensors or .pt file with keys image [N, D], text.<lang> [M, D] "
-        "and optionally text_to_image.<lang> [M]",
-    )
-    evaluate_.set_defaults(run=_run_evaluate)
-
-
-def _add_scores(commands: Any, options: argparse.ArgumentParser) -> None:
-    scores = commands.add_parser(
-        "scores",
-        parents=[options],
-        help="rank saved score matrices",
-        description="Rank saved score matrices and print recall per language and "
-        "direction, mean recall and MRV.",
-    )
-    scores.add_argument(
-        "file",
-        type=Path,
-        metavar="FILE",
-        help="a .npz, .safetensors or .pt file (or a folder of .npy) with keys i2t.<lang> "
-        "[N, M] and/or t2i.<lang> [M, N], and optionally text_to_image.<lang> [M]; for a "
-        "re-ranking model also <dir>_candidates.<lang> [Q, k] and <dir>_fine.<lang> [Q, k], "
-        "the first stage as score matrices or as embeddings (image, text.<lang>)",
-    )
-    scores.add_argument(
-        "--rerank-protocol",
-        choices=RERANK_PROTOCOLS,
-        default="cascade",
-        help="how a re-ranking model's ranks are read: cascade (the candidates by their "
-        "fine scores, then the rest by first-stage score) or filled (the released code's "
-        "matrix: fine scores at the candidates, -100 elsewhere) (default: cascade)",
-    )
-    scores.set_defaults(run=_run_scores)
-
-
-def _add_mrv(commands: Any) -> None:
-    mrv = commands.add_parser(
-        "mrv",
-        help="Mean Rank Variance of saved rank arrays",
-        description="Mean Rank Variance of per-language rank arrays saved by other code "
-        "(0-based or 1-based: MRV does not depend on the offset). Every file ranks the "
-        "same N instances in the same order. Give the files one by one with --ranks, or "
-        "the folder the authors' released code writes with --released-dir and --model.",
-    )
-    # Not required=True: _run_mrv asks for one itself, after pointing a stray file
-    # (`ccr-metrics mrv scores.npz`) to the command that reads it.
-    source = mrv.add_mutually_exclusive_group()
-    mrv.add_argument("stray", nargs="*", help=argparse.SUPPRESS)
-    source.add_argument(
-        "--ranks",
-        nargs="+",
-        action=_RankFiles,
-        metavar="LANG=PATH",
-        help="a rank file per language: .npy (1-D), or .txt / .csv with one rank per line",
-    )
-    source.add_argument(
-        "--released-dir",
-        type=Path,
-        metavar="DIR",
-        help="the released code's ranks/ folder, read in both directions: "
-        "<lang>_<model>_tr.npy (i2t) and <lang>_<model>_ir.npy (t2i); needs --model",
-    )
-    mrv.add_argument(
-        "--model",
-        metavar="NAME",
-        help="with --released-dir: the model name in the file names (may contain '_')",
-    )
-    mrv.add_argument(
-        "--languages",
-        nargs="+",
-        metavar="LANG",
-        help="with --released-dir: the languages to take MRV over, in this order "
-        "(default: all found; en, de, ja, zh first, then the others alphabetically)",
-    )
-    mrv.add_argument(
-        "--reduction",
-        choices=REDUCTIONS,
-        default="variance",
-        help="the MRV asked for: variance (paper Eq. 7) or std (the released code's number); "
-        "both are printed (default: variance)",
-    )
-    _add_json(mrv, "write both reductions, the languages and N as JSON")
-    mrv.set_defaults(run=_run_mrv)
-
-
-def _add_compare(commands: Any) -> None:
-    comparison = commands.add_parser(
-        "compare",
-        help="compare two saved reports of the same test set",
-        description="Difference (B - A) of every number of two reports saved with "
-        "--json, with a paired bootstrap interval and a paired permutation p-value.",
-    )
-    comparison.add_argument("report_a", type=Path, metavar="A.json", help="the baseline")
-    comparison.add_argument("report_b", type=Path, metavar="B.json", help="the model compared")
-    comparison.add_argument(
-        "--ci",
-        type=_level,
-        default=0.95,
-        metavar="LEVEL",
-        help="confidence level of the intervals (default: 0.95)",
-    )
-    _add_bootstrap(comparison)
-    comparison.add_argument(
-        "--permutations",
-        type=_positive_int,
-        default=2000,
-        metavar="N",
-        help="random swaps for the p-values (default: 2000)",
-    )
-    comparison.add_argument(
-        "--names",
-        nargs=2,
-        metavar=("A", "B"),
-        help="names of the two models in the table and the plot (default: the file names "
-        "without .json, or A and B when those are the same)",
-    )
-    _add_progress(comparison, "the bootstrap and the permutations")
-    _add_json(comparison, "write every difference, interval and p-value as JSON")
-    comparison.add_argument(
-        "--csv", type=_output_path, metavar="PATH", help="write the differences as CSV"
-    )
-    _add_plot(
-        comparison,
-        "draw both models' recall side by side (whiskers: the interval of B - A) and "
-        "their rank spreads",
-    )
-    comparison.set_defaults(run=_run_compare)
-
-
-def _add_bootstrap(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--n-resamples",
-        type=_positive_int,
-        default=2000,
-        metavar="N",
-        help="bootstrap resamples (default: 2000)",
-    )
-    parser.add_argument(
-        "--ci-method",
-        choices=METHODS,
-        default="percentile",
-        help="how intervals are formed (default: percentile)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the resamples (default: 0)")
-
-
-def _add_progress(parser: argparse.ArgumentParser, phases: str) -> None:
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        help=f"show progress bars on stderr for {phases} (default: when stderr is a terminal)",
-    )
-
-
-def _add_plot(parser: argparse.ArgumentParser, help: str) -> None:
-    parser.add_argument(
-        "--plot",
-        type=_plot_path,
-        metavar="PATH",
-        help=f"{help} into a .png, .pdf or .svg file, by its suffix (needs matplotlib: "
-        "pip install 'ccr-metrics[plots]')",
-    )
-
-
-def _level(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a level like 0.95, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a level between 0 and 1, got {text!r}")
-    return value
-
-
-def _add_json(parser: argparse.ArgumentParser, help: str) -> None:
-    parser.add_argument("--json", type=_output_path, metavar="PATH", help=help)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = positive_int(int(text))
-    except ValueError:
-        value = None
-    if value is None:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _device(text: str) -> torch.device:
-    # Checked while parsing, so a missing GPU is reported before a large file is read.
-    try:
-        return resolve_device(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _output_path(text: str) -> Path:
-    # Checked while parsing, by opening the file for appending (and removing it again
-    # if it was not there), so an unwritable output does not cost a long evaluation.
-    path = Path(text)
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"directory {str(path.parent)!r} does not exist")
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file")
-    existed = path.exists()
-    try:
-        with open(path, "a"):
-            pass
-    except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {exc.strerror or exc}") from None
-    if not existed:
-        path.unlink(missing_ok=True)
-    return path
-
-
-def _plot_path(text: str) -> Path:
-    from .analysis.plots import plot_format  # matplotlib itself is imported only to draw
-
-    try:
-        plot_format(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return _output_path(text)
 
 
 @contextmanager
@@ -475,37 +131,18 @@ def _writing(flag: str, path: Path) -> Iterator[None]:
         raise InputError(f"{flag} {str(path)!r}: could not write: {exc.strerror or exc}") from None
 
 
-class _RankFiles(argparse.Action):
-    """Collect ``LANG=PATH`` values (also over repeated ``--ranks``) into a dict."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
-        option_string: str | None = None,
-    ) -> None:
-        files: dict[str, Path] = dict(getattr(namespace, self.dest) or {})
-        for value in values or []:
-            lang, _, path = str(value).partition("=")
-            if not lang or not path:
-                raise argparse.ArgumentError(
-                    self, f"expected LANG=PATH, got {value!r}{_file_hint(str(value))}"
-                )
-            if lang in files:
-                raise argparse.ArgumentError(self, f"language {lang!r} is given twice")
-            files[lang] = Path(path)
-        setattr(namespace, self.dest, files)
-
-
 def _run_evaluate(args: argparse.Namespace) -> None:
+    _check_breakdown(args)
     image, texts, text_to_image = load_embeddings(args.file)
-    with _naming(args.file):
-        report = evaluate(image, texts, text_to_image, **_evaluation_options(args))
-    _print_report(report, args)
+    options = _evaluation_options(args)
+    with _warning_lines():
+        with _naming(args.file, args.galleries):
+            report = evaluate(image, texts, text_to_image, **options)
+        _print_report(report, args)
 
 
 def _run_scores(args: argparse.Namespace) -> None:
+    _check_breakdown(args)
     first, candidates, fine = load_reranking(args.file)
     options = {
         **_evaluation_options(args),
@@ -513,12 +150,23 @@ def _run_scores(args: argparse.Namespace) -> None:
         "fine": fine,
         "rerank_protocol": args.rerank_protocol,
     }
-    with _naming(args.file):
-        if isinstance(first, Embeddings):
-            report = evaluate(*first, **options)
-        else:
-            report = evaluate_scores(*first, **options)
-    _print_report(report, args)
+    with _warning_lines():
+        with _naming(args.file, args.galleries):
+            if isinstance(first, Embeddings):
+                report = evaluate(*first, **options)
+            else:
+                report = evaluate_scores(*first, **options)
+        _print_report(report, args)
+
+
+def _check_breakdown(args: argparse.Namespace) -> None:
+    """Refuse a --breakdown cut-off the report has no recall at, before any file is read."""
+    if args.breakdown is not None and args.breakdown not in args.ks:
+        raise _UsageError(
+            f"argument --breakdown: {args.breakdown} is not one of the --k cut-offs "
+            f"({' '.join(map(str, args.ks))}); the breakdown's recall spread is at R@K, so "
+            f"add {args.breakdown} to --k"
+        )
 
 
 def _evaluation_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -530,6 +178,8 @@ def _evaluation_options(args: argparse.Namespace) -> dict[str, Any]:
         "chunk_size": args.chunk_size,
         "device": args.device,
         "progress": _progress(args),
+        "galleries": None if args.galleries is None else load_arrays(args.galleries),
+        "mrv_images": args.mrv_images,
     }
 
 
@@ -539,12 +189,33 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 @contextmanager
-def _naming(file: Path) -> Iterator[None]:
-    """Prefix the file name to a ValueError: the library's messages name arrays only."""
+def _naming(file: Path, galleries: Path | None = None) -> Iterator[None]:
+    """Prefix the file name to a ValueError: the library's messages name arrays only.
+
+    An error in the galleries names the ``--galleries`` file instead.
+    """
     try:
         yield
     except ValueError as exc:
-        raise InputError(f"{file}: {exc}") from None
+        argument = getattr(exc, "argument", None) or ""
+        named = galleries if galleries is not None and argument.startswith("galleries") else file
+        raise InputError(f"{named}: {exc}") from None
+
+
+@contextmanager
+def _warning_lines() -> Iterator[None]:
+    """Print the block's warnings as lines on stderr, ``ccr-metrics: warning: ...``.
+
+    Printed once the block (the whole command) succeeds: bad input, or an output that
+    cannot be written, stays one line on stderr, the error.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)  # every run says it, not the first
+        yield
+    for warning in caught:
+        # The library names its argument (galleries=); the command names its flag.
+        text = " ".join(str(warning.message).split()).replace("galleries=", "--galleries")
+        print(f"{PROG}: warning: {text}", file=sys.stderr)
 
 
 def _print_report(report: Report, args: argparse.Namespace) -> None:
@@ -653,21 +324,10 @@ def _run_compare(args: argparse.Namespace) -> None:
             plot_comparison(result, args.plot, reports=(report_a, report_b))
 
 
-def _file_hint(file: str) -> str:
-    """Where a file given to ``mrv`` without ``LANG=`` belongs, as a sentence to append."""
-    if Path(file).suffix.lower() in (".npz", ".safetensors", ".pt"):
-        return (
-            f"; mrv reads rank files: for the MRV of scores or embeddings, run "
-            f"'ccr-metrics scores {file}' (score matrices) or 'ccr-metrics evaluate {file}' "
-            "(embeddings), which print it with recall"
-        )
-    return f"; give it with its language: --ranks LANG={file}"
-
-
 def _run_mrv(args: argparse.Namespace) -> None:
     see = "(see 'ccr-metrics mrv --help')"
     if args.stray:
-        raise _UsageError(f"unexpected file {args.stray[0]!r}{_file_hint(args.stray[0])} {see}")
+        raise _UsageError(f"unexpected file {args.stray[0]!r}{file_hint(args.stray[0])} {see}")
     if args.ranks is None and args.released_dir is None:
         raise _UsageError(f"give rank files with --ranks LANG=PATH or --released-dir DIR {see}")
     if args.released_dir is not None:
@@ -685,22 +345,38 @@ def _run_mrv(args: argparse.Namespace) -> None:
             f"MRV needs rank files for at least two languages, got {list(files)} "
             "(see 'ccr-metrics mrv --help')"
         )
-    ranks = load_rank_matrix(files)
-    values: dict[str, float] = {r: mean_rank_variance(ranks, reduction=r) for r in REDUCTIONS}
-    n, k = ranks.shape
-    print(f"Mean Rank Variance over {k} languages ({', '.join(files)}), {n} instances:")
-    _print_mrv_values(values, args.reduction)
+    with _as_usage(see, {"instances": "--instances"}):
+        result = files_mrv(files, instances=args.instances)
+    print(
+        f"Mean Rank Variance over {len(result.languages)} languages "
+        f"({', '.join(result.languages)}), {result.instances_text()}:"
+    )
+    _print_mrv_values(result.mrv, args.reduction)
     if args.json is not None:
         payload = {
             "format": MRV_FORMAT,
             "reduction": args.reduction,
-            "mrv": values,
-            "languages": list(files),
-            "n_instances": n,
-            "files": {lang: str(path) for lang, path in files.items()},
+            **result.to_dict(),
+            "instances": args.instances,
         }
         with _writing("--json", args.json):
             args.json.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+@contextmanager
+def _as_usage(see: str, flags: dict[str, str]) -> Iterator[None]:
+    """Report the library's InputError about an argument of ``flags`` as a usage error.
+
+    ``flags`` maps the argument the error names to the flag to name, as argparse does
+    (``"argument --instances: ..."``), or to ``""`` to name none.
+    """
+    try:
+        yield
+    except InputError as exc:
+        if exc.argument not in flags:
+            raise
+        flag = flags[exc.argument]
+        raise _UsageError(f"{f'argument {flag}: ' if flag else ''}{exc} {see}") from None
 
 
 def _print_mrv_values(values: dict[str, float], asked: str) -> None:
@@ -718,58 +394,24 @@ def _run_mrv_released(args: argparse.Namespace) -> None:
     if not model:
         raise _UsageError(f"--released-dir needs --model NAME, the model in its file names {see}")
     if args.languages is not None:
-        repeated = sorted({lang for lang in args.languages if args.languages.count(lang) > 1})
-        if repeated:
-            raise _UsageError(f"argument --languages: {repeated} given more than once {see}")
+        with _as_usage(see, {"--languages": ""}):
+            check_unique("--languages", args.languages)
         if len(args.languages) < 2:
             raise _UsageError(
                 f"argument --languages: MRV needs at least two languages, got "
                 f"{args.languages} {see}"
             )
-    ranks = load_released_ranks(folder, model, languages=args.languages)
-    every = list(dict.fromkeys(lang for by_lang in ranks.values() for lang in by_lang))
-    results: dict[str, dict[str, Any]] = {}
-    notes = []
-    for direction, tag in RELEASED_DIRECTIONS.items():
-        by_lang = ranks.get(direction, {})
-        if len(by_lang) < 2:
-            if by_lang:
-                has = f"{tag} files of {model!r} for {', '.join(by_lang)} only"
-            else:
-                has = f"no {tag} files of {model!r}"
-            notes.append(f"{direction}: {has}; no MRV in this direction (it needs two languages)")
-            continue
-        lacking = [lang for lang in every if lang not in by_lang]
-        if lacking:
-            notes.append(
-                f"{direction}: no {tag} file for {', '.join(lacking)}; its MRV is over "
-                f"the {len(by_lang)} languages it has"
-            )
-        matrix = np.stack(list(by_lang.values()), axis=1)
-        results[direction] = {
-            "mrv": {r: mean_rank_variance(matrix, reduction=r) for r in REDUCTIONS},
-            "languages": list(by_lang),
-            "n_instances": matrix.shape[0],
-            "files": {lang: str(_released_path(folder, model, tag, lang)) for lang in by_lang},
-        }
-    if not results:
-        found = "; ".join(
-            f"{d} ({t}): {', '.join(ranks.get(d, {})) or 'none'}"
-            for d, t in RELEASED_DIRECTIONS.items()
-        )
-        raise _UsageError(
-            f"{folder}: MRV needs ranks in at least two languages in a direction, and model "
-            f"{model!r} has {found} {see}"
-        )
+    with _as_usage(see, {"instances": "--instances", "released_dir": ""}):
+        released = released_mrv(folder, model, languages=args.languages, instances=args.instances)
     print(f"Released ranks of model {model!r} in {folder}:")
-    for direction, result in results.items():
+    for direction, result in released.directions.items():
         tag = RELEASED_DIRECTIONS[direction]
         print(
-            f"{direction} ({tag} files): Mean Rank Variance over {len(result['languages'])} "
-            f"languages ({', '.join(result['languages'])}), {result['n_instances']} instances:"
+            f"{direction} ({tag} files): Mean Rank Variance over {len(result.languages)} "
+            f"languages ({', '.join(result.languages)}), {result.instances_text()}:"
         )
-        _print_mrv_values(result["mrv"], args.reduction)
-    for note in notes:
+        _print_mrv_values(result.mrv, args.reduction)
+    for note in released.notes:
         print(f"note: {note}")
     if args.json is not None:
         payload = {
@@ -777,12 +419,61 @@ def _run_mrv_released(args: argparse.Namespace) -> None:
             "reduction": args.reduction,
             "directory": str(folder),
             "model": model,
-            "directions": results,
-            "notes": notes,
+            "instances": args.instances,
+            "directions": {d: result.to_dict() for d, result in released.directions.items()},
+            "notes": released.notes,
         }
         with _writing("--json", args.json):
             args.json.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def _released_path(folder: Path, model: str, tag: str, language: str) -> Path:
-    return folder / f"{language}_{model}_{tag}.npy"
+def _run_lists(args: argparse.Namespace) -> None:
+    see = "(see 'ccr-metrics lists --help')"
+    if "{language}" not in args.lists:
+        raise _UsageError(f"argument --lists: {args.lists!r} has no {{language}} {see}")
+    with _as_usage(see, {"--languages": ""}):
+        check_unique("--languages", args.languages)
+    if (args.benchmark is None) != (args.root is None):
+        raise _UsageError(f"--benchmark NAME and --root DIR go together {see}")
+    if args.benchmark is None and args.n_images is None:
+        raise _UsageError(f"give --n-images N, or --benchmark NAME --root DIR {see}")
+    n, benchmark, text_to_image, galleries = args.n_images, None, None, None
+    if args.benchmark is not None:
+        benchmark = load_benchmark(args.benchmark, args.root, languages=args.languages)
+        if n is not None and n != len(benchmark.image_ids):
+            raise _UsageError(
+                f"--n-images {n}, but {args.benchmark} has {len(benchmark.image_ids)} images {see}"
+            )
+        n, text_to_image = len(benchmark.image_ids), benchmark.text_to_image
+        galleries = None if benchmark.shared_gallery else benchmark.galleries
+    lists = {}
+    for lang in args.languages:
+        path = args.lists.replace("{language}", lang)
+        try:
+            lists[lang] = load_ranked_lists(
+                path, format=args.format, benchmark=benchmark, language=lang
+            )
+        except InputError as exc:
+            if exc.argument != "query_ids":
+                raise
+            raise _UsageError(
+                f"{path}: a TREC run names queries and images by id; give --benchmark and "
+                f"--root to map them {see}"
+            ) from None
+    report = evaluate_lists(
+        lists, text_to_image, n_images=n, k=args.ks, direction="t2i", galleries=galleries
+    )
+    print(report.to_table())
+    if args.json is not None:
+        with _writing("--json", args.json):
+            report.save(args.json)
+
+
+# What each command of the parser runs.
+_COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "evaluate": _run_evaluate,
+    "scores": _run_scores,
+    "mrv": _run_mrv,
+    "compare": _run_compare,
+    "lists": _run_lists,
+}

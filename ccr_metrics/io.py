@@ -6,7 +6,8 @@ and ``.npy`` are read with ``allow_pickle=False``, ``.pt`` with
 ``.safetensors`` cannot hold code at all. A file that asks for more is refused with a
 ValueError before any of it runs.
 
-Only names and file structure are checked here; shapes, dtypes and values are checked
+Only names and file structure are checked here (each array against its header, so that
+no array is ever read from another's bytes); shapes, dtypes and values are checked
 by :func:`~ccr_metrics.evaluate`, :func:`~ccr_metrics.evaluate_scores` and
 :func:`~ccr_metrics.mean_rank_variance`, which name the offending array.
 """
@@ -118,7 +119,12 @@ def load_arrays(path: PathLike) -> dict[str, LoadedArray]:
         If the extension is not one of :data:`ARRAY_SUFFIXES`, the file is corrupt or
         empty, a ``.pt`` file is not a dict of tensors, a folder holds a file that is
         not ``.npy``, or the file holds pickled Python objects (refused unread:
-        nothing in it runs).
+        nothing in it runs). Every array is checked against its header before it is
+        used, and a file whose headers say other than it holds is refused naming the
+        key: a ``.npy`` header (of a member, a folder's file) claiming more or fewer
+        values than follow it, a member running into the next one, a key stored twice,
+        a ``.pt`` storage record shorter or longer than its tensor needs, safetensors
+        tensors sharing bytes, a name twice, or a header nested deeper than the format.
 
     Examples
     --------

@@ -28,10 +28,10 @@ from .core._validation import (
     InputError,
     check_bool_mask,
     check_choice,
+    check_integer,
     check_ndim,
     check_numeric,
     check_positive_ints,
-    dtype_str,
     first_nonfinite,
     shape_str,
 )
@@ -102,11 +102,7 @@ class _RankMetric(Metric):
         if dataset_index is None:
             return None
         index, _ = to_tensor(dataset_index, "dataset_index")
-        if index.dtype == torch.bool or index.is_floating_point() or index.is_complex():
-            raise InputError(
-                f"dataset_index must hold integer dataset indices, got dtype {dtype_str(index)}",
-                argument="dataset_index",
-            )
+        check_integer(index, "dataset_index", "dataset indices")
         if tuple(index.shape) != (rows,):
             raise InputError(
                 f"dataset_index must have shape [{rows}] (one index per {layout}), got "
@@ -619,11 +615,7 @@ def _positive_columns(positives: ArrayLike, present: torch.Tensor, g: int) -> to
     """``positives`` as a LongTensor ``[B, K]``, range-checked where ``present``."""
     n, k = present.shape
     p, _ = to_tensor(positives, "positives")
-    if p.dtype == torch.bool or p.is_floating_point() or p.is_complex():
-        raise InputError(
-            f"positives must hold integer gallery indices, got dtype {dtype_str(p)}",
-            argument="positives",
-        )
+    check_integer(p, "positives", "gallery indices")
     if tuple(p.shape) == (n,):
         p = p[:, None].expand(n, k)
     elif tuple(p.shape) != (n, k):

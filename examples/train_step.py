@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ccr_metrics.training.losses import (
+from ccr_metrics import (
     OneToKContrastiveLoss,
     matching_loss,
     matching_pairs,
+    mine,
     one_to_one_contrastive_loss,
 )
-from ccr_metrics.training.sampling import mine
 
 BATCH, LANGUAGES, IMAGE_DIM, TEXT_DIM, EMBED_DIM = 16, 4, 32, 24, 16
 

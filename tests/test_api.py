@@ -1,9 +1,17 @@
 """Every public object is reachable from the top level and listed once in docs/api.md."""
 
+import importlib
+import pkgutil
 import re
+from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 import ccr_metrics as cm
+
+# In the quick tier (python -m pytest -m quick): a first signal in seconds.
+pytestmark = pytest.mark.quick
 
 API = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 
@@ -64,3 +72,22 @@ def test_submodules_export_nothing_the_top_level_lacks():
         if name not in cm.__all__ and not name.isupper()
     }
     assert missing == set()
+
+
+def test_each_public_object_has_one_exporting_module():
+    """Of the public modules, one lists each object in its ``__all__``: its home.
+
+    Private modules (a part of the path starting with ``_``) and packages, which gather
+    their own modules for the top level, do not count.
+    """
+    homes = defaultdict(list)
+    for info in pkgutil.walk_packages(cm.__path__, "ccr_metrics."):
+        parts = info.name.split(".")
+        if info.ispkg or any(part.startswith("_") for part in parts):
+            continue
+        module = importlib.import_module(info.name)
+        for name in getattr(module, "__all__", []):
+            homes[name, id(getattr(module, name))].append(info.name)
+    assert homes  # the walk found the modules
+    shared = {name: modules for (name, _), modules in homes.items() if len(modules) > 1}
+    assert shared == {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,9 @@ TABLE = ROOT / "docs" / "architecture.md"
 NAME = re.compile(r"`([\w.]+)`")
 LAYER_ROW = re.compile(r"^\| (\w+) \| (.*?) \| (.*) \|$")
 SUBPACKAGE_LAYERS = ("core", "training", "analysis", "harness", "datasets")
+
+# In the quick tier (python -m pytest -m quick): a first signal in seconds.
+pytestmark = pytest.mark.quick
 
 
 def core_modules() -> list[str]:
@@ -55,7 +59,9 @@ def read_table() -> tuple[dict[str, str], dict[str, set[str]]]:
     return layers, allowed
 
 
-def imports_of(source: str, module: str, known: set[str]) -> set[str]:
+# Cached: the injection tests check the same sources, one module changed, many times.
+@cache
+def imports_of(source: str, module: str, known: frozenset[str]) -> frozenset[str]:
     """Package modules ``source`` (the code of ``module``) imports, wherever it does."""
     is_package = module == "__init__" or any(k.startswith(module + ".") for k in known)
     here = [] if module == "__init__" else module.split(".")
@@ -79,7 +85,7 @@ def imports_of(source: str, module: str, known: set[str]) -> set[str]:
             for alias in node.names:
                 sub = ".".join([*prefix, alias.name])
                 found.add(sub if sub in known else dotted)
-    return found - {module}
+    return frozenset(found - {module})
 
 
 def read_layer_rules() -> dict[str, set[str]]:
@@ -101,12 +107,14 @@ def folder_layer(module: str) -> str | None:
     return "outer" if top == "_checks" else None
 
 
-def import_graph(sources: dict[str, str]) -> dict[str, set[str]]:
-    known = set(sources)
+def import_graph(sources: dict[str, str]) -> dict[str, frozenset[str]]:
+    known = frozenset(sources)
     return {module: imports_of(source, module, known) for module, source in sources.items()}
 
 
-def violations(graph: dict[str, set[str]], layers: dict[str, str], allowed: dict[str, set[str]]):
+def violations(
+    graph: dict[str, frozenset[str]], layers: dict[str, str], allowed: dict[str, set[str]]
+):
     """Every breach of the rules, as readable lines (empty when the package keeps them)."""
     found = []
     rules = read_layer_rules()

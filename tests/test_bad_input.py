@@ -14,6 +14,9 @@ import torch
 
 import ccr_metrics
 
+# In the quick tier (python -m pytest -m quick): a first signal in seconds.
+pytestmark = pytest.mark.quick
+
 TIES = ("average", "optimistic", "pessimistic")
 Q, G = 4, 5
 

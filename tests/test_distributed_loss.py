@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from gloo import process_group, run_processes
+from gloo import ProcessPool, process_group
 
 from ccr_metrics import distributed
 from ccr_metrics.training.losses import OneToKContrastiveLoss
@@ -147,9 +147,11 @@ def worker(rank: int, port: int, out_dir: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def rank_results(
+    tmp_path_factory: pytest.TempPathFactory, gloo_pool: ProcessPool
+) -> list[dict[str, Any]]:
     out_dir = tmp_path_factory.mktemp("ranks")
-    run_processes(worker, str(out_dir), nprocs=WORLD_SIZE)
+    gloo_pool.run(worker, str(out_dir), nprocs=WORLD_SIZE)
     return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD_SIZE)]
 
 

@@ -104,6 +104,7 @@ def released_restatement(
 CASES = [(1, 1), (2, 3), (4, 1), (5, 4), (7, 2)]
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(("n_images", "n_languages"), CASES)
 @pytest.mark.parametrize("masked", [False, True])
 def test_paper_matches_naive_loop(n_images: int, n_languages: int, masked: bool) -> None:
@@ -684,30 +685,18 @@ def test_clamp_after_the_optimiser_step_as_open_clip() -> None:
     assert 0.0 <= module.logit_scale.item() <= math.log(100.0) + 1e-6
 
 
-def test_log_logit_scale_is_a_deprecated_alias() -> None:
+def test_the_old_parameter_name_is_gone() -> None:
     module = OneToKContrastiveLoss(temperature=0.2)
-    with pytest.warns(DeprecationWarning, match="logit_scale") as record:
-        alias = module.log_logit_scale
-    assert alias is module.logit_scale
-    assert len(record) == 1 and record[0].filename == __file__  # points at the caller
-    with pytest.warns(DeprecationWarning), torch.no_grad():
-        module.log_logit_scale.fill_(math.log(4.0))  # writes through the alias still work
-    assert module.temperature == pytest.approx(0.25)
-
-
-def test_state_dict_saved_under_the_old_name_loads() -> None:
-    old = {"log_logit_scale": torch.tensor(math.log(1 / 0.3))}
-    module = OneToKContrastiveLoss()
-    with pytest.warns(DeprecationWarning, match="log_logit_scale"):
-        module.load_state_dict(old)
-    assert module.temperature == pytest.approx(0.3)
+    assert not hasattr(module, "log_logit_scale")
     assert list(module.state_dict()) == ["logit_scale"]
-    # Nested in a model, with a prefix.
-    model = torch.nn.ModuleDict({"loss": OneToKContrastiveLoss()})
-    with pytest.warns(DeprecationWarning):
-        model.load_state_dict({"loss.log_logit_scale": torch.tensor(math.log(5.0))})
+    # A state dict with the first release's key is refused, as torch refuses any stray key.
+    with pytest.raises(RuntimeError, match="log_logit_scale"):
+        module.load_state_dict({"log_logit_scale": torch.tensor(math.log(1 / 0.3))})
+    assert module.temperature == pytest.approx(0.2)
+    model = torch.nn.ModuleDict({"loss": OneToKContrastiveLoss(temperature=0.5)})
+    module.load_state_dict({"logit_scale": torch.tensor(math.log(5.0))})
+    model.load_state_dict({"loss." + k: v for k, v in module.state_dict().items()})
     assert model["loss"].temperature == pytest.approx(0.2)
-    model.load_state_dict(model.state_dict())  # the new name loads without a warning
 
 
 @pytest.mark.parametrize(

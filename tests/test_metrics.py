@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from gloo import process_group, run_processes
+from gloo import ProcessPool, process_group
 from hypothesis import given
 from hypothesis import strategies as st
 from torchmetrics import Metric
@@ -598,11 +598,13 @@ def ddp_worker(rank: int, port: int, out_dir: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def ddp_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[Any, Any]]:
+def ddp_results(
+    tmp_path_factory: pytest.TempPathFactory, gloo_pool: ProcessPool
+) -> list[dict[Any, Any]]:
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("needs torch.distributed with gloo")
     out_dir = tmp_path_factory.mktemp("metrics_ddp")
-    run_processes(ddp_worker, str(out_dir), nprocs=WORLD_SIZE)
+    gloo_pool.run(ddp_worker, str(out_dir), nprocs=WORLD_SIZE)
     return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD_SIZE)]
 
 

@@ -21,6 +21,9 @@ from scipy.stats import rankdata
 
 import ccr_metrics
 
+# In the quick tier (python -m pytest -m quick): a first signal in seconds.
+pytestmark = pytest.mark.quick
+
 TIES = ("average", "optimistic", "pessimistic")
 FORMS = ("int", "mask", "ragged", "int2d")
 CHUNKS = (1, 3, None, 50)

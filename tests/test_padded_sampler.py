@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-from gloo import process_group, run_processes
+from gloo import ProcessPool, process_group
 from torch.utils.data import DistributedSampler
 
 import ccr_metrics as cm
@@ -69,11 +69,13 @@ def worker(rank: int, port: int, out_dir: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[Any, Any]]:
+def results(
+    tmp_path_factory: pytest.TempPathFactory, gloo_pool: ProcessPool
+) -> list[dict[Any, Any]]:
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("needs torch.distributed with gloo")
     out = tmp_path_factory.mktemp("padded")
-    run_processes(worker, str(out), nprocs=WORLD_SIZE)
+    gloo_pool.run(worker, str(out), nprocs=WORLD_SIZE)
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD_SIZE)]
 
 

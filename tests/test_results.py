@@ -1,7 +1,6 @@
-"""Typed results: one key type for every number, iteration, flat names, deprecated forms."""
+"""Typed results: one key type for every number, iteration, flat names; old forms refused."""
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,13 +66,20 @@ def test_intervals_comparison_and_breakdown_share_the_key(report):
     assert breakdown.to_frame()["name"].tolist() == list(breakdown.to_flat_dict())
 
 
-def test_legacy_tuple_keys_still_work_with_a_warning(report):
+def test_tuple_keys_are_refused(report):
+    # The first release's paths into to_dict() are no keys; a MetricKey (a tuple) is.
     intervals = report.with_confidence(n_resamples=50).intervals
-    with pytest.warns(DeprecationWarning, match="en/i2t/R@1"):
-        legacy = intervals[("recall", "en", "i2t", 1)]
-    assert legacy == intervals["en/i2t/R@1"]
-    with pytest.warns(DeprecationWarning):
-        assert report[("mrv", "i2t", "std")] == report["i2t/mrv_std"]
+    for result, legacy in (
+        (intervals, ("recall", "en", "i2t", 1)),
+        (report, ("mrv", "i2t", "std")),
+    ):
+        with pytest.raises(cm.InputError, match="is not a metric key"):
+            result[legacy]
+        assert legacy not in result
+    assert report[MetricKey(None, "i2t", "mrv_std")] == report["i2t/mrv_std"]
+    breakdown = cm.consistency_breakdown(report)
+    with pytest.raises(cm.InputError, match="is not a metric name"):
+        breakdown["languages"]  # the JSON form's fields are to_dict()'s
 
 
 @pytest.mark.parametrize(
@@ -84,21 +90,18 @@ def test_bad_names_are_refused(name):
         MetricKey.parse(name)
 
 
-def test_old_argument_names_still_work_with_a_warning():
+def test_old_argument_names_are_refused():
     rng = np.random.default_rng(0)
     images = rng.standard_normal((8, 4)).astype(np.float32)
     texts = {"en": images + 0.1 * rng.standard_normal((8, 4)).astype(np.float32)}
-    new = cm.evaluate(images, texts, k=(1,), caption_reduction="min", device="cpu")
-    with pytest.warns(DeprecationWarning, match="ks="):
-        old = cm.evaluate(images, texts, ks=(1,), caption_reduction="min", device="cpu")
-    assert old.to_flat_dict() == new.to_flat_dict()
-    with pytest.raises(cm.InputError, match="both ks= and k="):
-        cm.evaluate(images, texts, ks=(1,), k=(1,), device="cpu")
-    with pytest.warns(DeprecationWarning, match="reduce="):
+    with pytest.raises(TypeError, match="ks"):
+        cm.evaluate(images, texts, ks=(1,), device="cpu")
+    with pytest.raises(TypeError, match="caption_reduce"):
+        cm.evaluate_scores({"en": images @ texts["en"].T}, caption_reduce="min", device="cpu")
+    with pytest.raises(TypeError, match="reduce"):
         cm.ranks_per_image([1.0, 2.0], [0, 0], 1, reduce="min")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        cm.ranks_per_image([1.0, 2.0], [0, 0], 1, caption_reduction="min")
+    ranks, _ = cm.ranks_per_image([1.0, 2.0], [0, 0], 1, caption_reduction="min")
+    assert ranks.tolist() == [1.0]
 
 
 def test_metrics_with_a_prefix_give_the_report_names_and_numbers():

@@ -11,10 +11,10 @@ import torch
 from scipy.stats import chisquare
 
 from ccr_metrics.core._validation import InputError
+from ccr_metrics.training.losses import HardSamples
 from ccr_metrics.training.sampling import (
     RELEASED_EPS,
     SIMILARITY_FLOOR,
-    HardSamples,
     hard_negative_probabilities,
     hard_negatives,
     hard_positive_languages,
@@ -155,7 +155,7 @@ def test_positive_same_seed_same_draws() -> None:
         (torch.zeros(3), {}, r"sim must be 2-D \[B, K\]"),
         (torch.zeros(3, 2, dtype=torch.long), {}, "floating point"),
         (torch.zeros(0, 2), {}, "at least one row"),
-        (torch.tensor([[0.1, math.nan]]), {}, r"contains nan at \[0, 1\]"),
+        (torch.tensor([[0.1, math.nan]]), {}, r"contains nan at index \[0, 1\]"),
         (torch.zeros(2, 2), {"variant": "hard"}, "variant must be one of"),
         (torch.zeros(2, 2), {"text_mask": torch.ones(2, 3, dtype=torch.bool)}, r"\[2, 3\]"),
         (torch.zeros(2, 2), {"text_mask": torch.ones(2, 2)}, "bool"),
@@ -334,25 +334,14 @@ def test_released_positive_makes_one_multinomial_call(monkeypatch: pytest.Monkey
     assert len(calls) == 1
 
 
-def test_released_positive_variant_is_a_deprecated_alias_of_max_gap() -> None:
-    g = torch.Generator().manual_seed(12)
-    sim = torch.rand(50, 4, generator=g, dtype=torch.float64) * 2 - 1
-    mask = torch.rand(50, 4, generator=g) < 0.7
-    mask[~mask.any(1), 0] = True
-    expected = hard_positive_probabilities(sim, variant="max_gap", text_mask=mask)
-    with pytest.warns(DeprecationWarning, match="released_hard_positive_probabilities") as record:
-        got = hard_positive_probabilities(sim, variant="released", text_mask=mask)  # type: ignore[arg-type]
-    assert torch.equal(got, expected)
-    assert len(record) == 1
-    assert record[0].filename == __file__  # the warning points at the caller
-    with pytest.warns(DeprecationWarning, match='"max_gap"'):
-        drawn = hard_positive_languages(
-            sim, variant="released", text_mask=mask, generator=torch.Generator().manual_seed(4)
-        )
-    again = hard_positive_languages(
-        sim, variant="max_gap", text_mask=mask, generator=torch.Generator().manual_seed(4)
-    )
-    assert torch.equal(drawn, again)
+def test_released_positive_variant_is_refused_naming_the_released_functions() -> None:
+    # "released" means the released code's rule everywhere; on [B, K] there is none.
+    sim = torch.rand(5, 3, generator=torch.Generator().manual_seed(12))
+    for function in (hard_positive_probabilities, hard_positive_languages):
+        with pytest.raises(InputError, match="'paper', 'max_gap', 'uniform'; got 'released'") as e:
+            function(sim, variant="released")  # type: ignore[arg-type]
+        assert "released_hard_positive_languages" in str(e.value)
+        assert e.value.argument == "variant"
 
 
 def test_unknown_positive_variant_lists_the_current_names() -> None:
@@ -374,9 +363,9 @@ def test_unknown_positive_variant_lists_the_current_names() -> None:
         (
             torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, math.nan, 0.4]]),
             {},
-            r"sim_i2t \[2, 4\] contains nan at \[1, 2\]",
+            r"sim_i2t \[2, 4\] contains nan at index \[1, 2\]",
         ),
-        (torch.tensor([[0.1, 0.2, 0.3, -math.inf]]), {}, r"contains -inf at \[0, 3\]"),
+        (torch.tensor([[0.1, 0.2, 0.3, -math.inf]]), {}, r"contains -inf at index \[0, 3\]"),
         (torch.zeros(2, 4), {"temperature": 0.0}, "temperature must be a finite positive"),
         (torch.zeros(2, 4), {"temperature": -0.07}, "temperature must be a finite positive"),
         (torch.zeros(2, 4), {"temperature": math.nan}, "temperature must be a finite positive"),
@@ -620,7 +609,7 @@ def test_negative_invalid_arguments(
 
 def test_negative_refuses_non_finite_similarities() -> None:
     sim = torch.tensor([[0.2, math.inf, 0.1]])
-    with pytest.raises(ValueError, match=r"contains inf at \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"contains inf at index \[0, 1\]"):
         hard_negatives(sim, torch.tensor([[True, False, False]]))
 
 
@@ -896,7 +885,7 @@ def test_mine_ignores_the_gradient_and_reproduces_with_a_seed() -> None:
             torch.tensor([[0.1, 0.2, math.nan, 0.4], [0.1, 0.2, 0.3, 0.4]]),
             {},
             ValueError,
-            r"sim_i2t \[2, 4\] contains nan at \[0, 2\]",
+            r"sim_i2t \[2, 4\] contains nan at index \[0, 2\]",
         ),
         (torch.zeros(1, 3), {}, InputError, r"sim_i2t \[1, 3\] holds one image"),
         (

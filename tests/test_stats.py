@@ -9,6 +9,7 @@ from scipy import stats as scipy_stats
 
 import ccr_metrics as cm
 from ccr_metrics import Comparison, Intervals, MetricKey, Report, bootstrap_intervals, compare
+from ccr_metrics.analysis._report_ratios import ratios as report_ratios
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "multi30k_synthetic.npz"
 LANGUAGES = ["en", "de", "fr", "cs"]
@@ -122,7 +123,7 @@ def test_estimates_are_the_report_numbers_exactly(report):
 
 
 def test_a_resample_equals_the_report_of_the_resampled_images(report):
-    ratios = report._ratios()
+    ratios = report_ratios(report)
     rng = np.random.default_rng(3)
     for drawn in (np.arange(report.n_images), rng.integers(0, report.n_images, report.n_images)):
         weights = np.bincount(drawn, minlength=report.n_images).astype(np.float64)

@@ -42,31 +42,56 @@ print(cm.top_candidates(s, 5).tolist())
 """
 
 
-def _run(
-    code: str, *, numba: bool, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def _start(code: str, *, numba: bool, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     prefix = "import sys\n" if numba else NO_NUMBA
-    return subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-c", prefix + code],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
         env={**os.environ, **(env or {})},
-        timeout=300,
     )
 
 
-@pytest.mark.parametrize("code", [CLI, LIBRARY], ids=["readme main job", "library"])
-def test_without_numba_the_numbers_are_the_same(code):
-    without = _run(code, numba=False)
+@pytest.fixture(scope="module")
+def runs() -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every interpreter of this module, started at once.
+
+    Each spends seconds importing torch while pytest waits: side by side they share the
+    cores instead of taking turns.
+    """
+    started = {
+        f"{name} {'with' if numba else 'without'} numba": _start(code, numba=numba)
+        for name, code in (("cli", CLI), ("library", LIBRARY))
+        for numba in (False, True)
+    }
+    started["refused"] = _start(CLI, numba=False, env={"CCR_METRICS_KERNEL": "numba"})
+    done = {}
+    try:
+        for key, process in started.items():
+            stdout, stderr = process.communicate(timeout=300)
+            done[key] = subprocess.CompletedProcess(
+                process.args, process.returncode, stdout, stderr
+            )
+    finally:
+        for process in started.values():
+            process.kill()  # only those left running: a timed-out one (a no-op otherwise)
+            process.wait()
+    return done
+
+
+@pytest.mark.parametrize("name", ["cli", "library"], ids=["readme main job", "library"])
+def test_without_numba_the_numbers_are_the_same(runs, name):
+    without = runs[f"{name} without numba"]
     assert without.returncode == 0, without.stderr
-    with_numba = _run(code, numba=True)
+    with_numba = runs[f"{name} with numba"]
     assert with_numba.returncode == 0, with_numba.stderr
     assert without.stdout == with_numba.stdout
 
 
-def test_asking_for_numba_without_it_is_refused_in_one_line():
-    done = _run(CLI, numba=False, env={"CCR_METRICS_KERNEL": "numba"})
+def test_asking_for_numba_without_it_is_refused_in_one_line(runs):
+    done = runs["refused"]
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert 'numba is not installed: pip install "ccr-metrics[fast]"' in done.stderr

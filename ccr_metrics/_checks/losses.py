@@ -120,7 +120,7 @@ LOSS_TABLE: list[Property] = []
 @_register(
     LOSS_TABLE,
     "reference",
-    "the loss equals ccr_metrics.losses.one_to_k_contrastive_loss(..., variant=...).total",
+    "the loss equals ccr_metrics.one_to_k_contrastive_loss(..., variant=...).total",
 )
 def _loss_reference(data: st.DataObject, options: Options) -> None:
     images, texts, tau = batch = _draw_batch(data)

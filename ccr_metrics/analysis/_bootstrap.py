@@ -18,7 +18,7 @@ import numpy.typing as npt
 from scipy.special import ndtr, ndtri
 
 from .._progress import progress_bar
-from ..core._validation import InputError, check_choice, check_positive_int
+from ..core._validation import InputError, check_choice, check_positive_int, check_seed
 
 FloatArray = npt.NDArray[np.float64]
 K = TypeVar("K", bound=Hashable)
@@ -31,6 +31,10 @@ METHODS: tuple[Method, ...] = ("percentile", "bca")
 _BLOCK_ELEMENTS = 1 << 22
 # A permuted difference that equals the observed one up to rounding counts as extreme.
 _TIE_TOLERANCE = 1e-9
+#: The most resamples, or permutations, one call draws: far more than a stable interval
+#: or p-value needs, and a bound on the work, so that a mistyped count is refused at
+#: once rather than run for days.
+MAX_RESAMPLES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def intervals(
     progress: bool = False,
 ) -> tuple[FloatArray, FloatArray]:
     """Bootstrap interval ends ``(low, high)`` of every metric of ``ratios``, images resampled."""
-    check_options(ci=ci, n_resamples=n_resamples, method=method)
+    n_resamples = check_options(ci=ci, n_resamples=n_resamples, method=method)
     resample_rng, _ = generators(seed)
     with progress_bar(progress, n_resamples, desc="bootstrap", unit="resample") as bar:
         boot = np.concatenate(
@@ -116,8 +120,8 @@ def paired(
 
     The resamples are the ones :func:`intervals` draws with the same seed.
     """
-    check_options(ci=ci, n_resamples=n_resamples, method=method)
-    check_positive_int("n_permutations", n_permutations)
+    n_resamples = check_options(ci=ci, n_resamples=n_resamples, method=method)
+    n_permutations = check_permutations(n_permutations)
     resample_rng, permutation_rng = generators(seed)
     with progress_bar(progress, n_resamples, desc="paired bootstrap", unit="resample") as bar:
         boot = np.concatenate(
@@ -140,19 +144,28 @@ def _ticked(bar: Any, block: FloatArray) -> FloatArray:
     return block
 
 
-def check_options(*, ci: float, n_resamples: int, method: str) -> None:
-    """Refuse a confidence level outside (0, 1), a bad resample count or method."""
+def check_options(*, ci: float, n_resamples: int, method: str) -> int:
+    """Refuse a confidence level outside (0, 1), a bad resample count or method.
+
+    Returns the resample count as an int, at most :data:`MAX_RESAMPLES`.
+    """
     if isinstance(ci, bool) or not isinstance(ci, int | float) or not 0 < ci < 1:
         raise InputError(
             f"ci must be a confidence level in (0, 1), e.g. 0.95; got {ci!r}", argument="ci"
         )
-    check_positive_int("n_resamples", n_resamples)
+    checked = check_positive_int("n_resamples", n_resamples, maximum=MAX_RESAMPLES)
     check_choice("method", method, METHODS)
+    return checked
+
+
+def check_permutations(n_permutations: object) -> int:
+    """Return the permutation count as an int, refused outside ``[1, MAX_RESAMPLES]``."""
+    return check_positive_int("n_permutations", n_permutations, maximum=MAX_RESAMPLES)
 
 
 def generators(seed: int | None) -> tuple[np.random.Generator, np.random.Generator]:
     """Independent streams for resamples and permutations: neither count moves the other."""
-    resample, permutation = np.random.SeedSequence(seed).spawn(2)
+    resample, permutation = np.random.SeedSequence(check_seed("seed", seed)).spawn(2)
     return np.random.default_rng(resample), np.random.default_rng(permutation)
 
 

@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ..core._validation import InputError, positive_int
-from ..core.mrv import CAPTION_REDUCTIONS
+from ..core._validation import InputError, check_language_names, positive_int
+from ..core.mrv import CAPTION_REDUCTIONS, MRV_IMAGES
 from ..core.recall import DIRECTIONS
 from ..core.ties import DEFAULT_TIES, TIES, RankCounts
 from .results import Intervals, MetricKey, close
@@ -57,6 +57,7 @@ def check_parts(
     by_language = _mapping(ranks, "ranks", "{language: {direction: ranks}}")
     if not by_language:
         raise InputError("ranks: no language; a report needs at least one", argument="ranks")
+    check_language_names("ranks", by_language)
     owners = _mapping(text_to_image, "text_to_image", "{language: [image of each text]}")
     # A report built from counts has the counts' languages: name them as the source.
     _same_languages("text_to_image", owners, by_language, "ranks" if counts is None else "counts")
@@ -80,6 +81,7 @@ def check_counts_layout(counts: object) -> dict[str, dict[str, RankCounts]]:
     Only the layout: lengths and values are checked with the rest of the report.
     """
     by_language = _mapping(counts, "counts", "{language: {direction: RankCounts}}")
+    check_language_names("counts", by_language)
     out: dict[str, dict[str, RankCounts]] = {}
     for lang, dirs in by_language.items():
         out[lang] = {}
@@ -154,7 +156,10 @@ def _ks(value: object) -> tuple[int, ...]:
 
 
 def check_settings(settings: object, has_counts: bool) -> Mapping[str, Any]:
-    """Return ``settings`` if it is a mapping with a known tie policy and caption reduction."""
+    """Return ``settings`` if its tie policy, caption reduction and MRV images are known.
+
+    ``galleries``, where present, must give each language's gallery size.
+    """
     if not isinstance(settings, Mapping):
         raise InputError(
             f"settings must be a mapping {{name: value}}, got {type(settings).__name__}",
@@ -177,6 +182,21 @@ def check_settings(settings: object, has_counts: bool) -> Mapping[str, Any]:
             f"settings.caption_reduction must be one of {list(CAPTION_REDUCTIONS)}, got "
             f"{reduction!r}",
             argument="settings.caption_reduction",
+        )
+    images = settings.get("mrv_images", "two")
+    if images not in MRV_IMAGES:
+        raise InputError(
+            f"settings.mrv_images must be one of {list(MRV_IMAGES)}, got {images!r}",
+            argument="settings.mrv_images",
+        )
+    galleries = settings.get("galleries")
+    if galleries is not None and (
+        not isinstance(galleries, Mapping)
+        or not all(isinstance(k, str) and positive_int(v) is not None for k, v in galleries.items())
+    ):
+        raise InputError(
+            f"settings.galleries must map each language to its number of images, got {galleries!r}",
+            argument="settings.galleries",
         )
     return settings
 

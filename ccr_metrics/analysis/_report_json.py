@@ -1,12 +1,13 @@
 """The saved form of a report: a JSON document, written and read back field by field.
 
-Format 2 (written since rank counts are kept) holds everything ``Report.to_dict()``
-gives, plus what the report is made of: ``counts`` (per language and direction, the
-three count arrays), ``ranks``, ``text_to_image``, and, when the report has intervals,
-``confidence`` (the options that drew them) beside the intervals themselves. Format 1
-held ranks only; it is read as such, without intervals. Any other version is refused by
-name. Reading checks every field's type, naming it (``counts.en.i2t.above``); the
-derived numbers are never recomputed to replace the saved ones: :func:`check_saved`
+Format 3 holds everything ``Report.to_dict()`` gives, plus what the report is made
+of: ``counts`` (per language and direction, the three count arrays), ``ranks``,
+``text_to_image``, and, when the report has intervals, ``confidence`` (the options that
+drew them) beside the intervals themselves. Format 2 is format 3 without
+``mrv_images`` (the images MRV is over), read as format 3. Format 1 held ranks only; it
+is read as such, without intervals. Any other version is refused by name. Reading
+checks every field's type, naming it (``counts.en.i2t.above``); the derived numbers
+are never recomputed to replace the saved ones: :func:`check_saved`
 refuses a file whose saved numbers are not what its counts give, and intervals come
 back as they were saved.
 """
@@ -21,11 +22,17 @@ from typing import Any
 
 import numpy as np
 
+from .._outputs import open_output
 from ..core._validation import InputError
 from ..core.ties import RankCounts
 from .results import Interval, Intervals, MetricKey, close
 
-FORMAT = "ccr-metrics-report/2"
+FORMAT = "ccr-metrics-report/3"
+# Format 3 without mrv_images (the images MRV is over): read as format 3, the count
+# derived from text_to_image. The version changed because a format-2 reader would take
+# the MRV of a report made with settings.mrv_images "all" over other images, and then
+# call the file corrupt.
+FORMAT_2 = "ccr-metrics-report/2"
 # Reports saved before counts were kept: ranks only, read as such.
 FORMAT_RANKS_ONLY = "ccr-metrics-report/1"
 
@@ -67,15 +74,21 @@ def payload(
 
 
 def write(path: str | Path, document: Mapping[str, Any]) -> None:
-    """Write ``document`` as JSON (NaN refused: every undefined number is null)."""
-    Path(path).write_text(json.dumps(document, allow_nan=False))
+    """Write ``document`` as JSON (NaN refused: every undefined number is null).
+
+    Raises InputError for a path that is not a regular file (a FIFO, a device) or cannot
+    be written, without blocking; an OSError while writing names the path.
+    """
+    text = json.dumps(document, allow_nan=False)  # before the file is opened (truncated)
+    with open_output(path, argument="path") as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def read(path: str | Path) -> dict[str, Any]:
     """Read the fields a Report is built from out of a saved report, each checked for type.
 
     Returns ``{"counts" or "ranks", "text_to_image", "n_images", "ks", "settings",
-    "intervals", "saved"}``: ``counts`` for format 2, ``ranks`` for format 1, and
+    "intervals", "saved"}``: ``counts`` for formats 2 and 3, ``ranks`` for format 1, and
     ``saved`` the document's derived numbers, for :func:`check_saved`.
 
     Raises
@@ -90,15 +103,17 @@ def read(path: str | Path) -> dict[str, Any]:
     """
     document = _document(path)
     version = document.get("format")
-    if version not in (FORMAT, FORMAT_RANKS_ONLY):
+    if version not in (FORMAT, FORMAT_2, FORMAT_RANKS_ONLY):
         raise _unknown_format(version)
+    if version == FORMAT_2:
+        version = FORMAT
     settings = dict(_object(_get(document, "settings", ""), "settings"))
     if "caption_reduce" in settings:  # the setting's name in reports of format 1
         settings["caption_reduction"] = settings.pop("caption_reduce")
     if "ks" not in settings:
         raise InputError("settings.ks: missing (the recall cut-offs)", argument="settings.ks")
     fields: dict[str, Any] = {
-        "ks": tuple(_integers(settings.pop("ks"), "settings.ks").tolist()),
+        "ks": _cutoffs(settings.pop("ks")),
         "settings": settings,
         "n_images": _integer(_get(document, "n_images", ""), "n_images"),
         "text_to_image": {
@@ -115,11 +130,13 @@ def read(path: str | Path) -> dict[str, Any]:
             }
             for lang, dirs in _object(_get(document, "counts", ""), "counts").items()
         }
-        # Intervals are derived from interval_values; without those the field must be absent.
+        # Intervals are derived from interval_values; without those the field must be
+        # absent. Format 2 did not hold mrv_images.
         derived = tuple(
             key
             for key in DERIVED
-            if key != "intervals" or fields["intervals"] is not None or key in document
+            if (key != "intervals" or fields["intervals"] is not None or key in document)
+            and (key != "mrv_images" or document["format"] == FORMAT or key in document)
         )
     else:
         fields["ranks"] = {
@@ -142,6 +159,7 @@ DERIVED = (
     "mean_recall",
     "average",
     "mrv",
+    "mrv_images",
     "mean_rank",
     "median_rank",
     "n_texts",
@@ -283,7 +301,7 @@ def _no_constant(name: str) -> float:
 
 
 def _unknown_format(version: Any) -> InputError:
-    reads = f"{FORMAT!r} and {FORMAT_RANKS_ONLY!r}"
+    reads = f"{FORMAT!r}, {FORMAT_2!r} and {FORMAT_RANKS_ONLY!r}"
     if isinstance(version, str) and version.startswith(_FAMILY):
         return InputError(
             f"format {version!r} is not one this release of ccr-metrics reads ({reads}); "
@@ -318,6 +336,13 @@ def _integer(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"{field}: expected an integer, got {_kind(value)}", argument=field)
     return value
+
+
+def _cutoffs(value: Any) -> tuple[int, ...]:
+    """Return ``settings.ks``: integers of any size, as a report holds (``k = 2**64`` too)."""
+    if isinstance(value, list) and all(type(x) is int for x in value):
+        return tuple(value)  # the report's checks refuse one below 1 or given twice
+    return tuple(_integers(value, "settings.ks").tolist())  # refused, naming the first
 
 
 def _integers(value: Any, field: str) -> np.ndarray[Any, np.dtype[np.int64]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -77,18 +76,6 @@ class Breakdown(KeyedResult):
 
     def _entries(self) -> Mapping[MetricKey, float]:
         return self._metrics
-
-    def __getitem__(self, key: MetricKey | str | tuple[Any, ...]) -> Any:
-        """Return a number by key or flat name (the JSON form's top-level keys: deprecated)."""
-        if isinstance(key, str) and key in ("languages", "k", "top", "reduction", "directions"):
-            warnings.warn(
-                f"breakdown[{key!r}] is deprecated: consistency_breakdown returns a Breakdown; "
-                f"use breakdown.to_dict()[{key!r}] (or breakdown.{key})",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            return self.to_dict()[key]
-        return super().__getitem__(key)
 
     def metrics(self) -> dict[MetricKey, float]:
         """Every number by key."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._outputs import check_output, open_output
 from ..core._validation import InputError
 from ..core.consistency import pairwise_disagreement
 from ..core.mrv import instance_rank_variance
@@ -34,6 +35,8 @@ _DPI = 100
 #: The file suffixes a plot can be written to, and the format each names.
 PLOT_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 _TITLES = {"i2t": "image-to-text", "t2i": "text-to-image"}
+# The two models of a comparison: A, then B.
+_COLOURS = ("tab:blue", "tab:orange")
 
 
 def plot_report(report: Report, path: str | Path | None = None, *, intervals: Any = None) -> Figure:
@@ -41,9 +44,9 @@ def plot_report(report: Report, path: str | Path | None = None, *, intervals: An
 
     Three rows, one column per direction: recall per language as grouped bars (one
     bar per cut-off), the mean squared rank difference between each pair of
-    languages as an annotated heatmap (:func:`~ccr_metrics.consistency.
-    pairwise_disagreement`), and a histogram of each image's rank spread across
-    languages (population std, the released code's MRV reduction).
+    languages as an annotated heatmap (:func:`~ccr_metrics.pairwise_disagreement`),
+    and a histogram of each image's rank spread across languages (population std, the
+    released code's MRV reduction).
 
     Parameters
     ----------
@@ -57,7 +60,7 @@ def plot_report(report: Report, path: str | Path | None = None, *, intervals: An
         figure.
     intervals : Intervals, mapping or object with a ``values`` mapping, optional
         Whiskers to draw instead of the report's own intervals: keys
-        ``("recall", language, direction, k)`` or names such as ``"en/i2t/R@1"``,
+        :class:`~ccr_metrics.MetricKey` or names such as ``"en/i2t/R@1"``,
         values ``(estimate, low, high)`` as fractions. Bars without a key get no
         whisker.
 
@@ -71,7 +74,11 @@ def plot_report(report: Report, path: str | Path | None = None, *, intervals: An
     ImportError
         If matplotlib is not installed.
     ValueError
-        If ``intervals`` is neither a mapping nor has one as ``.values``.
+        If ``intervals`` is neither a mapping nor has one as ``.values``, or ``path``
+        has another suffix, is not a regular file (a directory, a FIFO, a device) or
+        cannot be written (checked before anything is drawn).
+    OSError
+        If writing the figure fails (a full disk); the message names the path.
 
     Notes
     -----
@@ -102,6 +109,7 @@ def plot_report(report: Report, path: str | Path | None = None, *, intervals: An
             f"report must be a ccr_metrics.Report, got {type(report).__name__}",
             argument="report",
         )
+    _check_path(path)
     figure_cls, canvas_cls = _matplotlib()
     fig = figure_cls(figsize=(REPORT_SIZE[0] / _DPI, REPORT_SIZE[1] / _DPI), dpi=_DPI)
     canvas_cls(fig)
@@ -122,7 +130,7 @@ def plot_report(report: Report, path: str | Path | None = None, *, intervals: An
         _recall_bars(bars, recall, languages, direction, report.ks, values, whisker)
         bars.set_title(f"Recall@k per language ({name})")
         if direction not in spreads:
-            reason = report._mrv_undefined(direction)
+            reason = report.mrv_undefined(direction)
             _empty(heat, f"{name}: {reason}")
             _empty(hist, f"{name}: {reason}")
             continue
@@ -179,8 +187,11 @@ def plot_comparison(
     ------
     ValueError
         If ``comparison`` is not a Comparison (a Report in its place: the order of
-        the first release), holds no recall, or ``reports`` is not two reports over
-        the comparison's ``n_images``.
+        the first release), holds no recall, ``reports`` is not two reports over the
+        comparison's ``n_images``, or ``path`` has another suffix, is not a regular file
+        or cannot be written (checked before anything is drawn).
+    OSError
+        If writing the figure fails (a full disk); the message names the path.
     ImportError
         If matplotlib is not installed.
 
@@ -210,6 +221,39 @@ def plot_comparison(
     ...     (pathlib.Path(tmp) / "compare.png").stat().st_size > 0
     True
     """
+    languages, ks = _comparison_layout(comparison, reports)
+    _check_path(path)
+    figure_cls, canvas_cls = _matplotlib()
+    fig = figure_cls(figsize=(COMPARISON_SIZE[0] / _DPI, COMPARISON_SIZE[1] / _DPI), dpi=_DPI)
+    canvas_cls(fig)
+    grid = fig.add_gridspec(3, 2 * len(ks))
+    names = comparison.names
+    for row, direction in enumerate(("i2t", "t2i")):
+        for column, k in enumerate(ks):
+            ax = fig.add_subplot(grid[row, 2 * column : 2 * column + 2])
+            _difference_bars(ax, comparison, languages, direction, k)
+    for column, direction in enumerate(("i2t", "t2i")):
+        ax = fig.add_subplot(grid[2, column * len(ks) : (column + 1) * len(ks)])
+        _spread_overlay(ax, names, reports, direction)
+    fig.suptitle(f"{names[0]} vs {names[1]}: languages {', '.join(languages)}")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.text(
+        0.5,
+        0.008,
+        f"Whiskers: the paired-bootstrap {100 * comparison.ci:g}% interval of {names[1]} - "
+        f"{names[0]} ({comparison.method}), added to {names[0]}'s recall and drawn on "
+        f"{names[1]}'s bar; a whisker clear of {names[0]}'s bar height excludes zero.",
+        ha="center",
+        va="bottom",
+        fontsize="small",
+    )
+    return _save(fig, path)
+
+
+def _comparison_layout(
+    comparison: Comparison, reports: tuple[Report, Report] | None
+) -> tuple[list[str], list[int]]:
+    """Check :func:`plot_comparison`'s inputs; return the languages and cut-offs drawn."""
     if not isinstance(comparison, Comparison):
         hint = (
             "; compare them first: plot_comparison(compare(report_a, report_b), "
@@ -221,14 +265,11 @@ def plot_comparison(
             f"comparison must be a Comparison, got {type(comparison).__name__}{hint}",
             argument="comparison",
         )
-    names = comparison.names
     recall_keys = [
         key for key in comparison.values if key.metric == "recall" and key.language != "average"
     ]
     if not recall_keys:
         raise InputError("comparison holds no recall to draw", argument="comparison")
-    languages = list(dict.fromkeys(str(key.language) for key in recall_keys))
-    ks = list(dict.fromkeys(int(key.k or 0) for key in recall_keys))
     if reports is not None and (
         len(reports) != 2
         or not all(isinstance(r, Report) and r.n_images == comparison.n_images for r in reports)
@@ -237,85 +278,76 @@ def plot_comparison(
             f"reports must be the two reports compared, over {comparison.n_images} images",
             argument="reports",
         )
-    figure_cls, canvas_cls = _matplotlib()
-    fig = figure_cls(figsize=(COMPARISON_SIZE[0] / _DPI, COMPARISON_SIZE[1] / _DPI), dpi=_DPI)
-    canvas_cls(fig)
-    grid = fig.add_gridspec(3, 2 * len(ks))
-    colours = ("tab:blue", "tab:orange")
-    level = f"{100 * comparison.ci:g}%"
-    for row, direction in enumerate(("i2t", "t2i")):
-        for column, k in enumerate(ks):
-            ax = fig.add_subplot(grid[row, 2 * column : 2 * column + 2])
-            ax.set_title(f"R@{k} ({_TITLES[direction]})")
-            found = {
-                lang: comparison.values[key]
-                for lang in languages
-                if (key := MetricKey(lang, direction, "recall", k)) in comparison.values
-            }
-            if not found:
-                _empty(ax, f"no {_TITLES[direction]} recall in the comparison")
-                continue
-            x = np.arange(len(languages))
-            for i, name in enumerate(names):
-                heights = [
-                    100 * (found[lang].a if i == 0 else found[lang].b) if lang in found else np.nan
-                    for lang in languages
-                ]
-                ax.bar(x + (i - 0.5) * 0.4, heights, 0.4, label=name, color=colours[i])
-            label = f"{names[1]} - {names[0]}, {level} CI"
-            for j, lang in enumerate(languages):
-                if lang not in found:
-                    continue
-                d = found[lang]
-                # B's plausible range given A's recall and the difference interval.
-                ax.errorbar(
-                    x[j] + 0.2,
-                    100 * (d.a + (d.low + d.high) / 2),
-                    yerr=100 * (d.high - d.low) / 2,
-                    fmt="none",
-                    ecolor="black",
-                    capsize=3,
-                    label=label,
-                )
-                label = "_nolegend_"  # one legend entry per panel
-            _recall_axes(ax, languages, legend_columns=3)
-    for column, direction in enumerate(("i2t", "t2i")):
-        ax = fig.add_subplot(grid[2, column * len(ks) : (column + 1) * len(ks)])
-        ax.set_title(f"Rank spread across languages (std, {_TITLES[direction]})")
-        if reports is None:
-            _empty(ax, "rank spreads need the reports: plot_comparison(..., reports=(a, b))")
+    languages = list(dict.fromkeys(str(key.language) for key in recall_keys))
+    ks = list(dict.fromkeys(int(key.k or 0) for key in recall_keys))
+    return languages, ks
+
+
+def _difference_bars(
+    ax: Any, comparison: Comparison, languages: list[str], direction: str, k: int
+) -> None:
+    """One panel of :func:`plot_comparison`: both models' R@k, B's whisker the difference's."""
+    ax.set_title(f"R@{k} ({_TITLES[direction]})")
+    found = {
+        lang: comparison.values[key]
+        for lang in languages
+        if (key := MetricKey(lang, direction, "recall", k)) in comparison.values
+    }
+    if not found:
+        _empty(ax, f"no {_TITLES[direction]} recall in the comparison")
+        return
+    x = np.arange(len(languages))
+    for i, name in enumerate(comparison.names):
+        heights = [
+            100 * (found[lang].a if i == 0 else found[lang].b) if lang in found else np.nan
+            for lang in languages
+        ]
+        ax.bar(x + (i - 0.5) * 0.4, heights, 0.4, label=name, color=_COLOURS[i])
+    label = f"{comparison.names[1]} - {comparison.names[0]}, {100 * comparison.ci:g}% CI"
+    for j, lang in enumerate(languages):
+        if lang not in found:
             continue
-        spreads = [(name, _spreads(r)) for name, r in zip(names, reports, strict=True)]
-        found_spreads = [(name, s[direction]) for name, s in spreads if direction in s]
-        if not found_spreads:
-            _empty(ax, f"MRV: {reports[0]._mrv_undefined(direction)}")
-            continue
-        top = max(float(s.max()) for _, s in found_spreads)
-        bins = np.linspace(0.0, max(top, 1.0), 31)
-        for (name, spread), colour in zip(found_spreads, colours, strict=False):
-            ax.hist(
-                spread,
-                bins=bins,
-                alpha=0.5,
-                color=colour,
-                label=f"{name} (mean {spread.mean():.2f})",
-            )
-        ax.set_xlabel("std of an image's rank across languages")
-        ax.set_ylabel("images")
-        ax.legend(loc="upper right")
-    fig.suptitle(f"{names[0]} vs {names[1]}: languages {', '.join(languages)}")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.text(
-        0.5,
-        0.008,
-        f"Whiskers: the paired-bootstrap {level} interval of {names[1]} - {names[0]} "
-        f"({comparison.method}), added to {names[0]}'s recall and drawn on {names[1]}'s bar; "
-        f"a whisker clear of {names[0]}'s bar height excludes zero.",
-        ha="center",
-        va="bottom",
-        fontsize="small",
-    )
-    return _save(fig, path)
+        d = found[lang]
+        # B's plausible range given A's recall and the difference interval.
+        ax.errorbar(
+            x[j] + 0.2,
+            100 * (d.a + (d.low + d.high) / 2),
+            yerr=100 * (d.high - d.low) / 2,
+            fmt="none",
+            ecolor="black",
+            capsize=3,
+            label=label,
+        )
+        label = "_nolegend_"  # one legend entry per panel
+    _recall_axes(ax, languages, legend_columns=3)
+
+
+def _spread_overlay(
+    ax: Any, names: tuple[str, str], reports: tuple[Report, Report] | None, direction: str
+) -> None:
+    """One panel of :func:`plot_comparison`: both models' rank-spread histograms."""
+    ax.set_title(f"Rank spread across languages (std, {_TITLES[direction]})")
+    if reports is None:
+        _empty(ax, "rank spreads need the reports: plot_comparison(..., reports=(a, b))")
+        return
+    spreads = [(name, _spreads(r)) for name, r in zip(names, reports, strict=True)]
+    found = [(name, s[direction]) for name, s in spreads if direction in s]
+    if not found:
+        _empty(ax, f"MRV: {reports[0].mrv_undefined(direction)}")
+        return
+    top = max(float(s.max()) for _, s in found)
+    bins = np.linspace(0.0, max(top, 1.0), 31)
+    for (name, spread), colour in zip(found, _COLOURS, strict=False):
+        ax.hist(
+            spread,
+            bins=bins,
+            alpha=0.5,
+            color=colour,
+            label=f"{name} (mean {spread.mean():.2f})",
+        )
+    ax.set_xlabel("std of an image's rank across languages")
+    ax.set_ylabel("images")
+    ax.legend(loc="upper right")
 
 
 def _matplotlib() -> tuple[Any, Any]:
@@ -325,7 +357,7 @@ def _matplotlib() -> tuple[Any, Any]:
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError(
-            "ccr_metrics.plots needs matplotlib; install it with pip install 'ccr-metrics[plots]'"
+            "plotting needs matplotlib; install it with pip install 'ccr-metrics[plots]'"
         ) from exc
     return Figure, FigureCanvasAgg
 
@@ -457,7 +489,15 @@ def plot_format(path: str | Path) -> str:
     return PLOT_FORMATS[suffix]
 
 
+def _check_path(path: str | Path | None) -> None:
+    """Refuse an output path before anything is drawn: its suffix, or not a file."""
+    if path is not None:
+        plot_format(path)
+        check_output(path, argument="path")
+
+
 def _save(fig: Figure, path: str | Path | None) -> Figure:
     if path is not None:
-        fig.savefig(Path(path), format=plot_format(path), dpi=_DPI)
+        with open_output(path, argument="path") as handle:
+            fig.savefig(handle, format=plot_format(path), dpi=_DPI)
     return fig

@@ -8,7 +8,6 @@ be re-analysed under another tie policy.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -19,11 +18,17 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ..core._validation import InputError, check_choice
-from ..core.mrv import REDUCTIONS, instance_rank_variance, mean_rank_variance, ranks_per_image
+from ..core._validation import (
+    InputError,
+    check_choice,
+    check_positive_int,
+    check_seed,
+    cutoff_as_float,
+)
+from ..core.mrv import REDUCTIONS, mean_rank_variance, ranks_per_image
 from ..core.recall import DIRECTIONS, multilingual_recall
 from ..core.ties import DEFAULT_TIES, TIES, RankCounts, Ties
-from . import _bootstrap, _report_checks, _report_json
+from . import _bootstrap, _report_checks, _report_format, _report_json, _report_ratios
 from ._bootstrap import Method
 from .results import Interval, Intervals, KeyedResult, MetricKey
 
@@ -31,9 +36,6 @@ __all__ = ["Report", "bootstrap_intervals"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-#: Widest line of :meth:`Report.to_table`'s recall table, in characters; wider tables
-#: (intervals on) are split by direction.
-TABLE_WIDTH = 119
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,7 +64,10 @@ class Report(KeyedResult):
         The recall cut-offs reported.
     settings : mapping, optional
         How the ranks were made (ties, caption_reduction, ...); recorded in outputs.
-        ``caption_reduction`` decides how text-to-image MRV reduces several captions.
+        ``caption_reduction`` decides how text-to-image MRV reduces several captions,
+        ``mrv_images`` (``"two"``, the default, or ``"all"``) which images MRV is over;
+        ``galleries`` (``{language: images}``, the harness's per-language gallery
+        sizes) is shown by :meth:`to_table`.
     intervals : Intervals, optional
         Bootstrap confidence intervals of every number, as :meth:`with_confidence`
         adds them; shown by :meth:`to_table` and included by :meth:`to_dict`.
@@ -79,7 +84,8 @@ class Report(KeyedResult):
         If the parts do not fit together; the message names the field and the first
         offending position, e.g. ``ranks.en.i2t: 4 values, expected 10 (n_images)``.
         Checked: ``n_images`` a positive integer; ``ks`` distinct positive integers;
-        ``settings`` a mapping with a known ``ties`` and ``caption_reduction``; the same
+        ``settings`` a mapping with a known ``ties``, ``caption_reduction`` and
+        ``mrv_images``, ``galleries`` (if any) positive counts by language; the same
         languages in ``ranks``, ``text_to_image`` and ``counts``, each with directions
         ``"i2t"`` and/or ``"t2i"``; ``text_to_image`` 1-D integers in ``[0, N)``, at
         least one per language; ranks 1-D, ``N`` of them for ``i2t`` and ``M_l`` for
@@ -236,12 +242,13 @@ class Report(KeyedResult):
         hit under ``ties="expected"``.
         """
         self._check_entry(language, direction)
+        cutoff = check_positive_int("k", k)
         ranks = self.ranks[language][direction]
         if self.counts is None:
-            out = (ranks <= k).astype(np.float64)
+            out = (ranks <= cutoff_as_float(cutoff)).astype(np.float64)
         else:
             c = self.counts[language][direction]
-            out = np.asarray(c.hits(k, ties=self.ties or DEFAULT_TIES), dtype=np.float64)
+            out = np.asarray(c.hits(cutoff, ties=self.ties or DEFAULT_TIES), dtype=np.float64)
         return np.where(np.isnan(ranks), np.nan, out)
 
     def rank_summary(self) -> dict[str, dict[str, dict[str, float]]]:
@@ -264,7 +271,7 @@ class Report(KeyedResult):
 
     @cached_property
     def _metrics(self) -> dict[MetricKey, float]:
-        table = self._table()
+        table = self.recall_table()
         out: dict[MetricKey, float] = {}
         for lang, dirs in table["recall"].items():
             for d, by_k in dirs.items():
@@ -274,9 +281,13 @@ class Report(KeyedResult):
         for d, by_k in table["average"]["recall"].items():
             out.update({MetricKey("average", d, "recall", k): v for k, v in by_k.items()})
         out[MetricKey("average", None, "mean_recall")] = table["average"]["mean_recall"]
+        images = self.mrv_image_counts()
         for d, values in self.mrv().items():
             for reduction, value in (values or {}).items():
                 out[MetricKey(None, d, f"mrv_{reduction}")] = value
+            count = images[d]
+            if count is not None:
+                out[MetricKey(None, d, "mrv_images")] = float(count)
         for lang, dirs in self.rank_summary().items():
             for d, summary in dirs.items():
                 out[MetricKey(lang, d, "mean_rank")] = summary["mean"]
@@ -290,8 +301,8 @@ class Report(KeyedResult):
         """Every number of the report by key, in the order of :meth:`to_dict`.
 
         R@K per language and direction, mean recall per language, the averages over
-        languages, MRV per direction (both reductions; absent where undefined), and
-        mean and median rank per language and direction.
+        languages, MRV per direction (both reductions, and the images it is over;
+        absent where undefined), and mean and median rank per language and direction.
         """
         return dict(self._metrics)
 
@@ -317,7 +328,7 @@ class Report(KeyedResult):
 
     def recall(self) -> dict[str, dict[str, dict[int, float]]]:
         """R@K per language and direction: ``{lang: {dir: {k: fraction}}}``."""
-        table: dict[str, dict[str, dict[int, float]]] = self._table()["recall"]
+        table: dict[str, dict[str, dict[int, float]]] = self.recall_table()["recall"]
         return table
 
     def rank_matrix(self, direction: str) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
@@ -325,9 +336,12 @@ class Report(KeyedResult):
 
         Image-to-text gives one rank per image already; text-to-image ranks of several
         captions are reduced with ``settings["caption_reduction"]``. The mask is False
-        where an image has no text in a language.
+        where an image has no text in a language, and, under
+        ``settings["mrv_images"] == "all"``, on the whole row of an image that lacks a
+        text in any language: MRV and the breakdown are then over the images with texts
+        in every language.
         """
-        columns, present = [], []
+        columns = []
         for language in self.languages:
             r = self.ranks[language][direction]
             if direction == "t2i":
@@ -337,19 +351,52 @@ class Report(KeyedResult):
                 )
                 r = np.asarray(per_image, dtype=np.float64)
             columns.append(r)
-            present.append(self.has_caption(language))
-        return np.stack(columns, axis=1), np.stack(present, axis=1)
+        present = self._present()
+        if self.settings.get("mrv_images", "two") == "all":
+            present &= present.all(axis=1, keepdims=True)
+        return np.stack(columns, axis=1), present
+
+    def _present(self) -> npt.NDArray[np.bool_]:
+        """Which images have a text in each language, ``[N, L]``."""
+        return np.stack([self.has_caption(lang) for lang in self.languages], axis=1)
+
+    def _mrv_rows(self) -> npt.NDArray[np.bool_]:
+        """Return the images MRV is taken over, ``[N]``: texts in two or more languages, or all."""
+        present = self._present()
+        if self.settings.get("mrv_images", "two") == "all":
+            return np.asarray(present.all(axis=1) & (present.shape[1] >= 2))
+        return np.asarray(present.sum(axis=1) >= 2)
+
+    def mrv_image_counts(self) -> dict[str, int | None]:
+        """How many images MRV is taken over, per direction; None where MRV is undefined.
+
+        The images with texts in two or more of the report's languages, or with
+        ``settings["mrv_images"] == "all"`` in every one.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> ranks = {"en": {"t2i": np.array([1.0, 2.0, 1.0])},
+        ...          "de": {"t2i": np.array([3.0, 1.0])}}
+        >>> owners = {"en": np.array([0, 1, 2]), "de": np.array([0, 1])}
+        >>> Report(ranks, owners, n_images=3).mrv_image_counts()
+        {'t2i': 2}
+        """
+        count = int(self._mrv_rows().sum())
+        return {d: None if self.mrv_undefined(d) is not None else count for d in self.directions}
 
     def mrv(self) -> dict[str, dict[str, float] | None]:
         """MRV per direction, both reductions; None where it is undefined.
 
         Undefined means a language of the report has no ranks in the direction (MRV
         is over all of them), the report has one language, or no image has a text in
-        two of them; :meth:`to_table` says which.
+        two of them (with ``settings["mrv_images"] == "all"``: in every one);
+        :meth:`to_table` says which. :meth:`mrv_image_counts` gives the images it is
+        taken over.
         """
         out: dict[str, dict[str, float] | None] = {}
         for direction in self.directions:
-            if self._mrv_undefined(direction) is not None:
+            if self.mrv_undefined(direction) is not None:
                 out[direction] = None
                 continue
             ranks, mask = self.rank_matrix(direction)
@@ -358,7 +405,7 @@ class Report(KeyedResult):
             }
         return out
 
-    def _mrv_undefined(self, direction: str) -> str | None:
+    def mrv_undefined(self, direction: str) -> str | None:
         """Why MRV is undefined in ``direction``, in the user's terms; None if it is defined."""
         lacking = [lang for lang in self.languages if direction not in self.ranks[lang]]
         if lacking:
@@ -368,9 +415,9 @@ class Report(KeyedResult):
             )
         if len(self.languages) < 2:
             return f"undefined: one language ({self.languages[0]}); MRV needs two"
-        # rank_matrix's mask, without reducing the ranks.
-        present = np.stack([self.has_caption(lang) for lang in self.languages], axis=1)
-        if not (present.sum(1) >= 2).any():
+        if not self._mrv_rows().any():
+            if self.settings.get("mrv_images", "two") == "all":
+                return "undefined: no image has texts in every language (mrv_images='all')"
             return "undefined: no image has texts in two languages"
         return None
 
@@ -403,86 +450,12 @@ class Report(KeyedResult):
         )
         return replace(self, intervals=intervals)
 
-    def _ratios(self, languages: list[str] | None = None) -> _bootstrap.Ratios[MetricKey]:
-        """Express the report's metrics as ratios of per-image sums (and means of those).
+    def recall_table(self) -> dict[str, Any]:
+        """Return the recall table: :func:`~ccr_metrics.multilingual_recall` of the queries.
 
-        Metrics are ordered as :meth:`metrics` orders them, with ``languages`` (default:
-        the report's) deciding the order of the per-language ones; mean and median ranks
-        are left out (the median is no ratio).
+        ``{"recall": {lang: {dir: {k: f}}}, "mean_recall": {lang: f}, "average": {dir:
+        {k: f}, "mean_recall": f}}``, fractions, under the report's tie policy.
         """
-        n = self.n_images
-        base: dict[MetricKey, tuple[FloatArray, FloatArray]] = {}
-        recall_keys: dict[str, list[MetricKey]] = {}
-        for lang in self.languages if languages is None else languages:
-            recall_keys[lang] = []
-            for d in (d for d in DIRECTIONS if d in self.ranks[lang]):
-                # Hits are 0/1, or probabilities under ties="expected".
-                if d == "i2t":
-                    queries = self.has_caption(lang).astype(np.float64)
-                    hits = [np.nan_to_num(self.hits(lang, d, k)) for k in self.ks]
-                else:
-                    owner = self.text_to_image[lang]
-                    queries = np.bincount(owner, minlength=n).astype(np.float64)
-                    hits = [
-                        np.bincount(owner, weights=self.hits(lang, d, k), minlength=n).astype(
-                            np.float64
-                        )
-                        for k in self.ks
-                    ]
-                for k, h in zip(self.ks, hits, strict=True):
-                    key = MetricKey(lang, d, "recall", k)
-                    base[key] = (h, queries)
-                    recall_keys[lang].append(key)
-        mrv_keys: list[MetricKey] = []
-        for d, by_reduction in self.mrv().items():
-            if by_reduction is None:
-                continue
-            ranks, mask = self.rank_matrix(d)
-            for reduction in REDUCTIONS:
-                spread = np.asarray(
-                    instance_rank_variance(ranks, reduction=reduction, mask=mask),
-                    dtype=np.float64,
-                )
-                valid = ~np.isnan(spread)
-                key = MetricKey(None, d, f"mrv_{reduction}")
-                base[key] = (np.where(valid, spread, 0.0), valid.astype(np.float64))
-                mrv_keys.append(key)
-
-        # Every metric as weights over the base ratios.
-        base_index = {key: i for i, key in enumerate(base)}
-        columns: dict[MetricKey, dict[MetricKey, float]] = {}
-        for keys in recall_keys.values():
-            columns.update({key: {key: 1.0} for key in keys})
-        for lang, keys in recall_keys.items():
-            columns[MetricKey(lang, None, "mean_recall")] = {key: 1 / len(keys) for key in keys}
-        for d in self.directions:
-            for k in self.ks:
-                parts = [
-                    key
-                    for keys in recall_keys.values()
-                    for key in keys
-                    if (key.direction, key.k) == (d, k)
-                ]
-                columns[MetricKey("average", d, "recall", k)] = {
-                    key: 1 / len(parts) for key in parts
-                }
-        columns[MetricKey("average", None, "mean_recall")] = {
-            key: 1 / len(keys) / len(recall_keys) for keys in recall_keys.values() for key in keys
-        }
-        columns.update({key: {key: 1.0} for key in mrv_keys})
-        mix = np.zeros((len(base), len(columns)))
-        for j, weights in enumerate(columns.values()):
-            for key, weight in weights.items():
-                mix[base_index[key], j] = weight
-        return _bootstrap.Ratios(
-            keys=list(columns),
-            estimates=np.array([self._metrics[key] for key in columns]),
-            numerators=np.stack([num for num, _ in base.values()], axis=1),
-            denominators=np.stack([den for _, den in base.values()], axis=1),
-            mix=mix,
-        )
-
-    def _table(self) -> dict[str, Any]:
         by_language: dict[str, dict[str, Any]] = {
             lang: {d: self._recall_input(lang, d) for d in by_dir}
             for lang, by_dir in self.ranks.items()
@@ -501,38 +474,12 @@ class Report(KeyedResult):
         summary : dict
             ``{"languages", "recall": {lang: {dir: {"1": f, ...}}}, "mean_recall":
             {lang: f}, "average": {dir: {"1": f, ...}, "mean_recall": f},
-            "mrv": {dir: {"variance": f, "std": f} or None}, "mean_rank": {lang:
-            {dir: f}}, "median_rank": {lang: {dir: f}}, "n_images": N, "n_texts":
-            {lang: M}, "settings": {...}}``.
+            "mrv": {dir: {"variance": f, "std": f} or None}, "mrv_images": {dir: int
+            or None}, "mean_rank": {lang: {dir: f}}, "median_rank": {lang: {dir: f}},
+            "n_images": N, "n_texts": {lang: M}, "settings": {...}}``; ``mrv_images``
+            is how many images MRV is taken over (:meth:`mrv_image_counts`).
         """
-        table = self._table()
-        summary = self.rank_summary()
-
-        def keyed(by_k: Mapping[int, float]) -> dict[str, float]:
-            return {str(k): v for k, v in by_k.items()}
-
-        average: dict[str, Any] = {d: keyed(v) for d, v in table["average"]["recall"].items()}
-        average["mean_recall"] = table["average"]["mean_recall"]
-        return {
-            "languages": self.languages,
-            "recall": {
-                lang: {d: keyed(by_k) for d, by_k in dirs.items()}
-                for lang, dirs in table["recall"].items()
-            },
-            "mean_recall": table["mean_recall"],
-            "average": average,
-            "mrv": self.mrv(),
-            "mean_rank": {
-                lang: {d: v["mean"] for d, v in dirs.items()} for lang, dirs in summary.items()
-            },
-            "median_rank": {
-                lang: {d: v["median"] for d, v in dirs.items()} for lang, dirs in summary.items()
-            },
-            "n_images": self.n_images,
-            "n_texts": {lang: len(self.text_to_image[lang]) for lang in self.languages},
-            "settings": {**self.settings, "ks": list(self.ks)},
-            **({"intervals": self.intervals.to_dict()} if self.intervals is not None else {}),
-        }
+        return _report_format.summary(self)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per language x direction (and the average over languages).
@@ -544,129 +491,40 @@ class Report(KeyedResult):
             ``mean_rank`` and ``median_rank`` (NaN for the average rows) and
             ``queries`` (an integer column, NA for the average rows).
         """
-        table = self._table()
-        summary = self.rank_summary()
-        rows = []
-        for lang, dirs in table["recall"].items():
-            for d, by_k in dirs.items():
-                rows.append(
-                    {
-                        "language": lang,
-                        "direction": d,
-                        **_rk(by_k),
-                        "mean_rank": summary[lang][d]["mean"],
-                        "median_rank": summary[lang][d]["median"],
-                        "queries": len(self.query_ranks(lang, d)),
-                    }
-                )
-        for d, by_k in table["average"]["recall"].items():
-            rows.append(
-                {
-                    "language": "average",
-                    "direction": d,
-                    **_rk(by_k),
-                    "mean_rank": math.nan,
-                    "median_rank": math.nan,
-                    "queries": None,
-                }
-            )
-        frame = pd.DataFrame(rows)
-        frame["queries"] = frame["queries"].astype("Int64")  # NA on the average rows
-        return frame
+        return _report_format.frame(self)
 
     def to_table(self) -> str:
         """Format the paper's table as text: percentages per language, averages, MRV.
 
         With :attr:`intervals`, every number is followed by its interval,
-        ``72.60 [70.50, 74.60]``, and a recall table wider than ``TABLE_WIDTH`` (119)
-        characters is split into one table per direction. The rank table gives the
-        queries of each language and direction; a direction whose MRV is undefined
-        says why.
+        ``72.60 [70.50, 74.60]``, and a recall table wider than 119
+        characters is split into one table per direction. The title names
+        per-language galleries with their sizes, the MRV heading the images MRV is
+        over. The rank table gives the queries of each language and direction; a
+        direction whose MRV is undefined says why.
         """
-        table = self._table()
+        return _report_format.table(self, mrv_over=self._mrv_over())
 
-        def cell(value: float, key: MetricKey, scale: float = 100.0) -> str:
-            text = f"{scale * value:.2f}"
-            if self.intervals is not None and key in self.intervals.values:
-                _, low, high = self.intervals.values[key]
-                text += f" [{scale * low:.2f}, {scale * high:.2f}]"
-            return text
-
-        columns = [f"{d} R@{k}" for d in self.directions for k in self.ks]
-        rows: dict[str, dict[str, str]] = {}
-        for lang, dirs in table["recall"].items():
-            rows[lang] = {
-                f"{d} R@{k}": cell(v, MetricKey(lang, d, "recall", k))
-                for d, by_k in dirs.items()
-                for k, v in by_k.items()
-            }
-            rows[lang]["mean recall"] = cell(
-                table["mean_recall"][lang], MetricKey(lang, None, "mean_recall")
-            )
-        rows["average"] = {
-            f"{d} R@{k}": cell(v, MetricKey("average", d, "recall", k))
-            for d, by_k in table["average"]["recall"].items()
-            for k, v in by_k.items()
-        }
-        rows["average"]["mean recall"] = cell(
-            table["average"]["mean_recall"], MetricKey("average", None, "mean_recall")
-        )
-        frame = pd.DataFrame(rows).T.reindex(columns=[*columns, "mean recall"])
-        recall_text = frame.to_string(na_rep="-")
-        if max(len(line) for line in recall_text.splitlines()) > TABLE_WIDTH:
-            # One table per direction (mean recall with the last) keeps a terminal's
-            # rows unwrapped; pandas wraps a block that is still too wide.
-            groups = [[c for c in columns if c.startswith(d)] for d in self.directions]
-            groups[-1].append("mean recall")
-            recall_text = "\n\n".join(
-                frame[group].to_string(na_rep="-", line_width=TABLE_WIDTH) for group in groups
-            )
-        title = f"Recall (%): {self.n_images} images, languages {', '.join(self.languages)}"
-        if self.intervals is not None:
-            title += (
-                f"; {self.intervals.ci:.0%} {self.intervals.method} bootstrap intervals "
-                f"over images ({self.intervals.n_resamples} resamples)"
-            )
-        lines = [
-            title,
-            recall_text,
-            "",
-            "Rank of the correct item (1-based; median floored as open_clip's):",
-            self._rank_frame().to_string(na_rep="-"),
-            "",
-            f"Mean Rank Variance over {len(self.languages)} "
-            f"{'language' if len(self.languages) == 1 else 'languages'} "
-            "(variance = paper Eq. 7; std = the released code's number):",
-        ]
-        for direction, values in self.mrv().items():
-            if values is None:
-                lines.append(f"  {direction}: {self._mrv_undefined(direction)}")
-            else:
-                variance = cell(values["variance"], MetricKey(None, direction, "mrv_variance"), 1.0)
-                std = cell(values["std"], MetricKey(None, direction, "mrv_std"), 1.0)
-                lines.append(f"  {direction}: variance {variance}   std {std}")
-        settings = ", ".join(f"{k}={v}" for k, v in self.settings.items() if k != "languages")
-        if settings:
-            lines.append(f"settings: {settings}")
-        return "\n".join(lines)
-
-    def _rank_frame(self) -> pd.DataFrame:
-        """Tabulate queries, mean and median rank per language (rows) and direction."""
-        summary = self.rank_summary()
-        rows: dict[str, dict[str, str]] = {}
-        for lang, dirs in summary.items():
-            rows[lang] = {}
-            for d, values in dirs.items():
-                rows[lang][f"{d} queries"] = str(len(self.query_ranks(lang, d)))
-                rows[lang][f"{d} mean"] = f"{values['mean']:.2f}"
-                rows[lang][f"{d} median"] = f"{values['median']:.0f}"
-        columns = [f"{d} {c}" for d in self.directions for c in ("queries", "mean", "median")]
-        return pd.DataFrame(rows).T.reindex(columns=columns)
+    def _mrv_over(self) -> str:
+        """``", 300 images with texts in two or more"``: the images MRV is over, if any."""
+        if len(self.languages) < 2:
+            return ""
+        which = "every one" if self.settings.get("mrv_images", "two") == "all" else "two or more"
+        return f", {int(self._mrv_rows().sum())} images with texts in {which}"
 
     def save(self, path: str | Path) -> None:
         """Write the report, rank counts (or ranks) and intervals included, as JSON.
 
         :meth:`load` reads it back; the format is described in ``docs/cli.md``.
+
+        Raises
+        ------
+        InputError
+            If ``path`` is a directory, a FIFO, a device or a socket, its folder does not
+            exist, or it cannot be opened for writing: refused before anything is
+            written, without waiting for a reader.
+        OSError
+            If writing fails (a full disk); the message names the path.
         """
         document = _report_json.payload(
             self.to_dict(), self.ranks, self.text_to_image, self.counts, self.intervals
@@ -675,15 +533,17 @@ class Report(KeyedResult):
 
     @classmethod
     def load(cls, path: str | Path) -> Report:
-        """Read a report written by :meth:`save` (format ``ccr-metrics-report/2``, or ``/1``).
+        """Read a report written by :meth:`save` (format ``ccr-metrics-report/3``, ``/2``, ``/1``).
 
         The report is built from the counts (format 1: the ranks), ``text_to_image``,
         ``n_images`` and the settings, and checked as any report is. Intervals come back
         as they were saved, never drawn again. Nothing is recomputed silently: the
-        numbers the file also holds (recall, mean recall, averages, MRV, mean and median
-        rank, query counts, ranks, nested intervals) must be those the counts give, up
-        to rounding, or the file is refused. Format 1 is read as ranks only, without
-        intervals (it kept their options, not their values).
+        numbers the file also holds (recall, mean recall, averages, MRV and the images
+        it is over, mean and median rank, query counts, ranks, nested intervals) must be
+        those the counts give, up to rounding, or the file is refused. Format 2 lacks
+        the images MRV is over, which are then derived from ``text_to_image``. Format 1
+        is read as ranks only, without intervals (it kept their options, not their
+        values).
 
         Raises
         ------
@@ -726,10 +586,6 @@ class Report(KeyedResult):
         return report
 
 
-def _rk(by_k: Mapping[int, float]) -> dict[str, float]:
-    return {f"R@{k}": v for k, v in by_k.items()}
-
-
 def bootstrap_intervals(
     report: Report,
     *,
@@ -750,14 +606,14 @@ def bootstrap_intervals(
         Confidence level, in ``(0, 1)``.
     n_resamples : int, default 2000
         Bootstrap resamples: each draws ``N`` images with replacement, every image with
-        all its texts in every language.
+        all its texts in every language. At most 1,000,000.
     method : {"percentile", "bca"}, default "percentile"
         ``"percentile"`` takes the resamples' ``(1 - ci) / 2`` and ``(1 + ci) / 2``
         quantiles; ``"bca"`` corrects them for bias and skew (Efron's BCa, with the
         acceleration from the jackknife over images).
     seed : int or None, default 0
-        Seed of the numpy random generator; the same seed gives the same intervals.
-        None draws fresh entropy.
+        Seed of the numpy random generator, a non-negative integer; the same seed gives
+        the same intervals. None draws fresh entropy.
     progress : bool, default False
         Show a progress bar over the resamples (tqdm, on stderr).
 
@@ -771,7 +627,8 @@ def bootstrap_intervals(
     Raises
     ------
     ValueError
-        If ``ci`` is not in ``(0, 1)``, ``n_resamples`` is not a positive integer or
+        If ``ci`` is not in ``(0, 1)``, ``n_resamples`` is not an integer in
+        ``[1, 1_000_000]``, ``seed`` is not a non-negative integer or None, or
         ``method`` is unknown.
 
     Notes
@@ -806,7 +663,10 @@ def bootstrap_intervals(
     >>> intervals.to_frame().columns.tolist()
     ['name', 'metric', 'language', 'direction', 'k', 'reduction', 'estimate', 'low', 'high']
     """
-    ratios = report._ratios()
+    # Checked before any work; the counts as ints, as Intervals records them.
+    n_resamples = _bootstrap.check_options(ci=ci, n_resamples=n_resamples, method=method)
+    seed = check_seed("seed", seed)
+    ratios = _report_ratios.ratios(report)
     low, high = _bootstrap.intervals(
         ratios,
         report.n_images,

@@ -13,6 +13,7 @@ flat name                       the number
 ``average/mean_recall``         mean recall averaged over languages
 ``i2t/mrv_variance``            MRV of image-to-text (paper Eq. 7)
 ``i2t/mrv_std``                 MRV as the released code computes it
+``i2t/mrv_images``              the images MRV is taken over
 ``en/t2i/mean_rank``            mean rank of the correct image for English texts
 ``en/t2i/median_rank``          its median (floored, as open_clip's)
 ==============================  ===============================================
@@ -21,7 +22,6 @@ flat name                       the number
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..core._validation import InputError, positive_int
+from ..core._validation import InputError, check_seed, positive_int
 from ._bootstrap import METHODS
 
 __all__ = ["Comparison", "Difference", "Interval", "Intervals", "MetricKey"]
@@ -38,6 +38,7 @@ __all__ = ["Comparison", "Difference", "Interval", "Intervals", "MetricKey"]
 _ACROSS_LANGUAGES = (
     "mrv_variance",
     "mrv_std",
+    "mrv_images",
     "recall_range",
     "recall_std",
     "consistent_all",
@@ -45,12 +46,13 @@ _ACROSS_LANGUAGES = (
     "consistent_none",
     "instances",
 )
+_MRV = ("mrv_variance", "mrv_std")
 # One number over both directions: named by language only.
 _PER_LANGUAGE = ("mean_recall",)
 #: The metrics a key can name. The report's: recall (with a cut-off ``k``), mean recall,
-#: MRV, mean and median rank; the breakdown's: recall spread and consistency at a
-#: cut-off, the images ranked in two languages, and pairwise disagreement (``msd``,
-#: ``spearman``) of a language pair ``"en-de"``.
+#: MRV (and the images it is over), mean and median rank; the breakdown's: recall
+#: spread and consistency at a cut-off, the images ranked in two languages, and pairwise
+#: disagreement (``msd``, ``spearman``) of a language pair ``"en-de"``.
 METRICS = (
     "recall",
     "mean_recall",
@@ -98,7 +100,7 @@ class MetricKey(NamedTuple):
     @property
     def reduction(self) -> str | None:
         """``"variance"`` or ``"std"`` for an MRV key, else None."""
-        return self.metric.removeprefix("mrv_") if self.metric.startswith("mrv_") else None
+        return self.metric.removeprefix("mrv_") if self.metric in _MRV else None
 
     @property
     def label(self) -> str:
@@ -146,43 +148,23 @@ class MetricKey(NamedTuple):
         )
 
     @classmethod
-    def of(cls, key: MetricKey | str | tuple[Any, ...]) -> MetricKey:
-        """Return a key from a key, a flat name, or a tuple of the previous release (deprecated).
+    def of(cls, key: MetricKey | str) -> MetricKey:
+        """Return a key from a key or a flat name.
 
-        The previous release named metrics by paths into ``Report.to_dict()``:
-        ``("recall", lang, dir, k)``, ``("mean_recall", lang)``, ``("average", dir, k)``,
-        ``("average", "mean_recall")`` and ``("mrv", dir, reduction)``.
+        Raises
+        ------
+        InputError
+            If ``key`` is a string that is not a flat metric name, or neither a key
+            nor a string (a plain tuple included: build a :class:`MetricKey`).
         """
         if isinstance(key, MetricKey):
             return key
         if isinstance(key, str):
             return cls.parse(key)
-        converted = _from_path(key)
-        warnings.warn(
-            f"metric keys as tuples {key!r} are deprecated and go in the next release; "
-            f"use MetricKey or its name {converted.name!r}",
-            DeprecationWarning,
-            stacklevel=3,
+        raise InputError(
+            f"{key!r} is not a metric key: use a MetricKey or a flat name such as 'en/i2t/R@1'",
+            argument="key",
         )
-        return converted
-
-
-def _from_path(path: tuple[Any, ...]) -> MetricKey:
-    """Return the key of a path into ``Report.to_dict()`` (the previous release's keys)."""
-    match tuple(path):
-        case ("recall", str(language), str(direction), k):
-            return MetricKey(language, direction, "recall", int(k))
-        case ("mean_recall", str(language)):
-            return MetricKey(language, None, "mean_recall")
-        case ("average", "mean_recall"):
-            return MetricKey("average", None, "mean_recall")
-        case ("average", str(direction), k):
-            return MetricKey("average", direction, "recall", int(k))
-        case ("mrv", str(direction), str(reduction)):
-            return MetricKey(None, direction, f"mrv_{reduction}")
-        case ("mean_rank" | "median_rank" as metric, str(language), str(direction)):
-            return MetricKey(language, direction, metric)
-    raise InputError(f"{path!r} names no metric", argument="key")
 
 
 class Interval(NamedTuple):
@@ -225,8 +207,8 @@ class KeyedResult:
         except (InputError, TypeError):
             return False
 
-    def __getitem__(self, key: MetricKey | str | tuple[Any, ...]) -> Any:
-        """Return the entry of ``key``: a :class:`MetricKey`, its flat name, or a legacy tuple."""
+    def __getitem__(self, key: MetricKey | str) -> Any:
+        """Return the entry of ``key``: a :class:`MetricKey` or its flat name."""
         try:
             return self._entries()[MetricKey.of(key)]
         except KeyError:
@@ -353,8 +335,7 @@ def _check_options(owner: str, ci: object, method: object, counts: Mapping[str, 
 
 
 def _check_seed(owner: str, seed: object) -> None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise InputError(f"{owner}.seed must be an integer or None, got {seed!r}", argument="seed")
+    check_seed(f"{owner}.seed", seed)  # what numpy seeds with: a non-negative integer or None
 
 
 def _check_keys(owner: str, values: object) -> Mapping[Any, Any]:

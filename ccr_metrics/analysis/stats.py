@@ -8,29 +8,22 @@ R@K an image's hitting captions over its captions, MRV an image's spread over th
 images ranked in two or more languages. A resample is then a vector of draw counts
 ``w`` and each ratio is ``(w @ numerators) / (w @ denominators)``: all statistics of
 all resamples come from one matrix product, with no loop over resamples or queries
-(``ccr_metrics._bootstrap``). Metrics are named by :class:`~ccr_metrics.MetricKey`.
+(:mod:`ccr_metrics.analysis._report_ratios`, :mod:`ccr_metrics.analysis._bootstrap`).
+Metrics are named by :class:`~ccr_metrics.MetricKey`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..core._validation import InputError
+from ..core._validation import InputError, check_seed
 from . import _bootstrap
 from ._bootstrap import METHODS, Method
-from .report import Report, bootstrap_intervals
-from .results import Comparison, Difference, Interval, Intervals, MetricKey
+from ._report_ratios import ratios
+from .report import Report
+from .results import Comparison, Difference
 
-__all__ = [
-    "METHODS",
-    "Comparison",
-    "Difference",
-    "Interval",
-    "Intervals",
-    "MetricKey",
-    "bootstrap_intervals",
-    "compare",
-]
+__all__ = ["METHODS", "compare"]
 
 
 def compare(
@@ -57,12 +50,12 @@ def compare(
         Paired bootstrap resamples: the same draw of images for both reports.
     n_permutations : int, default 2000
         Random relabellings behind the p-values: each swaps the two models' results
-        on every image with probability 1/2.
+        on every image with probability 1/2. At most 1,000,000, as ``n_resamples``.
     method : {"percentile", "bca"}, default "percentile"
-        How the intervals are formed, as in :func:`bootstrap_intervals`.
+        How the intervals are formed, as in :func:`~ccr_metrics.bootstrap_intervals`.
     seed : int or None, default 0
         Seed of the numpy random generator. The resamples are the ones
-        :func:`bootstrap_intervals` draws with the same seed.
+        :func:`~ccr_metrics.bootstrap_intervals` draws with the same seed.
     names : tuple of str, default ("A", "B")
         What the comparison's tables and plots call the two reports.
     progress : bool, default False
@@ -78,8 +71,10 @@ def compare(
     ValueError
         If the reports are over different test sets (images, languages, directions,
         ``text_to_image``) or were made with different settings (``ties``,
-        ``caption_reduction``, ``ks``), or as :func:`bootstrap_intervals` for the options
-        and if ``n_permutations`` is not a positive integer or ``names`` not two strings.
+        ``caption_reduction``, ``mrv_images``, ``galleries``, ``ks``), or as
+        :func:`~ccr_metrics.bootstrap_intervals`
+        for the options and if ``n_permutations`` is not an integer in
+        ``[1, 1_000_000]`` or ``names`` not two strings.
 
     Notes
     -----
@@ -106,9 +101,13 @@ def compare(
     """
     if isinstance(names, str) or len(names) != 2 or not all(isinstance(n, str) for n in names):
         raise InputError(f"names must be two strings, got {names!r}", argument="names")
+    # Checked before any work; the counts as ints, as Comparison records them.
+    n_resamples = _bootstrap.check_options(ci=ci, n_resamples=n_resamples, method=method)
+    n_permutations = _bootstrap.check_permutations(n_permutations)
+    seed = check_seed("seed", seed)
     _check_comparable(report_a, report_b)
     # The metrics of B in A's language order, so that the columns pair up.
-    a, b = report_a._ratios(), report_b._ratios(report_a.languages)
+    a, b = ratios(report_a), ratios(report_b, report_a.languages)
     difference, low, high, p_value = _bootstrap.paired(
         a,
         b,
@@ -164,7 +163,8 @@ def _check_comparable(a: Report, b: Report) -> None:
                 "differs (other captions, or the same ones in another order)",
                 argument="report_b",
             )
-    defaults = {"ties": None, "caption_reduction": "first"}
+    # Galleries change the t2i ranks, mrv_images the images MRV is over.
+    defaults = {"ties": None, "caption_reduction": "first", "mrv_images": "two", "galleries": None}
     for name, default in defaults.items():
         value_a, value_b = a.settings.get(name, default), b.settings.get(name, default)
         if value_a != value_b:

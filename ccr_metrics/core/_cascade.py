@@ -22,7 +22,13 @@ import torch
 
 from ._backend import ArrayLike, to_tensor
 from ._positives import Counts, check_empty
-from ._validation import InputError, check_finite, check_numeric, dtype_str, shape_str
+from ._validation import (
+    InputError,
+    check_finite,
+    check_integer,
+    check_numeric,
+    shape_str,
+)
 from .ties import Empty
 
 # Counts a block's rows against thresholds [R]: (above, tied) over its gallery items.
@@ -178,11 +184,7 @@ def checked_candidates(
 ) -> torch.Tensor:
     """``candidates`` as a LongTensor ``[Q, k]`` on ``device``, shape and range checked."""
     t, _ = to_tensor(candidates, name)
-    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        raise InputError(
-            f"{name} must hold integer gallery indices, got dtype {dtype_str(t)}",
-            argument=name,
-        )
+    check_integer(t, name, "gallery indices")
     if t.ndim != 2 or t.shape[0] != n_queries:
         raise InputError(
             f"{name} must have shape [{n_queries}, k] (k items per query of coarse), "

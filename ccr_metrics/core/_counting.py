@@ -5,9 +5,10 @@ query's best positive score) the kernel counts ``above`` (entries ``> best[q]``)
 ``tied`` (entries ``== best[q]``, positives included), and refuses a NaN or an infinity
 by position. Two implementations give identical counts:
 
-- a fused loop compiled by numba (the optional extra ``ccr-metrics[fast]``) reads each
-  score once and, in that one read, counts it against the threshold and adds it to a
-  finiteness probe; rows (or, for a column-major matrix, runs of queries) are spread
+- a fused loop compiled by numba (the optional extra ``ccr-metrics[fast]``;
+  :mod:`ccr_metrics.core._counting_numba`, imported only when numba is installed) reads
+  each score once and, in that one read, counts it against the threshold and adds it to
+  a finiteness probe; rows (or, for a column-major matrix, runs of queries) are spread
   over ``torch.get_num_threads()`` threads. It serves float32 and float64 CPU matrices
   stored row-major or column-major.
 - torch operations over cache-sized blocks serve every other dtype, layout and device
@@ -36,9 +37,6 @@ from ._validation import InputError, first_nonfinite, positive_int
 _CPU_BLOCK_ELEMENTS = 1 << 18
 _CPU_COLUMN_BLOCK_ELEMENTS = 1 << 22
 _CUDA_BLOCK_ELEMENTS = 1 << 27
-# Queries per run in the column-major numba kernel: three accumulators of this many
-# floats stay in L1 while the run walks the gallery.
-_COLUMN_RUN = 1024
 # float32 accumulators count exactly up to 2**24; longer rows go to the torch path.
 _FLOAT32_EXACT = 1 << 24
 _KERNELS = ("auto", "numba", "torch")
@@ -94,7 +92,7 @@ def count_against(
         else:
             kernel.columns(_numpy(s).T, _numpy(best), above, tied, probe)
         _check_probe(s, torch.from_numpy(probe), name)
-        return torch.from_numpy(above), torch.from_numpy(tied)
+        return _counts(above), _counts(tied)
     return _torch_count_against(s, best, chunk_size, name)
 
 
@@ -129,8 +127,8 @@ def count_masked(
         best=torch.from_numpy(best),
         has_positive=torch.from_numpy(n_positives) > 0,
         tied_positives=torch.from_numpy(tied_positives),
-        above=torch.from_numpy(above),
-        tied=torch.from_numpy(tied),
+        above=_counts(above),
+        tied=_counts(tied),
     )
 
 
@@ -263,12 +261,6 @@ def _check_probe(s: torch.Tensor, probe: torch.Tensor, name: str) -> None:
 # --- numba path -----------------------------------------------------------------------
 
 
-class _Kernels(NamedTuple):
-    rows: Any
-    columns: Any
-    masked: Any
-
-
 def kernel_choice() -> str:
     """Return the kernel setting from ``CCR_METRICS_KERNEL``: "auto", "numba" or "torch"."""
     choice = os.environ.get("CCR_METRICS_KERNEL", "auto")
@@ -282,13 +274,13 @@ def kernel_choice() -> str:
 
 def numba_available() -> bool:
     """Whether the compiled kernel can run here (numba installed and not switched off)."""
-    return kernel_choice() != "torch" and _compiled(np.float32, True) is not None
+    return kernel_choice() != "torch" and _compiled() is not None
 
 
-def _numba_kernel(s: torch.Tensor, *, columns: bool) -> _Kernels | None:
-    """Return the compiled kernels for ``s``, or None where the torch path must serve it.
+def _numba_kernel(s: torch.Tensor, *, columns: bool) -> Any:
+    """Return the compiled loops for ``s`` (a ``Kernels``), or None for the torch path.
 
-    ``columns`` says whether the caller can use the column-major kernel.
+    ``columns`` says whether the caller can use the column-major loop.
     """
     choice = kernel_choice()
     if choice == "torch" or s.device.type != "cpu":
@@ -301,7 +293,8 @@ def _numba_kernel(s: torch.Tensor, *, columns: bool) -> _Kernels | None:
     column_major = columns and s.stride(0) == 1 and s.stride(1) >= s.shape[0]
     if not (row_major or column_major):
         return None
-    if _compiled(_numpy_dtype(s), False) is None:  # numba is not installed
+    compiled = _compiled()
+    if compiled is None:  # numba is not installed
         if choice == "numba":
             raise InputError(
                 "CCR_METRICS_KERNEL=numba but numba is not installed: "
@@ -309,15 +302,7 @@ def _numba_kernel(s: torch.Tensor, *, columns: bool) -> _Kernels | None:
                 argument="CCR_METRICS_KERNEL",
             )
         return None
-    import numba
-
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    # On one thread the serial build is faster: the parallel runtime costs about 20%
-    # on a memory-bound loop even with a single worker (measured on AVX-512).
-    kernels = _compiled(_numpy_dtype(s), threads > 1)
-    if threads > 1:
-        numba.set_num_threads(threads)
-    return kernels
+    return compiled.use_threads(torch.get_num_threads())
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
@@ -325,9 +310,19 @@ def _numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
 
 
 def _numba_outputs(s: torch.Tensor) -> tuple[np.ndarray[Any, Any], ...]:
-    """Empty ``above``, ``tied`` (int64) and ``probe`` (the scores' dtype) arrays ``[Q]``."""
+    """Empty ``above`` and ``tied`` (in the loops' accumulator dtype) and ``probe`` ``[Q]``.
+
+    The accumulators are float32 for float32 scores (exact below ``_FLOAT32_EXACT``)
+    and int64 for float64 scores; see :mod:`ccr_metrics.core._counting_numba`.
+    """
     n = s.shape[0]
-    return np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, _numpy_dtype(s))
+    acc = np.float32 if s.dtype == torch.float32 else np.int64
+    return np.empty(n, acc), np.empty(n, acc), np.empty(n, _numpy_dtype(s))
+
+
+def _counts(array: np.ndarray[Any, Any]) -> torch.Tensor:
+    """Return an accumulator array of the loops as int64 counts."""
+    return torch.from_numpy(array).long()
 
 
 def _numpy_dtype(s: torch.Tensor) -> type:
@@ -335,164 +330,10 @@ def _numpy_dtype(s: torch.Tensor) -> type:
 
 
 @cache
-def _compiled(dtype: type, parallel: bool) -> _Kernels | None:
-    """Compile (or load from numba's cache) the kernels for one dtype; None without numba.
-
-    ``parallel`` spreads rows over numba's threads; without it the loops are serial.
-
-    The accumulators match what the vectoriser handles best, measured on AVX-512:
-    float32 lanes for float32 scores (exact up to 2**24 per row, hence the limit),
-    int64 lanes for float64 scores.
-    """
+def _compiled() -> types.ModuleType | None:
+    """Return the module of compiled loops (compiled on first use); None without numba."""
     try:
-        import numba
+        from . import _counting_numba
     except ImportError:
         return None
-    acc = np.float32 if dtype is np.float32 else np.int64
-    # "reassoc" lets the float sums (counts and probe) be vectorised; comparisons keep
-    # IEEE semantics (no "nnan"/"ninf"), so NaN is never counted and always probed.
-    options = {"cache": True, "boundscheck": False, "fastmath": {"reassoc"}}
-
-    def jit(function: Any) -> Any:
-        if parallel:
-            return numba.njit(parallel=True, **options)(function)
-        # numba's cache keys a function by its qualified name and code, not by its
-        # options: the serial build gets a name of its own.
-        serial = types.FunctionType(
-            function.__code__, function.__globals__, closure=function.__closure__
-        )
-        serial.__qualname__ = function.__qualname__ + "_serial"
-        return numba.njit(**options)(serial)
-
-    prange = numba.prange
-
-    return _Kernels(
-        rows=jit(_rows_kernel(acc, prange)),
-        columns=jit(_columns_kernel(acc, prange)),
-        masked=jit(_masked_kernel(acc, prange)),
-    )
-
-
-def _rows_kernel(acc: Any, prange: Any) -> Any:
-    """Make the row-major kernel: each row read once, counted and probed in that read."""
-
-    def rows(s: Any, best: Any, above: Any, tied: Any, probe: Any) -> None:
-        n_queries, n_gallery = s.shape
-        for q in prange(n_queries):
-            b = best[q]
-            row = s[q]
-            a = acc(0)
-            t = acc(0)
-            p = row[0] - row[0]
-            for g in range(n_gallery):
-                x = row[g]
-                a += acc(x > b)
-                t += acc(x == b)
-                p += x
-            above[q] = np.int64(a)
-            tied[q] = np.int64(t)
-            probe[q] = p
-
-    return rows
-
-
-def _columns_kernel(acc: Any, prange: Any) -> Any:
-    """Make the column-major kernel: runs of queries, four gallery rows per pass."""
-
-    def columns(st: Any, best: Any, above: Any, tied: Any, probe: Any) -> None:
-        # st is the C-contiguous [G, Q] transpose: each gallery item's scores for a run
-        # of queries are contiguous. Four gallery rows are counted per pass over the
-        # run's accumulators, so that they are read and written a quarter as often.
-        n_gallery, n_queries = st.shape
-        n_runs = (n_queries + _COLUMN_RUN - 1) // _COLUMN_RUN
-        for r in prange(n_runs):
-            lo = r * _COLUMN_RUN
-            hi = min(lo + _COLUMN_RUN, n_queries)
-            n = hi - lo
-            b = best[lo:hi]
-            a = np.zeros(n, acc)
-            t = np.zeros(n, acc)
-            p = np.zeros(n, st.dtype)
-            g = 0
-            while g + 4 <= n_gallery:
-                r0, r1, r2, r3 = st[g, lo:hi], st[g + 1, lo:hi], st[g + 2, lo:hi], st[g + 3, lo:hi]
-                for i in range(n):
-                    bi = b[i]
-                    x0, x1, x2, x3 = r0[i], r1[i], r2[i], r3[i]
-                    a[i] += acc(x0 > bi) + acc(x1 > bi) + acc(x2 > bi) + acc(x3 > bi)
-                    t[i] += acc(x0 == bi) + acc(x1 == bi) + acc(x2 == bi) + acc(x3 == bi)
-                    p[i] += (x0 + x1) + (x2 + x3)
-                g += 4
-            while g < n_gallery:
-                r0 = st[g, lo:hi]
-                for i in range(n):
-                    x0 = r0[i]
-                    a[i] += acc(x0 > b[i])
-                    t[i] += acc(x0 == b[i])
-                    p[i] += x0
-                g += 1
-            for i in range(n):
-                above[lo + i] = np.int64(a[i])
-                tied[lo + i] = np.int64(t[i])
-                probe[lo + i] = p[i]
-
-    return columns
-
-
-def _masked_kernel(acc: Any, prange: Any) -> Any:
-    """Make the mask kernel: the best positive from the non-zero mask words, then a count."""
-
-    def masked(
-        s: Any,
-        flat: Any,
-        words: Any,
-        best: Any,
-        n_positives: Any,
-        tied_positives: Any,
-        above: Any,
-        tied: Any,
-        probe: Any,
-    ) -> None:
-        # flat is the mask as one byte array, words the same bytes as uint64: a row's
-        # positives are found by stepping over its all-zero words (positives are few),
-        # then the row is counted against its best positive while it is in cache. A
-        # NaN positive is never the best here; the probe catches it.
-        n_queries, n_gallery = s.shape
-        for q in prange(n_queries):
-            row = s[q]
-            start = q * n_gallery
-            end = start + n_gallery
-            b = row[0]
-            count = 0
-            tp = 0
-            i = start
-            while i < end:
-                if i % 8 == 0 and i + 8 <= end and words[i // 8] == 0:
-                    i += 8
-                    continue
-                if flat[i]:
-                    x = row[i - start]
-                    if count == 0 or x > b:
-                        b = x
-                        tp = 1
-                    elif x == b:
-                        tp += 1
-                    count += 1
-                i += 1
-            a = acc(0)
-            t = acc(0)
-            p = row[0] - row[0]
-            for g in range(n_gallery):
-                x = row[g]
-                a += acc(x > b)
-                t += acc(x == b)
-                p += x
-            has = count > 0
-            best[q] = b
-            n_positives[q] = count
-            above[q] = np.int64(a) if has else 0
-            tied[q] = np.int64(t) if has else 0
-            tied_positives[q] = tp
-            probe[q] = p
-
-    return masked
+    return _counting_numba

@@ -8,15 +8,24 @@ indices; they are parsed into a bool mask or deduplicated ``(query, column)`` pa
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from ._backend import ArrayLike, to_output, to_tensor
 from ._counting import count_against, count_masked
-from ._validation import InputError, check_ndim, check_numeric, dtype_str, shape_str
+from ._validation import (
+    InputError,
+    check_integer,
+    check_ndim,
+    check_numeric,
+    dtype_str,
+    integer,
+    shape_str,
+)
 from .ties import Empty, RankCounts
 
 
@@ -36,11 +45,7 @@ def text_owner_index(
             )
         return torch.arange(n_texts, device=device)
     t, _ = to_tensor(text_to_image, "text_to_image")
-    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        raise InputError(
-            f"text_to_image must hold integer image indices, got {dtype_str(t)}",
-            argument="text_to_image",
-        )
+    check_integer(t, "text_to_image", "image indices")
     if t.ndim != 1 or t.shape[0] != n_texts:
         raise InputError(
             f"text_to_image must have shape [{n_texts}] (one image per text), got {shape_str(t)}",
@@ -64,17 +69,12 @@ def parse_positives(
     """
     t = _positives_tensor(positives, n_queries)
     if t is None:  # ragged
-        rows = list(positives)  # type: ignore[arg-type]
-        flat = np.asarray(list(itertools.chain.from_iterable(rows)))
-        if flat.size and flat.dtype.kind not in "iu":
-            raise InputError(
-                f"positives must hold integer column indices, got values of dtype {flat.dtype}",
-                argument="positives",
-            )
+        rows = _index_lists(positives)  # type: ignore[arg-type]
+        flat = _columns(rows, n_gallery)
         lengths = torch.as_tensor(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))
         _refuse_listed_mask(flat, lengths, n_queries, n_gallery)
         query = torch.repeat_interleave(torch.arange(n_queries), lengths).to(device)
-        column = torch.as_tensor(flat.astype(np.int64, copy=False)).to(device)
+        column = torch.as_tensor(flat).to(device)
     elif t.dtype == torch.bool:
         if tuple(t.shape) != (n_queries, n_gallery):
             raise InputError(
@@ -122,6 +122,84 @@ def parse_positives(
     # Repeated indices would count one positive twice among the ties.
     key = torch.unique(query * n_gallery + column)
     return key // n_gallery, key % n_gallery
+
+
+def _index_lists(positives: Sequence[Any]) -> list[list[Any]]:
+    """Each query's entries as a list: ``[[0, 3], [1], ...]``, one form for every query.
+
+    What numpy could not make one integer array of: index lists of unequal lengths, or
+    forms it would misread. A row that is a single index among lists (or a list among
+    indices) is refused naming the query.
+    """
+    listed = [
+        type(row) in (list, tuple)  # the common case, decided without the slower ABC test
+        or (not isinstance(row, (str, bytes, Mapping)) and isinstance(row, Iterable))
+        for row in positives
+    ]
+    if not any(listed):  # one index per query, of which numpy could not make an array
+        return [[row] for row in positives]
+    if not all(listed):
+        q = listed.index(not listed[0])  # the first query whose form differs from query 0's
+        form = "a list of indices" if listed[q] else "one index"
+        raise InputError(
+            f"positives mixes forms: query {q} holds {form}, {positives[q]!r}"[:160]
+            + f", where query 0 holds {'one index' if listed[q] else 'a list'}; give every "
+            "query a list of column indices, or every query one index",
+            argument="positives",
+            position=(q,),
+        )
+    return [row if type(row) is list else list(row) for row in positives]
+
+
+def _columns(rows: list[list[Any]], n_gallery: int) -> npt.NDArray[np.int64]:
+    """Return the rows' entries flat as int64; refuse naming the query where one is no index.
+
+    numpy reads the common case at once; where it cannot (a bool it would read as 0 or
+    1, a float, text, a list nested deeper, a value past int64), the entries are looked
+    at one by one to name the first offending one.
+    """
+    flat = list(itertools.chain.from_iterable(rows))
+    values = _integer_array(flat)
+    if values is None:
+        for q, row in enumerate(rows):
+            for value in row:
+                _column(value, q, n_gallery)
+        values = np.array(flat, dtype=np.int64)  # every entry an index in [0, G)
+    return values
+
+
+def _integer_array(flat: list[Any]) -> npt.NDArray[np.int64] | None:
+    if bool in map(type, flat) or np.bool_ in map(type, flat):
+        return None
+    try:
+        values = np.asarray(flat)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if values.ndim != 1 or values.dtype.kind not in "iu":
+        return None
+    if values.dtype.kind == "u" and values.size and values.max() > np.iinfo(np.int64).max:
+        return None
+    return values.astype(np.int64, copy=False)
+
+
+def _column(value: object, query: int, n_gallery: int) -> int:
+    column = integer(value)
+    if column is None:
+        nested = isinstance(value, Iterable) and not isinstance(value, (str, bytes))
+        kind = "lists nested too deep" if nested else "not an integer"
+        raise InputError(
+            f"positives must hold integer column indices; query {query} holds {value!r}"[:160]
+            + f" ({kind})",
+            argument="positives",
+            position=(query,),
+        )
+    if not 0 <= column < n_gallery:
+        raise InputError(
+            f"positives has column index {column} at query {query}, outside [0, {n_gallery})",
+            argument="positives",
+            position=(query,),
+        )
+    return column
 
 
 def _refuse_listed_mask(

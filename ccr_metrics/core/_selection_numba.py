@@ -1,18 +1,20 @@
 """The compiled selection loop of :mod:`ccr_metrics._selection` (imported only with numba).
 
 Module-level functions, so that numba's cache keeps them between processes (functions
-closed over other compiled functions are compiled again in every process).
+closed over other compiled functions are compiled again in every process); the cache is
+in a user folder (:mod:`ccr_metrics.core._jit`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
 
+from ._jit import jit
 
-@numba.njit(cache=True, boundscheck=False)
+
+@jit(boundscheck=False)
 def select(scores: Any, lo: Any, hi: Any, first: Any, values: Any, index: Any) -> None:
     # Per row, a buffer of contenders in index order: a score enters when it is
     # strictly above a threshold, so most scores meet one comparison (64 at a time, a
@@ -70,7 +72,7 @@ def select(scores: Any, lo: Any, hi: Any, first: Any, values: Any, index: Any) -
         index[r] = kept_i[:k]
 
 
-@numba.njit(cache=True, boundscheck=False)
+@jit(boundscheck=False)
 def sample(scores: Any, r: int, lo: Any, hi: Any, step: int, out: Any) -> int:
     # Every step-th valid score of row r, in order, as many as `out` holds.
     m = 0
@@ -86,7 +88,7 @@ def sample(scores: Any, r: int, lo: Any, hi: Any, step: int, out: Any) -> int:
     return m
 
 
-@numba.njit(cache=True, boundscheck=False)
+@jit(boundscheck=False)
 def kth_largest(source: Any, size: int, k: int, scratch: Any) -> Any:
     # The k-th largest of source[:size] (k <= size): quickselect with a three-way
     # partition (ties are common), on a copy. np.partition, tried first, took about
@@ -123,7 +125,7 @@ def kth_largest(source: Any, size: int, k: int, scratch: Any) -> Any:
             a = gt
 
 
-@numba.njit(cache=True, boundscheck=False)
+@jit(boundscheck=False)
 def cut(kept_v: Any, kept_i: Any, size: int, k: int, scratch: Any) -> Any:
     # Keep the k best of the first `size` (>= k) entries, in their (index) order:
     # all above the k-th value, then the first of those equal to it. Returns the
@@ -145,7 +147,7 @@ def cut(kept_v: Any, kept_i: Any, size: int, k: int, scratch: Any) -> Any:
     return kth
 
 
-@numba.njit(cache=True, boundscheck=False)
+@jit(boundscheck=False)
 def count_above(row: Any, a: int, b: int, threshold: Any) -> int:
     n = 0
     for q in range(a, b):

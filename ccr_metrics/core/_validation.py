@@ -2,47 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-import warnings
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 T = TypeVar("T", bound=str)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def renamed(**old_to_new: str) -> Callable[[F], F]:
-    """Accept the old name of a keyword argument for one release, with a DeprecationWarning.
-
-    ``@renamed(ks="k")`` makes ``f(ks=...)`` mean ``f(k=...)``; giving both is an error.
-    """
-
-    def decorate(function: F) -> F:
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            for old, new in old_to_new.items():
-                if old in kwargs:
-                    if new in kwargs:
-                        raise InputError(
-                            f"{function.__name__}() got both {old}= and {new}=; {old} is "
-                            f"the deprecated name of {new}",
-                            argument=old,
-                        )
-                    warnings.warn(
-                        f"{function.__name__}({old}=...) is deprecated and goes in the next "
-                        f"release; use {new}=",
-                        DeprecationWarning,
-                        stacklevel=2,
-                    )
-                    kwargs[new] = kwargs.pop(old)
-            return function(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
 
 
 class InputError(ValueError):
@@ -95,6 +63,55 @@ def check_numeric(t: torch.Tensor, name: str) -> None:
         raise InputError(f"{name} must be real, got complex dtype {dtype_str(t)}", argument=name)
 
 
+def is_integer(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds integers: its dtype is neither bool, floating point nor complex."""
+    return not (t.dtype == torch.bool or t.is_floating_point() or t.is_complex())
+
+
+def check_integer(t: torch.Tensor, name: str, what: str) -> None:
+    """Refuse a tensor of indices whose dtype is not an integer one; ``what`` names them."""
+    if not is_integer(t):
+        raise InputError(
+            f"{name} must hold integer {what}, got dtype {dtype_str(t)}", argument=name
+        )
+
+
+def check_floating(t: torch.Tensor, name: str) -> None:
+    """Refuse a tensor of embeddings or similarities that is not floating point."""
+    if not t.is_floating_point():
+        raise InputError(
+            f"{name} must be floating point, got dtype {dtype_str(t)} {shape_str(t)}",
+            argument=name,
+        )
+
+
+def check_unique(name: str, values: Sequence[str]) -> None:
+    """Refuse names given more than once (a language counted twice, in averages and MRV)."""
+    repeated = sorted({v for v in values if list(values).count(v) > 1})
+    if repeated:
+        raise InputError(f"{name} names {repeated} more than once", argument=name)
+
+
+def check_language_names(name: str, languages: Iterable[object]) -> None:
+    """Refuse language names that a report's flat keys (``en/i2t/R@1``) cannot carry.
+
+    A name must be a non-empty string without ``/`` (the keys' separator) and not
+    ``"average"`` (the mean over languages has that name).
+    """
+    for language in languages:
+        if not isinstance(language, str):
+            problem = "is not a string"
+        elif not language:
+            problem = "is empty"
+        elif "/" in language:
+            problem = "holds '/', which separates the parts of metric names (en/i2t/R@1)"
+        elif language == "average":
+            problem = "is the name of the mean over languages"
+        else:
+            continue
+        raise InputError(f"{name}: language name {language!r} {problem}", argument=name)
+
+
 def check_has_data(t: torch.Tensor, name: str) -> None:
     """Refuse a meta tensor: it has a shape but no values to rank, sum or check."""
     if t.is_meta:
@@ -134,31 +151,65 @@ def check_finite(t: torch.Tensor, name: str) -> None:
         )
 
 
-def positive_int(value: object) -> int | None:
-    """``value`` as an int if it is a positive integer (a 0-d integer tensor included)."""
-    if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.is_floating_point():
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+def integer(value: object) -> int | None:
+    """``value`` as a Python int if it is an integer of any size, else None.
+
+    An int, a numpy integer (``uint64`` included) or a 0-d integer array or tensor
+    counts; a bool (Python's, numpy's, a bool array) does not: ``True`` is no count.
+    """
+    if isinstance(value, np.ndarray):
+        return int(value.item()) if value.ndim == 0 and value.dtype.kind in "iu" else None
+    if isinstance(value, torch.Tensor):
+        return int(value.item()) if value.ndim == 0 and is_integer(value) else None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         return None
     return int(value)
 
 
-def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` as an int, or raise naming ``name`` unless it is a positive integer."""
-    checked = positive_int(value)
-    if checked is None:
+def positive_int(value: object, maximum: int | None = None) -> int | None:
+    """``value`` as an int if it is an integer in ``[1, maximum]`` (see :func:`integer`)."""
+    checked = integer(value)
+    if checked is None or checked < 1 or (maximum is not None and checked > maximum):
+        return None
+    return checked
+
+
+def check_positive_int(name: str, value: object, *, maximum: int | None = None) -> int:
+    """Return ``value`` as an int, or raise naming ``name`` unless it is in ``[1, maximum]``.
+
+    ``maximum`` bounds a count that sets the work done (resamples, permutations), so
+    that a huge value is refused before any work rather than run without end.
+    """
+    checked = integer(value)
+    if checked is None or checked < 1:
         raise InputError(f"{name} must be a positive integer, got {value!r}", argument=name)
+    if maximum is not None and checked > maximum:
+        raise InputError(f"{name} must be at most {maximum}, got {checked}", argument=name)
     return checked
 
 
 def check_positive_ints(name: str, values: object) -> tuple[int, ...]:
-    """Normalise an int or an iterable of ints to a tuple of distinct positive ints."""
-    if isinstance(values, torch.Tensor) and values.ndim == 0:
+    """Normalise an int or an iterable of ints to a tuple of distinct positive ints.
+
+    Text is refused whole: ``b"5"`` would otherwise iterate as the cut-off 53.
+    """
+    if isinstance(values, (str, bytes, bytearray, Mapping)):
+        raise InputError(
+            f"{name} must be a positive integer or a sequence of them, got {values!r}",
+            argument=name,
+        )
+    if isinstance(values, (np.ndarray, torch.Tensor)) and values.ndim > 1:
+        raise InputError(
+            f"{name} must be one cut-off or a 1-D sequence of them, got an array of shape "
+            f"{list(values.shape)}",
+            argument=name,
+        )
+    if isinstance(values, (np.ndarray, torch.Tensor)) and values.ndim == 0:
         items: list[object] = [values]
-    elif isinstance(values, (int, np.integer, str)) or not isinstance(values, Iterable):
-        items = [values]
-    else:
+    elif isinstance(values, Iterable):
         items = list(values)
+    else:
+        items = [values]
     if not items:
         raise InputError(f"{name} must name at least one cut-off", argument=name)
     checked: list[int] = []
@@ -168,6 +219,33 @@ def check_positive_ints(name: str, values: object) -> tuple[int, ...]:
             raise InputError(f"{name} must hold positive integers, got {v!r}", argument=name)
         checked.append(value)
     return tuple(dict.fromkeys(checked))
+
+
+def cutoff_as_float(k: int) -> float:
+    """Return the largest float64 at or below the cut-off ``k``, of any size.
+
+    For a float rank ``r``, ``r <= cutoff_as_float(k)`` exactly when ``r <= k``: no
+    overflow past float64 (``k = 10**400``), no rounding up past ``k`` (``2**54 + 3``).
+    """
+    if k >= _FLOAT_MAX:
+        return sys.float_info.max
+    f = float(k)
+    return f if f <= k else math.nextafter(f, 0.0)
+
+
+_FLOAT_MAX = int(sys.float_info.max)
+
+
+def check_seed(name: str, value: object) -> int | None:
+    """Return a seed as an int (or None): a non-negative integer of any size."""
+    if value is None:
+        return None
+    checked = integer(value)
+    if checked is None or checked < 0:
+        raise InputError(
+            f"{name} must be a non-negative integer or None, got {value!r}", argument=name
+        )
+    return checked
 
 
 def check_bool_mask(

@@ -15,7 +15,7 @@ is False where an instance lacks a language.
 
 from __future__ import annotations
 
-import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,7 +25,7 @@ import torch
 from scipy import stats
 
 from ._backend import Array, ArrayLike, to_output, to_tensor
-from ._validation import InputError
+from ._validation import InputError, check_positive_int, cutoff_as_float
 from .mrv import Reduction, checked_rank_matrix, instance_rank_variance
 
 __all__ = [
@@ -55,31 +55,52 @@ def recall_spread(recall_by_language: Mapping[str, float]) -> dict[str, Any]:
     Raises
     ------
     ValueError
-        If ``recall_by_language`` is empty or holds a non-finite value.
+        If ``recall_by_language`` is not a non-empty mapping of language names to
+        numbers in ``[0, 1]`` (a bool is not a recall).
 
     Examples
     --------
     >>> recall_spread({"en": 0.8, "de": 0.6, "fr": 0.4})
     {'range': 0.4, 'std': 0.1633, 'best': 'en', 'worst': 'fr'}
     """
-    if not recall_by_language:
+    if not isinstance(recall_by_language, Mapping) or not recall_by_language:
         raise InputError(
-            "recall_by_language must hold at least one language", argument="recall_by_language"
+            "recall_by_language must hold at least one language's recall, got "
+            f"{recall_by_language!r}"[:200],
+            argument="recall_by_language",
         )
-    for language, value in recall_by_language.items():
-        if not math.isfinite(value):
-            raise InputError(
-                f"recall_by_language[{language!r}] is {value}; it must be finite",
-                argument="recall_by_language",
-            )
     languages = list(recall_by_language)
-    values = np.array([float(recall_by_language[lang]) for lang in languages])
+    values = np.array([_recall_value(lang, recall_by_language[lang]) for lang in languages])
     return {
         "range": float(values.max() - values.min()),
         "std": float(values.std()),
         "best": languages[int(values.argmax())],
         "worst": languages[int(values.argmin())],
     }
+
+
+def _recall_value(language: object, value: object) -> float:
+    """One language's recall as a float: a real number in ``[0, 1]``, a 0-d array included."""
+    where = f"recall_by_language[{language!r}]"
+    if not isinstance(language, str):
+        raise InputError(
+            f"recall_by_language: language names are strings, got {language!r}",
+            argument="recall_by_language",
+        )
+    if isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise InputError(
+            f"{where} must be a recall, a number in [0, 1], got {value!r}"[:200],
+            argument="recall_by_language",
+        )
+    number = float(value)
+    if not 0.0 <= number <= 1.0:  # NaN fails too
+        raise InputError(
+            f"{where} is {number}; a recall is a fraction in [0, 1] (percentages / 100)",
+            argument="recall_by_language",
+        )
+    return number
 
 
 def consistency_at_k(
@@ -108,9 +129,9 @@ def consistency_at_k(
     Raises
     ------
     ValueError
-        If ``ranks`` is not ``[N, K]`` with ``K >= 2`` or not finite where the mask is
-        True, if ``mask`` does not match, if ``k`` is not a positive integer, or if no
-        instance has two present languages.
+        If ``ranks`` is not ``[N, K]`` with ``K >= 2``, not finite or below 1 where the
+        mask is True, if ``mask`` does not match, if ``k`` is not a positive integer, or
+        if no instance has two present languages.
 
     Notes
     -----
@@ -128,9 +149,18 @@ def consistency_at_k(
     >>> consistency_at_k(ranks, 1, mask=mask)  # row 3 has one language: left out
     {'all': 0.3333, 'some': 0.3333, 'none': 0.3333}
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"k must be a positive integer, got {k!r}", argument="k")
+    cutoff = cutoff_as_float(check_positive_int("k", k))
     r, present = _checked_languages(ranks, mask)
+    # Against a cut-off a rank must be 1-based: a 0-based rank 0 would read as found.
+    low = present & (r < 1)
+    if bool(low.any()):
+        i, j = (int(v) for v in low.nonzero()[0])
+        raise InputError(
+            f"ranks must be 1-based (>= 1) against the cut-off k, got {float(r[i, j])} at "
+            f"[{i}, {j}]; add 1 to 0-based positions",
+            argument="ranks",
+            position=(i, j),
+        )
     kept = present.sum(1) >= 2
     if not bool(kept.any()):
         raise InputError(
@@ -138,7 +168,7 @@ def consistency_at_k(
             f"the {r.shape[0]} rows of ranks has two present",
             argument="consistency_at_k",
         )
-    found = ((r <= k) & present)[kept].sum(1)
+    found = ((r <= cutoff) & present)[kept].sum(1)
     count = present[kept].sum(1)
     n = float(kept.sum())
     # Each fraction is counted, not derived: 1 - all - none can come out at -1e-17.
@@ -267,8 +297,7 @@ def largest_spread(
     0         2     4.0  9.0  1.0
     1         0     1.0  1.0  3.0
     """
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise InputError(f"top must be a positive integer, got {top!r}", argument="top")
+    top = check_positive_int("top", top)
     r, present = _checked_languages(ranks, mask)
     n_languages = r.shape[1]
     names = [str(j) for j in range(n_languages)] if languages is None else list(languages)

@@ -15,11 +15,11 @@ from ._validation import (
     check_ndim,
     check_numeric,
     check_positive_int,
-    renamed,
 )
 
 __all__ = [
     "CAPTION_REDUCTIONS",
+    "MRV_IMAGES",
     "REDUCTIONS",
     "instance_rank_variance",
     "mean_rank_variance",
@@ -32,6 +32,13 @@ REDUCTIONS: tuple[Reduction, ...] = ("variance", "std")
 CaptionReduction = Literal["first", "mean", "min", "median"]
 #: How :func:`ranks_per_image` turns several captions' ranks into one per image.
 CAPTION_REDUCTIONS: tuple[CaptionReduction, ...] = ("first", "mean", "min", "median")
+MrvImages = Literal["two", "all"]
+#: Which images a report's MRV is taken over: those with texts in two or more of its
+#: languages (``"two"``), or in every one (``"all"``).
+MRV_IMAGES: tuple[MrvImages, ...] = ("two", "all")
+# ranks_per_image allocates a value per image: a bound that no test set reaches refuses
+# a mistyped count before a terabyte allocation is tried.
+_MAX_IMAGES = 2**31 - 1
 
 
 def instance_rank_variance(
@@ -205,7 +212,6 @@ def mean_rank_variance(
     return float((kept_spread / scale).mean() * scale)
 
 
-@renamed(reduce="caption_reduction")
 def ranks_per_image(
     text_ranks: ArrayLike,
     text_to_image: ArrayLike,
@@ -227,7 +233,7 @@ def ranks_per_image(
     text_to_image : array-like of int, shape [M]
         The image each caption describes, in ``[0, n_images)``.
     n_images : int
-        Number of images ``N``.
+        Number of images ``N``, at most ``2**31 - 1`` (a rank per image is returned).
     caption_reduction : {"first", "mean", "min", "median"}, default "first"
         ``"first"`` takes the image's first caption in the given (file) order, the
         lowest text index in ``text_to_image``, whatever its rank (for data with one
@@ -246,7 +252,8 @@ def ranks_per_image(
     ------
     ValueError
         If the shapes disagree, an image index is out of range, ``text_ranks`` holds
-        NaN, or ``caption_reduction`` is unknown.
+        NaN, ``n_images`` is not an integer in ``[1, 2**31 - 1]``, or
+        ``caption_reduction`` is unknown.
 
     Examples
     --------
@@ -257,7 +264,7 @@ def ranks_per_image(
     array([ 3., nan,  4.])
     """
     check_choice("caption_reduction", caption_reduction, CAPTION_REDUCTIONS)
-    n_images = check_positive_int("n_images", n_images)
+    n_images = check_positive_int("n_images", n_images, maximum=_MAX_IMAGES)
     r, as_torch = to_tensor(text_ranks, "text_ranks")
     check_numeric(r, "text_ranks")
     check_ndim(r, "text_ranks", 1, "[M] (one rank per caption)")

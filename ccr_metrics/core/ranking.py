@@ -30,9 +30,6 @@ from ._validation import check_choice
 from .ties import DEFAULT_TIES, EMPTY, TIES, Empty, RankCounts, Ties
 
 __all__ = [
-    "DEFAULT_TIES",
-    "TIES",
-    "RankCounts",
     "image_to_text_ranks",
     "positive_ranks",
     "rank_counts",

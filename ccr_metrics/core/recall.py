@@ -14,6 +14,7 @@ from ._validation import (
     check_ndim,
     check_numeric,
     check_positive_ints,
+    cutoff_as_float,
     shape_str,
 )
 from .ties import DEFAULT_TIES, TIES, RankCounts, Ties
@@ -94,7 +95,7 @@ def recall_at_k(
             argument="ties",
         )
     r = _checked_ranks(ranks)
-    ks = torch.tensor(cutoffs, dtype=torch.float64, device=r.device)
+    ks = torch.tensor([cutoff_as_float(c) for c in cutoffs], dtype=torch.float64, device=r.device)
     hit = (r[:, None] <= ks[None, :]).sum(0).double() / r.shape[0]
     return dict(zip(cutoffs, hit.tolist(), strict=True))
 

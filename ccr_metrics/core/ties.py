@@ -26,7 +26,15 @@ import numpy as np
 import torch
 
 from ._backend import Array, to_output, to_tensor
-from ._validation import InputError, check_choice, check_positive_int, dtype_str, shape_str
+from ._validation import (
+    InputError,
+    check_choice,
+    check_positive_int,
+    cutoff_as_float,
+    dtype_str,
+    is_integer,
+    shape_str,
+)
 
 __all__ = ["DEFAULT_TIES", "EMPTY", "TIES", "RankCounts"]
 
@@ -43,6 +51,8 @@ TIES: tuple[Ties, ...] = ("optimistic", "pessimistic", "average", "expected")
 DEFAULT_TIES: Ties = "expected"
 
 EMPTY: tuple[Empty, ...] = ("error", "miss")
+
+_INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,12 +114,7 @@ class RankCounts:
         tensors = {name: to_tensor(v, name)[0] for name, v in fields.items()}
         first = tensors["above"]
         for name, t in tensors.items():
-            if (
-                t.ndim != 1
-                or t.dtype.is_floating_point
-                or t.dtype.is_complex
-                or t.dtype == torch.bool
-            ):
+            if t.ndim != 1 or not is_integer(t):
                 raise InputError(
                     f"RankCounts.{name} must be a 1-D integer array [Q], got {dtype_str(t)} "
                     f"{shape_str(t)}",
@@ -200,9 +205,11 @@ class RankCounts:
         cutoff = check_positive_int("k", k)
         a, n, p = self._tensors()
         if ties == "expected":
-            out = _expected_hits(a, n, p, cutoff)
+            # Clamped before any int64 arithmetic (k - above wraps past 2**63): every
+            # item of a query whose counts fit int64 is within reach of the int64 maximum.
+            out = _expected_hits(a, n, p, min(cutoff, _INT64_MAX))
         else:
-            out = (_ranks(a, n, p, ties) <= cutoff).double()
+            out = (_ranks(a, n, p, ties) <= cutoff_as_float(cutoff)).double()
         return to_output(out, self._as_torch)
 
 

@@ -35,13 +35,24 @@ def settings(
     source: str,
     device: torch.device,
     dtype: str,
+    *,
+    mrv_images: str,
+    galleries: Mapping[str, int] | None,
 ) -> dict[str, Any]:
-    """Record how the counts were made, for the Report's ``settings``."""
-    return {
+    """Record how the counts were made, for the Report's ``settings``.
+
+    ``galleries`` are the sizes of per-language galleries; None (one shared gallery)
+    records none.
+    """
+    out: dict[str, Any] = {
         "ties": ties,
         "caption_reduction": caption_reduction,
+        "mrv_images": mrv_images,
         "languages": languages,
         "source": source,
         "device": str(device),
         "dtype": dtype,
     }
+    if galleries is not None:
+        out["galleries"] = dict(galleries)
+    return out

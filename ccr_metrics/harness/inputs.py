@@ -12,10 +12,12 @@ from ..core._positives import text_owner_index
 from ..core._validation import (
     InputError,
     check_choice,
+    check_floating,
+    check_language_names,
     check_ndim,
     check_numeric,
     check_positive_ints,
-    dtype_str,
+    check_unique,
     shape_str,
 )
 from ..core.mrv import CAPTION_REDUCTIONS
@@ -68,6 +70,7 @@ def prepare(
             "text_embeds must map each language to its text embeddings [M, D]",
             argument="text_embeds",
         )
+    check_language_names("text_embeds", text_embeds)
     selected = select_languages(languages, list(text_embeds))
     texts = {
         lang: _embeddings(text_embeds[lang], f"text_embeds[{lang!r}]", shard) for lang in selected
@@ -107,6 +110,8 @@ def score_matrices(
     so a memory-mapped matrix is never read whole for the check.
     """
     given = {"i2t": dict(i2t or {}), "t2i": dict(t2i or {})}
+    for direction, by_lang in given.items():
+        check_language_names(direction, by_lang)
     available = list(dict.fromkeys([*given["i2t"], *given["t2i"]]))
     if not available:
         raise InputError(
@@ -183,10 +188,14 @@ def _embeddings(x: ArrayLike, name: str, may_be_empty: bool) -> torch.Tensor:
     t, _ = to_tensor(x, name)
     check_ndim(t, name, 2, "[count, D]")
     check_numeric(t, name)
-    if not t.is_floating_point():
-        raise InputError(f"{name} must be floating point, got dtype {dtype_str(t)}", argument=name)
+    check_floating(t, name)
     if t.shape[0] == 0 and not may_be_empty:
         raise InputError(f"{name} is empty ({shape_str(t)})", argument=name)
+    if t.shape[1] == 0:
+        raise InputError(
+            f"{name} has embeddings of dimension 0 ({shape_str(t)}): nothing to compare",
+            argument=name,
+        )
     return t
 
 
@@ -206,10 +215,7 @@ def select_languages(languages: Sequence[str] | None, available: list[str]) -> l
         )
     if not languages:
         raise InputError("languages must name at least one language", argument="languages")
-    repeated = sorted({lang for lang in languages if list(languages).count(lang) > 1})
-    if repeated:
-        # A repeat would count the language twice in the averages and in MRV.
-        raise InputError(f"languages names {repeated} more than once", argument="languages")
+    check_unique("languages", languages)
     return list(languages)
 
 
@@ -264,6 +270,12 @@ def _score_shapes(
         for direction, m in by_dir.items():
             n, k = (m.shape[0], m.shape[1]) if direction == "i2t" else (m.shape[1], m.shape[0])
             name = f"{direction}[{lang!r}] {shape_str(m)}"
+            if n == 0 or k == 0:
+                raise InputError(
+                    f"{name} holds no {'images' if n == 0 else 'texts'}; a score matrix needs "
+                    "at least one of each",
+                    argument=f"{direction}[{lang!r}]",
+                )
             if n_images is None:
                 n_images = n
             elif n != n_images:

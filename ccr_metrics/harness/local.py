@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 
 from .._progress import progress_bar
 from ..analysis.report import Report
 from ..core._backend import ArrayLike
-from ..core._validation import InputError, dtype_str, renamed
-from ..core.mrv import CaptionReduction
+from ..core._validation import InputError, dtype_str
+from ..core.mrv import CaptionReduction, MrvImages
 from ..core.ties import DEFAULT_TIES, RankCounts, Ties
 from .assemble import build_report, settings
+from .galleries import (
+    Side,
+    check_galleries,
+    check_mrv_images,
+    coverage,
+    expand,
+    gallery_candidates,
+    gallery_rows,
+    mapped,
+    positions,
+    recorded,
+    side,
+    sizes,
+    through,
+    warn_if_mixed,
+)
 from .inputs import Prepared, options, prepare, score_matrices, text_owners
 from .second_stage import (
-    Given,
     Protocol,
     RerankOptions,
     Scorer,
@@ -30,6 +46,8 @@ from .second_stage import (
     stored_first_stage,
 )
 from .stream import (
+    Block,
+    NonFinite,
     Progress,
     check_progress,
     count_direction,
@@ -45,7 +63,6 @@ from .stream import (
 __all__ = ["evaluate", "evaluate_scores"]
 
 
-@renamed(ks="k", caption_reduce="caption_reduction")
 def evaluate(
     image_embeds: ArrayLike,
     text_embeds: Mapping[str, ArrayLike],
@@ -64,6 +81,8 @@ def evaluate(
     rerank_protocol: Protocol = "cascade",
     candidates: Mapping[str, Mapping[str, ArrayLike]] | None = None,
     fine: Mapping[str, Mapping[str, ArrayLike]] | None = None,
+    galleries: Mapping[str, ArrayLike] | None = None,
+    mrv_images: MrvImages = "two",
 ) -> Report:
     """Evaluate image-text retrieval in every language from embeddings.
 
@@ -120,6 +139,21 @@ def evaluate(
         ``candidates["i2t"][lang]`` ``[N, k]`` (text indices) and ``fine["i2t"][lang]``
         ``[N, k]`` (their scores), ``["t2i"][lang]`` ``[M_l, k]`` (image indices), for
         any (direction, language); the others are ranked by embeddings alone.
+    galleries : mapping of str to array-like of int, each shape [G_l], optional
+        Per-language galleries: the indices (into ``image_embeds``, any order) of the
+        images each language covers, for test sets where each language has images of
+        its own (WIT). A language's texts are then ranked among its own images only,
+        and its image-to-text queries are its own images; every text's image must be
+        in its language's gallery. Default: every language ranked among all ``N``
+        images (one shared gallery), with a warning where the languages' texts cover
+        different images. The same indices for every language keep one shared gallery
+        without the warning. With a second stage, candidates come from the language's
+        gallery (stored ``candidates["t2i"]`` must lie in it) and ``rerank`` gets image
+        indices into ``image_embeds`` as always.
+    mrv_images : {"two", "all"}, default "two"
+        The images MRV is taken over: those with texts in two or more of the evaluated
+        languages, or in every one (``"all"``). The Report says how many
+        (:meth:`~ccr_metrics.Report.mrv_image_counts`).
 
     Returns
     -------
@@ -133,14 +167,26 @@ def evaluate(
         If an embedding array is not 2-D, not real, holds NaN or infinity, or its
         dimension differs from the images'; if a mapping is missing where ``M_l != N``,
         has the wrong length or an index out of range; if ``languages`` names an
-        unknown language; if an option is invalid; or if ``rerank`` returns anything
-        but one finite real score per pair.
+        unknown language; if an option is invalid; if ``rerank`` returns anything
+        but one finite real score per pair; or if ``galleries`` lacks an evaluated
+        language, names an unknown one, repeats an image, holds an index out of range
+        or misses the image of one of its language's texts (the message names the
+        language and position).
+
+    Warns
+    -----
+    UserWarning
+        Without ``galleries``, where the evaluated languages' texts cover different
+        sets of images: each language is then ranked among the other languages'
+        images too. The message names ``galleries=``.
 
     Notes
     -----
     Image-to-text: each image queries one language's texts; its rank is that of its
     best caption; images without a text in the language are not queries there.
-    Text-to-image: each text queries all images. The products are computed in the
+    Text-to-image: each text queries all images (with ``galleries``, its language's:
+    the language is then evaluated as the test set of its gallery's images and its
+    texts, on the tile grid of gallery positions). The products are computed in the
     embeddings' common dtype (float32 stays float32), as fixed-shape tiles on a grid
     of global indices, so every score, and every rank, ties included, is the same
     whatever ``chunk_size`` (and equals :func:`evaluate_sharded` on any sharding) on
@@ -169,16 +215,34 @@ def evaluate(
     {1: 0.98, 5: 1.0, 10: 1.0}
     >>> round(report.to_dict()["mrv"]["t2i"]["std"], 3)
     0.45
+
+    Per-language galleries: English describes images 0-29, German 20-49; each is
+    ranked among its own 30 images, and MRV is over the 10 images both describe:
+
+    >>> texts = {"en": texts["en"][:30], "de": texts["de"][20:]}
+    >>> owners = {"en": np.arange(30), "de": np.arange(20, 50)}
+    >>> galleries = {"en": np.arange(30), "de": np.arange(20, 50)}
+    >>> report = evaluate(images, texts, owners, galleries=galleries, device="cpu")
+    >>> report.mrv_image_counts()
+    {'i2t': 10, 't2i': 10}
+    >>> report.settings["galleries"]
+    {'en': 30, 'de': 30}
     """
     p = prepare(
         image_embeds, text_embeds, text_to_image, k, ties, languages, caption_reduction, device
     )
-    n_scores = 2 * p.images.shape[0] * sum(t.shape[0] for t in p.texts.values())
+    mrv_images = check_mrv_images(mrv_images)
+    n_images = p.images.shape[0]
+    gal = check_galleries(galleries, p.owners, n_images, text_embeds)
+    if gal is None:
+        warn_if_mixed(*coverage(p.owners, n_images), n_images)
+    sizes_ = {lang: n_images if gal is None else len(gal[lang]) for lang in p.texts}
+    n_scores = 2 * sum(sizes_[lang] * t.shape[0] for lang, t in p.texts.items())
     progress = show_progress(check_progress(progress), n_scores)
     second = rerank_options(rerank, rerank_k, rerank_batch_size)
     protocol = check_protocol(rerank_protocol)
     shapes = {
-        lang: {"i2t": (p.images.shape[0], t.shape[0]), "t2i": (t.shape[0], p.images.shape[0])}
+        lang: {"i2t": (n_images, t.shape[0]), "t2i": (t.shape[0], n_images)}
         for lang, t in p.texts.items()
     }
     given = given_rerank(candidates, fine, shapes, p.device)
@@ -187,127 +251,126 @@ def evaluate(
             "give a scorer (rerank) or stored second-stage scores (candidates and fine), not both",
             argument="rerank",
         )
-    if second is not None or given:
-        return _reranked(p, second, given, protocol, ties, caption_reduction, chunk_size, progress)
-    n_images = p.images.shape[0]
-    rows_i2t, rows_t2i, total = _stream_plan(p, chunk_size)
+    rows_i2t, rows_t2i, total = _stream_plan(p, sizes_, chunk_size)
     counts: dict[str, dict[str, RankCounts]] = {}
     with progress_bar(progress, total) as bar:
-        for lang, t in p.texts.items():
-            owner = p.owners[lang].to(p.device)
-            text_name = f"text_embeds[{lang!r}]"
-            counts[lang] = {
-                "i2t": product_counts(
-                    p.images,
-                    t,
-                    "i2t",
-                    owner,
-                    rows_i2t[lang],
-                    bar,
-                    product_nonfinite("image_embeds", p.images, text_name, t),
-                ),
-                "t2i": product_counts(
-                    t,
-                    p.images,
-                    "t2i",
-                    owner,
-                    rows_t2i,
-                    bar,
-                    product_nonfinite(text_name, t, "image_embeds", p.images),
-                ),
-            }
+        for lang in p.texts:
+            s = side(p.images, p.owners[lang], None if gal is None else gal[lang])
+            rows = (rows_i2t[lang], rows_t2i[lang])
+            if second is not None or given:
+                stage = _Stage(second, given.get(lang, {}), protocol, progress)
+                counts[lang] = _reranked_language(p, lang, s, stage, rows, bar)
+            else:
+                counts[lang] = _language_counts(p, lang, s, rows, bar)
     run = settings(
-        ties, caption_reduction, list(p.texts), "embeddings", p.device, dtype_str(p.images)
+        ties,
+        caption_reduction,
+        list(p.texts),
+        "embeddings",
+        p.device,
+        dtype_str(p.images),
+        mrv_images=mrv_images,
+        galleries=recorded(sizes(gal), n_images),
     )
+    if second is not None or given:
+        run.update(rerank_settings(protocol, None if second is None else second.k))
     return build_report(counts, p.owners, n_images, p.ks, run)
 
 
-def _stream_plan(p: Prepared, chunk_size: int | None) -> tuple[dict[str, int], int, int]:
-    """Query rows per block of each language's i2t pass and of the t2i passes, and blocks."""
-    n_images = p.images.shape[0]
+def _stream_plan(
+    p: Prepared, n_gallery: Mapping[str, int], chunk_size: int | None
+) -> tuple[dict[str, int], dict[str, int], int]:
+    """Query rows per block of each language's i2t and t2i passes, and the blocks in all.
+
+    ``n_gallery`` is each language's number of images (its gallery's, with galleries).
+    """
     rows_i2t = {lang: stream_rows(chunk_size, t.shape[0], p.device) for lang, t in p.texts.items()}
-    rows_t2i = stream_rows(chunk_size, n_images, p.device)
+    rows_t2i = {lang: stream_rows(chunk_size, n_gallery[lang], p.device) for lang in p.texts}
     total = sum(
-        n_blocks(n_images, rows_i2t[lang]) + n_blocks(t.shape[0], rows_t2i)
+        n_blocks(n_gallery[lang], rows_i2t[lang]) + n_blocks(t.shape[0], rows_t2i[lang])
         for lang, t in p.texts.items()
     )
     return rows_i2t, rows_t2i, total
 
 
-def _reranked(
-    p: Prepared,
-    second: RerankOptions | None,
-    given: Given,
-    protocol: Protocol,
-    ties: Ties,
-    caption_reduction: CaptionReduction,
-    chunk_size: int | None,
-    progress: bool,
-) -> Report:
-    """:func:`evaluate` with a second stage: a scorer (``rerank``) or stored ``fine``."""
-    n_images = p.images.shape[0]
-    rows_i2t, rows_t2i, total = _stream_plan(p, chunk_size)
-    counts: dict[str, dict[str, RankCounts]] = {}
-    with progress_bar(progress, total) as bar:
-        for lang, t in p.texts.items():
-            owner = p.owners[lang].to(p.device)
-            text_name = f"text_embeds[{lang!r}]"
-            counts[lang] = {}
-            stages = {}
-            for d in ("i2t", "t2i"):
-                queries, gallery = (p.images, t) if d == "i2t" else (t, p.images)
-                names = ("image_embeds", text_name) if d == "i2t" else (text_name, "image_embeds")
-                nonfinite = product_nonfinite(names[0], queries, names[1], gallery)
-                rows = rows_i2t[lang] if d == "i2t" else rows_t2i
-                stored = given.get(lang, {}).get(d)
-                if second is None and stored is None:  # no second stage for this one
-                    counts[lang][d] = product_counts(
-                        queries, gallery, d, owner, rows, bar, nonfinite
-                    )
-                    continue
-                positives, _ = direction_positives(d, owner)
-                stages[d] = first_stage(
-                    queries,
-                    gallery,
-                    positives,
-                    rows,
-                    second.k if second is not None else 0,
-                    bar,
-                    nonfinite,
-                    candidates=None if stored is None else stored[0],
-                )
-            if second is not None:
-                fine = dict(
-                    zip(
-                        ("i2t", "t2i"),
-                        pair_scores(
-                            second.scorer,
-                            lang,
-                            stages["i2t"],
-                            stages["t2i"],
-                            t.shape[0],
-                            second.batch_size,
-                            progress,
-                        ),
-                        strict=True,
-                    )
-                )
-            else:
-                fine = {d: given[lang][d][1] for d in stages}
-            for d, stage in stages.items():
-                positives, empty = direction_positives(d, owner)
-                n_gallery = t.shape[0] if d == "i2t" else n_images
-                counts[lang][d] = stage_counts(
-                    stage, fine[d], protocol, positives, n_gallery, empty
-                )
-    run = settings(
-        ties, caption_reduction, list(p.texts), "embeddings", p.device, dtype_str(p.images)
-    )
-    k = None if second is None else second.k
-    return build_report(counts, p.owners, n_images, p.ks, {**run, **rerank_settings(protocol, k)})
+def _nonfinite(p: Prepared, lang: str, s: Side, direction: str) -> NonFinite:
+    """Report a non-finite product of one language and direction in the user's indices."""
+    t, text_name = p.texts[lang], f"text_embeds[{lang!r}]"
+    if direction == "i2t":
+        return mapped(product_nonfinite("image_embeds", p.images, text_name, t), rows=s.gallery)
+    return mapped(product_nonfinite(text_name, t, "image_embeds", p.images), columns=s.gallery)
 
 
-@renamed(ks="k", caption_reduce="caption_reduction")
+def _language_counts(
+    p: Prepared, lang: str, s: Side, rows: tuple[int, int], bar: Any
+) -> dict[str, RankCounts]:
+    """Both directions of one language from embeddings, in its gallery (``s``)."""
+    t = p.texts[lang]
+    i2t = product_counts(s.images, t, "i2t", s.owner, rows[0], bar, _nonfinite(p, lang, s, "i2t"))
+    t2i = product_counts(t, s.images, "t2i", s.owner, rows[1], bar, _nonfinite(p, lang, s, "t2i"))
+    return {"i2t": expand(i2t, s.gallery, p.images.shape[0]), "t2i": t2i}
+
+
+class _Stage(NamedTuple):
+    """The second stage of one language: a scorer, or stored candidates and fine scores."""
+
+    second: RerankOptions | None
+    given: Mapping[str, tuple[torch.Tensor, torch.Tensor]]  # {direction: (candidates, fine)}
+    protocol: Protocol
+    progress: bool
+
+
+def _reranked_language(
+    p: Prepared, lang: str, s: Side, stage: _Stage, rows: tuple[int, int], bar: Any
+) -> dict[str, RankCounts]:
+    """Both directions of one language with a second stage, in its gallery (``s``).
+
+    With a gallery the queries and candidates are gallery positions: stored image
+    candidates are mapped to them, and the scorer gets image indices back.
+    """
+    t, second = p.texts[lang], stage.second
+    given = dict(stage.given)
+    if "i2t" in given:
+        cand, scores = given["i2t"]
+        given["i2t"] = (gallery_rows(cand, s.gallery), gallery_rows(scores, s.gallery))
+    if "t2i" in given:
+        name = f"candidates['t2i'][{lang!r}]"
+        cand = gallery_candidates(given["t2i"][0], s.gallery, p.images.shape[0], name)
+        given["t2i"] = (cand, given["t2i"][1])
+    counts: dict[str, RankCounts] = {}
+    stages = {}
+    for d, n in zip(("i2t", "t2i"), rows, strict=True):
+        queries, gallery = (s.images, t) if d == "i2t" else (t, s.images)
+        nonfinite = _nonfinite(p, lang, s, d)
+        if second is None and d not in given:  # no second stage for this one
+            counts[d] = product_counts(queries, gallery, d, s.owner, n, bar, nonfinite)
+            continue
+        positives, _ = direction_positives(d, s.owner)
+        k = second.k if second is not None else 0
+        stored = given[d][0] if d in given else None
+        stages[d] = first_stage(queries, gallery, positives, n, k, bar, nonfinite, stored)
+    if second is not None:
+        scorer = through(second.scorer, s.gallery, p.device)
+        scored = pair_scores(
+            scorer,
+            lang,
+            stages["i2t"],
+            stages["t2i"],
+            t.shape[0],
+            second.batch_size,
+            stage.progress,
+        )
+        fine = dict(zip(("i2t", "t2i"), scored, strict=True))
+    else:
+        fine = {d: given[d][1] for d in stages}
+    for d, first in stages.items():
+        positives, empty = direction_positives(d, s.owner)
+        n_gallery = t.shape[0] if d == "i2t" else s.images.shape[0]
+        counts[d] = stage_counts(first, fine[d], stage.protocol, positives, n_gallery, empty)
+    counts["i2t"] = expand(counts["i2t"], s.gallery, p.images.shape[0])
+    return counts
+
+
 def evaluate_scores(
     i2t: Mapping[str, ArrayLike] | None = None,
     t2i: Mapping[str, ArrayLike] | None = None,
@@ -323,6 +386,8 @@ def evaluate_scores(
     candidates: Mapping[str, Mapping[str, ArrayLike]] | None = None,
     fine: Mapping[str, Mapping[str, ArrayLike]] | None = None,
     rerank_protocol: Protocol = "cascade",
+    galleries: Mapping[str, ArrayLike] | None = None,
+    mrv_images: MrvImages = "two",
 ) -> Report:
     """Evaluate saved score matrices, per language and direction.
 
@@ -343,6 +408,13 @@ def evaluate_scores(
         (:func:`~ccr_metrics.reranked_ranks`) for those directions.
     rerank_protocol : {"cascade", "filled"}, default "cascade"
         As for :func:`evaluate`.
+    galleries : mapping of str to array-like of int, each shape [G_l], optional
+        Per-language galleries, as for :func:`evaluate`. The matrices stay over all
+        ``N`` images: a language's ``t2i`` scores are read at its gallery's columns
+        only (stored ``candidates["t2i"]`` are image indices in its gallery), and its
+        ``i2t`` rows of images outside the gallery are no queries.
+    mrv_images : {"two", "all"}, default "two"
+        As for :func:`evaluate`.
 
     Returns
     -------
@@ -354,6 +426,12 @@ def evaluate_scores(
         If no matrix is given, the matrices disagree on ``N`` or ``M_l``, scores are
         not finite, or as :func:`evaluate`.
 
+    Warns
+    -----
+    UserWarning
+        As :func:`evaluate`, where the languages' texts cover different images and no
+        ``galleries`` are given.
+
     Examples
     --------
     >>> import numpy as np
@@ -363,21 +441,38 @@ def evaluate_scores(
     ...                          text_to_image={"en": [0, 1, 0]}, k=(1,), device="cpu")
     >>> report.recall()
     {'en': {'i2t': {1: 1.0}, 't2i': {1: 0.6666666666666666}}}
+
+    A German text of image 1 that scores image 0 higher: among all images it misses,
+    in a German gallery of image 1 alone it cannot:
+
+    >>> de = {"de": np.array([[0.9, 0.4]])}
+    >>> mixed = evaluate_scores(t2i=de, text_to_image={"de": [1]}, k=(1,), device="cpu")
+    >>> own = evaluate_scores(t2i=de, text_to_image={"de": [1]}, galleries={"de": [1]},
+    ...                       k=(1,), device="cpu")
+    >>> mixed.recall()["de"]["t2i"], own.recall()["de"]["t2i"]
+    ({1: 0.0}, {1: 1.0})
     """
     cutoffs, dev = options(k, ties, caption_reduction, device)
+    mrv_images = check_mrv_images(mrv_images)
     matrices, n_images, n_texts = score_matrices(i2t, t2i, languages)
     known = dict.fromkeys([*(i2t or {}), *(t2i or {})])
     owner_of = text_owners(text_to_image, n_texts, n_images, known)
+    gal = check_galleries(galleries, owner_of, n_images, known)
+    if gal is None:
+        warn_if_mixed(*coverage(owner_of, n_images), n_images)
+    views = {
+        lang: {
+            d: _stored(m, d, lang, owner_of[lang], None if gal is None else gal[lang], dev)
+            for d, m in by_dir.items()
+        }
+        for lang, by_dir in matrices.items()
+    }
     # Each matrix is ranked in its own dtype; the settings list them all.
     dtypes = sorted({dtype_str(m) for by_dir in matrices.values() for m in by_dir.values()})
-    total = sum(
-        n_blocks(m.shape[0], stream_rows(chunk_size, m.shape[1], dev))
-        for by_dir in matrices.values()
-        for m in by_dir.values()
-    )
+    every = [v for by_dir in views.values() for v in by_dir.values()]
+    total = sum(n_blocks(v.n_queries, stream_rows(chunk_size, v.n_gallery, dev)) for v in every)
     progress = show_progress(
-        check_progress(progress),
-        sum(m.shape[0] * m.shape[1] for by_dir in matrices.values() for m in by_dir.values()),
+        check_progress(progress), sum(v.n_queries * v.n_gallery for v in every)
     )
     protocol = check_protocol(rerank_protocol)
     shapes = {
@@ -387,26 +482,89 @@ def evaluate_scores(
     given = given_rerank(candidates, fine, shapes, dev)
     counts: dict[str, dict[str, RankCounts]] = {}
     with progress_bar(progress, total) as bar:
-        for lang, by_dir in matrices.items():
-            owner = owner_of[lang].to(dev)
+        for lang, by_dir in views.items():
             counts[lang] = {}
-            for direction, m in by_dir.items():
-                rows = stream_rows(chunk_size, m.shape[1], dev)
-                nonfinite = stored_nonfinite(f"{direction}[{lang!r}]")
-                if direction not in given.get(lang, {}):
-                    counts[lang][direction] = count_direction(
-                        slices(m, dev), direction, m.shape[0], owner, rows, bar, nonfinite
+            for d, v in by_dir.items():
+                rows = stream_rows(chunk_size, v.n_gallery, dev)
+                stored = given.get(lang, {}).get(d)
+                if stored is None:
+                    counts[lang][d] = count_direction(
+                        v.block, d, v.n_queries, v.owner, rows, bar, v.nonfinite
                     )
                     continue
-                cand, f = given[lang][direction]
-                positives, empty = direction_positives(direction, owner)
-                stage = stored_first_stage(
-                    slices(m, dev), m.shape[0], m.shape[1], positives, rows, cand, bar, nonfinite
-                )
-                counts[lang][direction] = stage_counts(
-                    stage, f, protocol, positives, m.shape[1], empty
-                )
-    run = settings(ties, caption_reduction, list(matrices), "scores", dev, ", ".join(dtypes))
+                counts[lang][d] = _stored_stage(v, stored, protocol, rows, bar, n_images)
+    run = settings(
+        ties,
+        caption_reduction,
+        list(matrices),
+        "scores",
+        dev,
+        ", ".join(dtypes),
+        mrv_images=mrv_images,
+        galleries=recorded(sizes(gal), n_images),
+    )
     if given:
         run.update(rerank_settings(protocol, None))
     return build_report(counts, owner_of, n_images, cutoffs, run)
+
+
+class _Stored(NamedTuple):
+    """A stored matrix as the counting reads it: blocks of rows, in the language's gallery."""
+
+    block: Block
+    n_queries: int
+    n_gallery: int
+    owner: torch.Tensor  # [M_l] on the device; gallery positions for t2i with a gallery
+    nonfinite: NonFinite
+    gallery: torch.Tensor | None  # a t2i matrix's columns kept (image indices); None: all
+    where: tuple[str, str]  # (direction, language)
+
+
+def _stored(
+    m: torch.Tensor,
+    direction: str,
+    lang: str,
+    owner: torch.Tensor,
+    gallery: torch.Tensor | None,
+    device: torch.device,
+) -> _Stored:
+    """Read ``m`` (``i2t`` ``[N, M_l]`` or ``t2i`` ``[M_l, N]``) in one language's gallery.
+
+    Image-to-text queries outside the gallery have no caption (no query): their rows
+    are read as they are. Text-to-image rows keep the gallery's columns only.
+    """
+    name, where = f"{direction}[{lang!r}]", (direction, lang)
+    owner = owner.to(device)
+    if direction == "i2t" or gallery is None or gallery.shape[0] == m.shape[1]:
+        return _Stored(
+            slices(m, device), m.shape[0], m.shape[1], owner, stored_nonfinite(name), None, where
+        )
+    return _Stored(
+        lambda a, b: m[a:b][:, gallery].to(device),
+        m.shape[0],
+        gallery.shape[0],
+        positions(owner, gallery),
+        mapped(stored_nonfinite(name), columns=gallery),
+        gallery,
+        where,
+    )
+
+
+def _stored_stage(
+    v: _Stored,
+    stored: tuple[torch.Tensor, torch.Tensor],
+    protocol: Protocol,
+    rows: int,
+    bar: Any,
+    n_images: int,
+) -> RankCounts:
+    """Count a stored matrix with stored second-stage candidates and fine scores."""
+    candidates, fine = stored
+    direction, lang = v.where
+    name = f"candidates[{direction!r}][{lang!r}]"
+    candidates = gallery_candidates(candidates, v.gallery, n_images, name)
+    positives, empty = direction_positives(direction, v.owner)
+    stage = stored_first_stage(
+        v.block, v.n_queries, v.n_gallery, positives, rows, candidates, bar, v.nonfinite
+    )
+    return stage_counts(stage, fine, protocol, positives, v.n_gallery, empty)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NoReturn
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -13,15 +13,25 @@ from .. import distributed
 from .._progress import progress_bar
 from ..analysis.report import Report
 from ..core._backend import ArrayLike
-from ..core._selection import select_top
-from ..core._validation import InputError, check_finite, dtype_str, renamed
-from ..core.mrv import CaptionReduction
+from ..core._validation import InputError, check_finite, dtype_str
+from ..core.mrv import CaptionReduction, MrvImages
 from ..core.ties import DEFAULT_TIES, RankCounts, Ties
 from .assemble import settings
-from .inputs import prepare
+from .galleries import (
+    Galleries,
+    check_galleries,
+    check_mrv_images,
+    coverage,
+    expand_rows,
+    gallery_rows,
+    recorded,
+    side,
+    sizes,
+    through,
+    warn_if_mixed,
+)
+from .inputs import Prepared, prepare
 from .second_stage import (
-    Collector,
-    FirstStage,
     Protocol,
     RerankOptions,
     Scorer,
@@ -32,22 +42,20 @@ from .second_stage import (
     rerank_settings,
     stage_counts,
 )
+from .shard_blocks import sharded_counts, sharded_first_stage
 from .stream import (
     Positives,
     Progress,
-    block_counts,
     captions_of_images,
     check_progress,
     image_of_texts,
     show_progress,
     stream_rows,
 )
-from .tiles import GalleryTiles, ScoreBlock, padded_queries, score_block, tiling_for
 
 __all__ = ["evaluate_sharded"]
 
 
-@renamed(ks="k", caption_reduce="caption_reduction")
 def evaluate_sharded(
     image_embeds: ArrayLike,
     text_embeds: Mapping[str, ArrayLike],
@@ -65,6 +73,8 @@ def evaluate_sharded(
     rerank_k: int = 128,
     rerank_batch_size: int = 4096,
     rerank_protocol: Protocol = "cascade",
+    galleries: Mapping[str, ArrayLike] | None = None,
+    mrv_images: MrvImages = "two",
 ) -> Report:
     """Evaluate a test set whose embeddings are sharded across torch.distributed processes.
 
@@ -90,11 +100,18 @@ def evaluate_sharded(
         indices (rank 0's items first), so the scorer must reach every item of the
         test set, as a DDP process reading the whole dataset does. Candidates are
         merged from every process's top ``rerank_k``; only ranks are gathered.
+    galleries : mapping of str to array-like of int, each shape [G_lr], optional
+        Per-language galleries, as for :func:`evaluate`, given by every process or by
+        none: the images of this process's shard that each language covers, as indices
+        into its ``image_embeds`` (any order; an empty one where the shard holds none).
+        Together they are the galleries of the concatenated test set.
+    mrv_images : {"two", "all"}, default "two"
+        As for :func:`evaluate`.
     timeout : float, optional
         Seconds any one collective may wait for the other processes before this
-        process raises :class:`TimeoutError`, naming itself and the step; None (the
+        process raises :class:`TimeoutError` (above 0, at most a year); None (the
         default) waits as long as the process group's own timeout (30 minutes unless
-        ``init_process_group`` was given another).
+        ``init_process_group`` was given another). Each process may give its own.
 
     Returns
     -------
@@ -108,23 +125,45 @@ def evaluate_sharded(
         On every process, when any process's shard is invalid (as for
         :func:`evaluate`; the message names the processes and their first error line),
         or when processes disagree on the languages, the embedding dimension or dtype,
-        or the options.
+        or the options (``galleries`` given on some processes only included).
     TimeoutError
-        When ``timeout`` is given and another process stalls, dies or is never called;
-        the process group is then unusable, and the program should end.
+        When ``timeout`` is given and another process stalls or is never called: after
+        ``timeout`` seconds, naming the process that stalled where the group's store
+        tells (see Notes).
+    RuntimeError
+        When another process fails (raises) or ends during the evaluation: at once,
+        naming it and its error where the group's store tells.
+
+    Warns
+    -----
+    UserWarning
+        As :func:`evaluate`, on every process, where the languages' texts cover
+        different images of the whole test set and no ``galleries`` are given.
 
     Notes
     -----
     Gallery shards stay where they are. Query blocks are broadcast from the process that
     holds them, together with each query's best positive score (its positives are
     local to it); every process counts how many of its gallery items score above, or
-    tie with, that score, and the counts are summed across processes: exact, and
-    ``O(queries)`` integers per block on top of the broadcast query embeddings. Only
-    the final rank arrays are gathered. Scores are computed on the same global tile
+    tie with, that score, and the counts are summed across processes once per language
+    and direction: exact, and ``O(queries)`` integers on top of the broadcast query
+    embeddings. Only the final rank arrays are gathered. Scores are computed on the same global tile
     grid as :func:`evaluate`'s, so the counts, ties included, do not depend on how the
     test set is split, on ``chunk_size`` or on the number of processes (on one device
     type and BLAS). Empty shards are allowed. Without an initialised process group
-    this is :func:`evaluate`.
+    this is :func:`evaluate`. With ``galleries``, a language's images are its galleries'
+    images of every process, numbered in rank order (the positions :func:`evaluate`
+    gives them in the concatenated gallery), and the same holds for them.
+
+    After a :class:`TimeoutError` or a :class:`RuntimeError` of a lost process the
+    process group cannot be used any more: call
+    ``torch.distributed.destroy_process_group()`` and end the process, on every
+    process. Neither waits: with ``timeout`` no collective is left in flight past it
+    (on gloo; NCCL keeps the group's own timeout). A process whose evaluation raises
+    notes it in the group's store, so that the others stop waiting at once and name it;
+    an invalid shard, an overflowing product or a failing ``rerank`` scorer (a
+    ``ValueError`` or ``TypeError``) is instead raised on every process together, and
+    the group stays usable.
 
     Examples
     --------
@@ -140,65 +179,146 @@ def evaluate_sharded(
     >>> sharded.recall() == evaluate(images, texts, device="cpu").recall()
     True
     """
-    with distributed.collective_timeout(timeout, "evaluating sharded embeddings"):
-        return _evaluate_sharded(
-            image_embeds,
-            text_embeds,
-            text_to_image,
-            k=k,
-            ties=ties,
-            languages=languages,
-            caption_reduction=caption_reduction,
-            chunk_size=chunk_size,
-            device=device,
-            progress=progress,
-            rerank=rerank,
-            rerank_k=rerank_k,
-            rerank_batch_size=rerank_batch_size,
-            rerank_protocol=rerank_protocol,
-        )
+    options = {
+        "k": k,
+        "ties": ties,
+        "languages": languages,
+        "caption_reduction": caption_reduction,
+        "chunk_size": chunk_size,
+        "device": device,
+        "progress": progress,
+        "rerank": rerank,
+        "rerank_k": rerank_k,
+        "rerank_batch_size": rerank_batch_size,
+        "rerank_protocol": rerank_protocol,
+        "galleries": galleries,
+        "mrv_images": mrv_images,
+        "timeout": timeout,
+    }
+    with distributed.shared_work("evaluating sharded embeddings", timeout=timeout):
+        return _evaluate_sharded(image_embeds, text_embeds, text_to_image, options)
 
 
 def _evaluate_sharded(
     image_embeds: ArrayLike,
     text_embeds: Mapping[str, ArrayLike],
     text_to_image: Mapping[str, ArrayLike] | None,
-    *,
-    k: int | Iterable[int],
-    ties: Ties,
-    languages: Sequence[str] | None,
-    caption_reduction: CaptionReduction,
-    chunk_size: int | None,
-    device: str | torch.device | None,
-    progress: Progress,
-    rerank: Scorer | None,
-    rerank_k: int,
-    rerank_batch_size: int,
-    rerank_protocol: Protocol,
+    options: Mapping[str, Any],
 ) -> Report:
+    """Evaluate this process's shard with the others; ``options`` are the keyword arguments.
+
+    The shard is checked first, and every process raises when any shard is bad; then
+    the processes agree on the layout (:func:`_agreed_views`) and count each language
+    together (:func:`_shared_language`); only the counts are gathered.
+    """
+    shard = _checked_shard(image_embeds, text_embeds, text_to_image, options)
+    views = _agreed_views(shard, options)
+    p, rank = shard.p, distributed.get_rank()
+    image_offsets = _offsets([view["sizes"][0] for view in views])
+    n_images = image_offsets[-1]
+    galleries = None
+    if shard.galleries is None:
+        covered = np.sum([view["coverage"] for view in views], axis=0).tolist()
+        warn_if_mixed(dict(zip(p.texts, covered[:-1], strict=True)), covered[-1], n_images)
+    else:
+        sizes_ = np.sum([view["galleries"] for view in views], axis=0).tolist()
+        galleries = recorded(dict(zip(p.texts, (int(n) for n in sizes_), strict=True)), n_images)
+    counts: dict[str, dict[str, RankCounts]] = {}
+    owners: dict[str, np.ndarray] = {}
+    n_texts = sum(sum(view["sizes"][1:]) for view in views)
+    # Resolved on rank 0 only, the one process that shows a bar.
+    progress = rank == 0 and show_progress(options["progress"], 2 * n_images * n_texts)
+    with progress_bar(progress, 2 * len(p.texts) * len(views)) as bar:
+        for i, lang in enumerate(p.texts):
+            i2t, t2i = _shared_language(shard, lang, i, views, image_offsets, progress, bar)
+            # Every process's sizes are known: one collective per gather, not two.
+            n_texts_ = [view["sizes"][1 + i] for view in views]
+            counts[lang] = {
+                "i2t": _gather_counts(i2t, [view["sizes"][0] for view in views]),
+                "t2i": _gather_counts(t2i, n_texts_),
+            }
+            global_owner = p.owners[lang].to(p.device) + image_offsets[rank]
+            owners[lang] = distributed.gather_rows(global_owner, sizes=n_texts_).cpu().numpy()
+    run = settings(
+        options["ties"],
+        options["caption_reduction"],
+        list(p.texts),
+        "embeddings",
+        p.device,
+        dtype_str(p.images),
+        mrv_images=shard.mrv_images,
+        galleries=galleries,
+    )
+    run["processes"] = len(views)
+    if shard.second is not None:
+        run.update(rerank_settings(shard.protocol, shard.second.k))
+    return Report.from_counts(counts, owners, n_images, p.ks, run)
+
+
+class _Shard(NamedTuple):
+    """The checked inputs and options of this process."""
+
+    p: Prepared
+    second: RerankOptions | None
+    protocol: Protocol
+    galleries: Galleries | None  # local image indices per language
+    mrv_images: MrvImages
+    chunk_size: int | None
+
+
+def _checked_shard(
+    image_embeds: ArrayLike,
+    text_embeds: Mapping[str, ArrayLike],
+    text_to_image: Mapping[str, ArrayLike] | None,
+    options: Mapping[str, Any],
+) -> _Shard:
+    """Check this process's shard and options; raise on every process if any is bad.
+
+    Everything is checked before any collective: an error half-way would leave the
+    other processes waiting.
+    """
     error: Exception | None = None
     try:
         p = prepare(
             image_embeds,
             text_embeds,
             text_to_image,
-            k,
-            ties,
-            languages,
-            caption_reduction,
-            device,
+            options["k"],
+            options["ties"],
+            options["languages"],
+            options["caption_reduction"],
+            options["device"],
             shard=True,
         )
-        # Checked before any collective: an error half-way would leave the others waiting.
         check_finite(p.images, "image_embeds")
         for lang, t in p.texts.items():
             check_finite(t, f"text_embeds[{lang!r}]")
-        second = rerank_options(rerank, rerank_k, rerank_batch_size)
-        protocol = check_protocol(rerank_protocol)
-        check_progress(progress)
+        shard = _Shard(
+            p,
+            rerank_options(options["rerank"], options["rerank_k"], options["rerank_batch_size"]),
+            check_protocol(options["rerank_protocol"]),
+            check_galleries(
+                options["galleries"], p.owners, p.images.shape[0], text_embeds, shard=True
+            ),
+            check_mrv_images(options["mrv_images"]),
+            options["chunk_size"],
+        )
+        check_progress(options["progress"])
+        distributed.check_timeout(options["timeout"])
     except (TypeError, ValueError) as exc:
         error = exc
     distributed.raise_if_any_failed(error, "checking the input shards")
+    return shard
+
+
+def _agreed_views(shard: _Shard, options: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every process's view of the test set, after checking that all were called alike.
+
+    A view holds the layout (languages, dimension, dtype, options), which must be the
+    same everywhere, and this process's sizes: images then texts per language, the
+    images each language's texts cover then those all cover, and the gallery sizes.
+    """
+    p, second = shard.p, shard.second
     # As JSON (tuples become lists), so that it compares equal with the other views.
     layout = _as_json(
         {
@@ -206,29 +326,38 @@ def _evaluate_sharded(
             "dim": p.images.shape[1],
             "dtype": str(p.dtype),
             "k": list(p.ks),
-            "ties": ties,
-            "caption_reduction": caption_reduction,
-            "chunk_size": chunk_size,
-            "rerank": None if second is None else [second.k, second.batch_size, protocol],
+            "ties": options["ties"],
+            "caption_reduction": options["caption_reduction"],
+            "chunk_size": options["chunk_size"],
+            "rerank": None if second is None else [second.k, second.batch_size, shard.protocol],
+            "galleries": shard.galleries is not None,
+            "mrv_images": shard.mrv_images,
         }
     )
+    covered, shared = coverage(p.owners, p.images.shape[0])
     views = distributed.gather_objects(
-        {**layout, "sizes": [p.images.shape[0], *(t.shape[0] for t in p.texts.values())]}
+        {
+            **layout,
+            "sizes": [p.images.shape[0], *(t.shape[0] for t in p.texts.values())],
+            "coverage": [*covered.values(), shared],
+            "galleries": None if shard.galleries is None else sizes(shard.galleries),
+        }
     )
     rank = distributed.get_rank()
     for r, view in enumerate(views):
-        differing = [k for k in layout if view[k] != layout[k]]
+        view_layout = {**view, "galleries": view["galleries"] is not None}
+        differing = [k for k in layout if view_layout[k] != layout[k]]
         if differing:
-            theirs = {k: view[k] for k in differing}
+            theirs = {k: view_layout[k] for k in differing}
             ours = {k: layout[k] for k in differing}
             raise InputError(
                 f"every process must be called alike: process {r} was called with "
                 f"{theirs}, process {rank} with {ours}"
             )
-    image_offsets = _offsets([view["sizes"][0] for view in views])
-    n_images = image_offsets[-1]
+        if view["galleries"] is not None:
+            view["galleries"] = list(view["galleries"].values())
     # Every process sees the same sizes: all raise alike, none waits.
-    if n_images == 0:
+    if sum(view["sizes"][0] for view in views) == 0:
         raise InputError("image_embeds is empty on every process", argument="image_embeds")
     for i, lang in enumerate(p.texts):
         if sum(view["sizes"][1 + i] for view in views) == 0:
@@ -236,120 +365,52 @@ def _evaluate_sharded(
                 f"text_embeds[{lang!r}] is empty on every process",
                 argument=f"text_embeds[{lang!r}]",
             )
-    languages_ = list(p.texts)
-    counts: dict[str, dict[str, RankCounts]] = {}
-    owners: dict[str, np.ndarray] = {}
-    n_texts = sum(sum(view["sizes"][1:]) for view in views)
-    # Resolved on rank 0 only, the one process that shows a bar.
-    progress = rank == 0 and show_progress(progress, 2 * n_images * n_texts)
-    with progress_bar(progress, 2 * len(languages_) * len(views)) as bar:
-        for i, lang in enumerate(languages_):
-            t = p.texts[lang]
-            owner = p.owners[lang].to(p.device)
-            text_offsets = _offsets([view["sizes"][1 + i] for view in views])
-            rows = stream_rows(chunk_size, max(n_images, text_offsets[-1]), p.device)
-            if second is None:
-                i2t = _sharded_counts(
-                    p.images, t, captions_of_images(owner), image_offsets, text_offsets, rows, bar
-                )
-                t2i = _sharded_counts(
-                    t, p.images, image_of_texts(owner), text_offsets, image_offsets, rows, bar
-                )
-            else:
-                i2t, t2i = _sharded_reranked(
-                    p.images,
-                    t,
-                    owner,
-                    (image_offsets, text_offsets),
-                    rows,
-                    second,
-                    protocol,
-                    lang,
-                    progress,
-                    bar,
-                )
-            global_owner = owner + image_offsets[rank]
-            counts[lang] = {"i2t": _gather_counts(i2t), "t2i": _gather_counts(t2i)}
-            owners[lang] = distributed.gather_rows(global_owner).cpu().numpy()
-    return Report.from_counts(
-        counts,
-        text_to_image=owners,
-        n_images=n_images,
-        ks=p.ks,
-        settings={
-            **settings(
-                ties, caption_reduction, languages_, "embeddings", p.device, dtype_str(p.images)
-            ),
-            "processes": len(views),
-            **({} if second is None else rerank_settings(protocol, second.k)),
-        },
-    )
+    return views
 
 
-def _sharded_counts(
-    queries: torch.Tensor,
-    gallery: torch.Tensor,
-    positives: Positives,
-    query_offsets: list[int],
-    gallery_offsets: list[int],
-    rows: int,
+def _shared_language(
+    shard: _Shard,
+    lang: str,
+    i: int,
+    views: list[dict[str, Any]],
+    image_offsets: list[int],
+    progress: bool,
     bar: Any,
-) -> torch.Tensor:
-    """Count this process's queries against the gallery shards of all processes.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Count language ``lang`` (the ``i``-th) with the other processes: ``[3, N_r]``, ``[3, M_r]``.
 
-    ``positives(a, b)`` gives the positive pairs of local queries ``a:b`` as (query
-    offset, local gallery item). ``query_offsets`` and ``gallery_offsets`` are every
-    process's first global index, then the totals. Scores are made on the global tile
-    grid (:mod:`.tiles`), so they are the floats :func:`evaluate` makes. Returns int64
-    ``[3, Q_r]``: above, tied negatives, tied positives; zero without a positive.
+    With galleries the language's images are numbered by gallery position: every
+    process's gallery images, in rank order, as :func:`evaluate` numbers its gallery.
     """
-    rank = distributed.get_rank()
-    dim, dtype, dev = queries.shape[1], queries.dtype, queries.device
-    tiling = tiling_for(query_offsets[-1], gallery_offsets[-1], dev)
-    tiles = GalleryTiles(gallery, gallery_offsets[rank], tiling.gallery)
-    rows = -(-rows // tiling.queries) * tiling.queries
-    out = torch.empty((3, queries.shape[0]), dtype=torch.long, device=dev)
-    buffer = None
-    for src in range(len(query_offsets) - 1):
-        first, stop = query_offsets[src], query_offsets[src + 1]
-        for start in range(first // tiling.queries * tiling.queries, stop, rows):
-            # The block is rows start .. start + rows of the global grid; src holds
-            # the queries lo .. hi of them.
-            lo, hi = max(start, first), min(start + rows, stop)
-            if src == rank:
-                block = padded_queries(queries, first, start, rows)
-                query, column = positives(lo - first, hi - first)
-                scores = score_block(block, tiles, tiling, buffer)
-                buffer = scores.scores
-                local, best = block_counts(
-                    scores, query + (lo - start), column, hi - start, empty="miss"
-                )
-            else:
-                block = torch.empty((rows, dim), dtype=dtype, device=dev)
-                best = torch.empty(rows, dtype=dtype, device=dev)
-            distributed.broadcast(block, src)
-            distributed.broadcast(best, src)
-            if src == rank:
-                shard = torch.zeros((2, rows), dtype=torch.long, device=dev)
-            else:
-                scores = score_block(block, tiles, tiling, buffer)
-                buffer = scores.scores
-                shard = torch.stack(scores.count(best))
-            distributed.all_reduce_sum(shard)
-            if src == rank:
-                above, tied_negatives, tied_positives = (c[lo - start :] for c in local)
-                has_positive = tied_positives > 0
-                # Items of other shards that tie with the best are negatives.
-                mine = slice(lo - start, hi - start)
-                out[0, lo - first : hi - first] = torch.where(
-                    has_positive, above + shard[0, mine], 0
-                )
-                out[1, lo - first : hi - first] = torch.where(
-                    has_positive, tied_negatives + shard[1, mine], 0
-                )
-                out[2, lo - first : hi - first] = tied_positives
-        bar.update()
-    return out
+    p, rank = shard.p, distributed.get_rank()
+    gallery = None if shard.galleries is None else shard.galleries[lang]
+    s = side(p.images, p.owners[lang], gallery)
+    text_offsets = _offsets([view["sizes"][1 + i] for view in views])
+    if shard.galleries is None:
+        gallery_offsets = image_offsets
+    else:
+        gallery_offsets = _offsets([view["galleries"][i] for view in views])
+    rows = stream_rows(shard.chunk_size, max(gallery_offsets[-1], text_offsets[-1]), p.device)
+    t = p.texts[lang]
+    if shard.second is None:
+        i2t = sharded_counts(
+            s.images, t, captions_of_images(s.owner), gallery_offsets, text_offsets, rows, bar
+        )
+        t2i = sharded_counts(
+            t, s.images, image_of_texts(s.owner), text_offsets, gallery_offsets, rows, bar
+        )
+    else:
+        second = shard.second
+        if gallery is not None:
+            # The scorer takes image indices: look the global gallery positions up.
+            local = gallery_rows(torch.arange(p.images.shape[0]), s.gallery) + image_offsets[rank]
+            index = distributed.gather_rows(local.to(p.device))
+            second = second._replace(scorer=through(second.scorer, index, p.device))
+        offsets = (gallery_offsets, text_offsets)
+        i2t, t2i = _sharded_reranked(
+            s.images, t, s.owner, offsets, rows, second, shard.protocol, lang, progress, bar
+        )
+    return expand_rows(i2t, s.gallery, p.images.shape[0]), t2i
 
 
 def _sharded_reranked(
@@ -376,27 +437,34 @@ def _sharded_reranked(
     # Positives with global gallery columns (an instance's image and texts share a shard).
     i2t_global = _shifted(i2t_positives, text_offsets[rank])
     t2i_global = _shifted(t2i_positives, image_offsets[rank])
-    i2t = _sharded_first_stage(
+    i2t = sharded_first_stage(
         images, texts, i2t_global, image_offsets, text_offsets, rows, second.k, bar
     )
-    t2i = _sharded_first_stage(
+    t2i = sharded_first_stage(
         texts, images, t2i_global, text_offsets, image_offsets, rows, second.k, bar
     )
-    fine_i2t, fine_t2i = pair_scores(
-        second.scorer,
-        language,
-        i2t,
-        t2i,
-        n_texts,
-        second.batch_size,
-        progress and rank == 0,
-        image_offset=image_offsets[rank],
-        text_offset=text_offsets[rank],
-    )
-    counts = (
-        stage_counts(i2t, fine_i2t, protocol, i2t_global, n_texts, i2t_empty),
-        stage_counts(t2i, fine_t2i, protocol, t2i_global, n_images, t2i_empty),
-    )
+    # The scorer runs on each process alone: a process whose scorer fails tells the
+    # others, and all raise together (the group stays usable).
+    error: Exception | None = None
+    try:
+        fine_i2t, fine_t2i = pair_scores(
+            second.scorer,
+            language,
+            i2t,
+            t2i,
+            n_texts,
+            second.batch_size,
+            progress and rank == 0,
+            image_offset=image_offsets[rank],
+            text_offset=text_offsets[rank],
+        )
+        counts = (
+            stage_counts(i2t, fine_i2t, protocol, i2t_global, n_texts, i2t_empty),
+            stage_counts(t2i, fine_t2i, protocol, t2i_global, n_images, t2i_empty),
+        )
+    except (TypeError, ValueError) as exc:
+        error = exc
+    distributed.raise_if_any_failed(error, f"re-scoring language {language!r}")
     i2t_counts, t2i_counts = (
         torch.from_numpy(np.stack([c.above, c.tied_negatives, c.tied_positives])).to(images.device)
         for c in counts
@@ -414,119 +482,14 @@ def _shifted(positives: Positives, offset: int) -> Positives:
     return pairs
 
 
-def _sharded_first_stage(
-    queries: torch.Tensor,
-    gallery: torch.Tensor,
-    positives: Positives,
-    query_offsets: list[int],
-    gallery_offsets: list[int],
-    rows: int,
-    k: int,
-    bar: Any,
-) -> FirstStage:
-    """Run the first stage of this process's queries against every process's gallery shard.
-
-    As :func:`_sharded_counts`, each query block is broadcast from its process and
-    scored on the global tile grid by every process; each process sends its shard's
-    top ``k`` (``-inf`` padding where the shard holds fewer), the query's process
-    merges them into the global top ``k`` (shards come in index order, so the lower
-    index still wins a tie), broadcasts the threshold of the non-candidate segment,
-    and the counts of every shard are summed. ``positives`` give global columns.
-    """
-    rank, world = distributed.get_rank(), len(query_offsets) - 1
-    dim, dtype, dev = queries.shape[1], queries.dtype, queries.device
-    n_gallery = gallery_offsets[-1]
-    k = min(k, n_gallery)
-    tiling = tiling_for(query_offsets[-1], n_gallery, dev)
-    tiles = GalleryTiles(gallery, gallery_offsets[rank], tiling.gallery)
-    ranges = [tiles.local_range(t) for t in range(tiles.tiles.shape[0])]
-    lo, hi = [r[0] for r in ranges], [r[1] for r in ranges]
-    base = gallery_offsets[rank] - tiles.lead  # global index of the first tile's column 0
-    first = [base + t * tiles.width for t in range(len(ranges))]
-    mine = min(k, gallery.shape[0])
-    rows = -(-rows // tiling.queries) * tiling.queries
-    stage = Collector(
-        query_offsets[rank + 1] - query_offsets[rank], n_gallery, k, positives, _no_overflow
-    )
-    buffer = None
-    for src in range(world):
-        start_q, stop_q = query_offsets[src], query_offsets[src + 1]
-        for start in range(start_q // tiling.queries * tiling.queries, stop_q, rows):
-            lo_q, hi_q = max(start, start_q), min(start + rows, stop_q)
-            if src == rank:
-                block = padded_queries(queries, start_q, start, rows)
-            else:
-                block = torch.empty((rows, dim), dtype=dtype, device=dev)
-            distributed.broadcast(block, src)
-            scores = score_block(block, tiles, tiling, buffer)
-            buffer = scores.scores
-            values = scores.scores.new_full((1, rows, k), -torch.inf)
-            index = torch.full((1, rows, k), -1, dtype=torch.long, device=dev)
-            if mine:
-                s = scores.scores if scores.scores.is_contiguous() else scores.scores.contiguous()
-                values[0, :, :mine], index[0, :, :mine] = select_top(s, lo, hi, first, mine)
-            values, index = distributed.gather_rows(values), distributed.gather_rows(index)
-            if src != rank:
-                best = torch.empty(rows, dtype=dtype, device=dev)
-                distributed.broadcast(best, src)
-                distributed.all_reduce_sum(torch.stack(scores.count(best)))
-                continue
-            # Every shard's top k side by side, in rank (= index) order: [rows, W k].
-            merged_v = values.permute(1, 0, 2).reshape(rows, world * k)
-            merged_i = index.permute(1, 0, 2).reshape(rows, world * k)
-            place = select_top(merged_v[None].contiguous(), [0], [world * k], [0], k)[1]
-            span = slice(lo_q - start, hi_q - start)
-            stage.add(
-                lo_q - start_q,
-                hi_q - start_q,
-                merged_i.gather(1, place)[span],
-                merged_v.gather(1, place)[span],
-                _shared_counter(scores, span, src),
-                _local_at(scores, span.start, gallery_offsets[rank]),
-            )
-        bar.update()
-    return stage.result(dev)
-
-
-def _shared_counter(
-    scores: ScoreBlock, span: slice, src: int
-) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Count rows ``span`` of a block against ``best`` over every process's shard."""
-
-    def count(best: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        padded = best.new_zeros(scores.scores.shape[1])
-        padded[span] = best
-        distributed.broadcast(padded, src)
-        total = distributed.all_reduce_sum(torch.stack(scores.count(padded)))
-        return total[0, span], total[1, span]
-
-    return count
-
-
-def _local_at(
-    scores: ScoreBlock, row_offset: int, gallery_offset: int
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Look up (query, global column) scores of this process's own shard."""
-    return lambda rows, columns: scores.at(rows + row_offset, columns - gallery_offset)
-
-
-def _no_overflow(row: int, column: int, value: float) -> NoReturn:
-    # The embeddings were checked finite up front: only an overflowing product is left.
-    raise InputError(
-        f"a dot product of query {row} and gallery item {column} is {value}: the "
-        "embeddings' products overflow their dtype; pass them as float32",
-        argument="image_embeds",
-    )
-
-
 def _offsets(sizes: list[int]) -> list[int]:
     """Every process's first global index, then the total: ``[0, s0, s0 + s1, ...]``."""
     return [int(x) for x in np.cumsum([0, *sizes])]
 
 
-def _gather_counts(counts: torch.Tensor) -> RankCounts:
-    """Every process's counts ``[3, Q_r]``, concatenated in rank order, as numpy."""
-    gathered = distributed.gather_rows(counts.T.contiguous()).T.cpu().numpy()
+def _gather_counts(counts: torch.Tensor, sizes: list[int]) -> RankCounts:
+    """Every process's counts ``[3, Q_r]`` (``Q_r`` is ``sizes[r]``), in rank order, as numpy."""
+    gathered = distributed.gather_rows(counts.T.contiguous(), sizes=sizes).T.cpu().numpy()
     return RankCounts(*gathered)
 
 

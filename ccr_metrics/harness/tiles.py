@@ -149,12 +149,14 @@ def score_block(
 
     ``rows`` is a multiple of ``tiling.queries`` and the block starts on a tile of the
     global grid. Every product has the shape ``[T_q, D] x [D, T_g]``. The scores go into
-    ``buffer`` when it is given (a previous block's ``scores``, no smaller): a fresh
-    allocation of tens of MB per block costs page faults.
+    ``buffer`` when it is given and holds as many rows (a previous block's ``scores``):
+    a fresh allocation of tens of MB per block costs page faults.
     """
     n_tiles, width = gallery.tiles.shape[0], gallery.width
     shape = (n_tiles, queries.shape[0], width)
-    out = queries.new_empty(shape) if buffer is None else buffer[:, : shape[1]]
+    if buffer is None or buffer.shape[1] < shape[1]:
+        buffer = queries.new_empty(shape)
+    out = buffer[:, : shape[1]]
     for start in range(0, queries.shape[0], tiling.queries):
         tile = queries[start : start + tiling.queries]
         for t in range(n_tiles):

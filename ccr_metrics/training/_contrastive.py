@@ -1,14 +1,15 @@
 """The 1-to-K contrastive loss of CCR^k (Nie et al., KDD 2024), its 1-to-1 baseline, and ITM.
 
 Pure functions of the embeddings: nothing here gathers across processes (that is
-:mod:`ccr_metrics.losses`, through :mod:`ccr_metrics.distributed`). The public entry
-points are re-exported by :mod:`ccr_metrics.losses`; the helpers below them are shared
-with the module and the samplers. :func:`contrastive_terms` is the one implementation
+:mod:`ccr_metrics.training.losses`, through :mod:`ccr_metrics.distributed`). The public entry
+points are exported by :mod:`ccr_metrics.training.losses`; their argument checks, shared with
+the module and the samplers, are in :mod:`ccr_metrics.training._args`.
+:func:`contrastive_terms` is the one implementation
 of the 1-to-K maths, which the functional loss and the module (one process or gathered)
 both reach through :func:`one_to_k_contrastive_loss`.
 
 :class:`HardSamples` is the index contract between the samplers
-(:func:`ccr_metrics.sampling.mine` returns it) and the matching loss
+(:func:`ccr_metrics.mine` returns it) and the matching loss
 (:func:`matching_pairs` consumes it); it lives here, in the core both may import.
 
 Notation: a batch of ``B`` instances, image ``j`` with embedding ``i_j`` and texts
@@ -19,41 +20,28 @@ temperature and ``K_j`` the number of texts image ``j`` has under ``text_mask``.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from ..core._backend import ArrayLike, to_tensor
-from ..core._validation import (
-    InputError,
-    check_bool_mask,
-    check_choice,
-    check_has_data,
-    check_ndim,
-    first_nonfinite,
-    shape_str,
+from ..core._backend import ArrayLike
+from ..core._validation import InputError, check_choice
+from ._args import (
+    check_batch,
+    check_generator,
+    check_hard_samples,
+    check_language,
+    check_logit_scale,
+    check_matching,
+    check_query_rows,
+    check_temperature,
 )
-
-__all__ = [
-    "DEFAULT_TEMPERATURE",
-    "VARIANTS",
-    "ContrastiveLossTerms",
-    "HardSamples",
-    "MatchingPairs",
-    "matching_loss",
-    "matching_pairs",
-    "one_to_k_contrastive_loss",
-    "one_to_one_contrastive_loss",
-]
 
 Variant = Literal["paper", "released"]
 
 #: The loss scalings :func:`one_to_k_contrastive_loss` offers.
 VARIANTS: tuple[Variant, ...] = ("paper", "released")
-#: The temperature of the paper (and of CLIP's initialisation), used when none is given.
-DEFAULT_TEMPERATURE = 0.07
 # The target F.cross_entropy skips: a missing text's row.
 _IGNORE = -100
 
@@ -72,8 +60,8 @@ class ContrastiveLossTerms(NamedTuple):
 class HardSamples(NamedTuple):
     """Hard samples for the matching heads, one of each per image of the batch.
 
-    The index contract between :func:`ccr_metrics.sampling.mine` and
-    :func:`ccr_metrics.losses.matching_pairs`: three int64 tensors ``[B]`` on the
+    The index contract between :func:`ccr_metrics.mine` and
+    :func:`ccr_metrics.matching_pairs`: three int64 tensors ``[B]`` on the
     batch's device. Texts are numbered image-major, text ``k`` of image ``b`` being
     ``b * K + k`` (rows of ``text_embeds.reshape(B * K, D)``).
     """
@@ -145,7 +133,7 @@ def one_to_k_contrastive_loss(
         result is their share of the batch's loss, whose means still run over the
         whole batch (``B`` images, ``T`` present texts), so the shares of a partition
         of the rows add up to the loss of the batch. The distributed ``local_loss``
-        mode of :class:`~ccr_metrics.losses.OneToKContrastiveLoss` passes the rows of
+        mode of :class:`~ccr_metrics.OneToKContrastiveLoss` passes the rows of
         its own process. By default every row queries.
 
     Returns
@@ -157,16 +145,17 @@ def one_to_k_contrastive_loss(
     Raises
     ------
     ValueError
-        If an embedding tensor is not a floating-point tensor of the stated
-        dimensions, the two disagree on ``B``, ``D`` or device, or the batch is empty;
-        if ``text_mask`` is not a bool ``[B, K]`` array; if ``temperature`` is not a
-        finite positive number, ``logit_scale`` is not a real number or a 0-dim
-        floating-point tensor, or both are given; if ``query_rows`` is not a
-        non-empty slice of step 1 within ``[0, B)``; if ``variant`` is unknown. With
-        ``validate=True`` also if an embedding holds NaN or infinity, ``text_mask``
-        leaves an image without texts, or ``logit_scale`` is not finite and positive.
-        The new checks raise :class:`~ccr_metrics._validation.InputError`, a
-        ``ValueError``.
+        If an embedding tensor is not a dense float16, bfloat16, float32 or float64
+        tensor of the stated dimensions, the two disagree on ``B``, ``D`` or device, or
+        the batch is empty; if ``text_mask`` is not a bool ``[B, K]`` array; if
+        ``temperature`` is not a finite positive number, ``logit_scale`` is not a real
+        number or a 0-dim floating-point tensor, or both are given; if ``query_rows``
+        is not a non-empty slice of step 1 within ``[0, B)``; if ``variant`` is
+        unknown. With ``validate=True`` also if an embedding holds NaN or infinity,
+        ``text_mask`` leaves an image without texts, ``logit_scale`` is not finite and
+        positive, or the logits overflow their dtype (embeddings far from unit length,
+        or a tiny temperature), which would make the loss NaN. The new checks raise
+        :class:`~ccr_metrics.InputError`, a ``ValueError``.
 
     Notes
     -----
@@ -231,8 +220,36 @@ def one_to_k_contrastive_loss(
     scale = check_logit_scale(temperature, logit_scale, validate=validate)
     mask = check_batch(image_embeds, text_embeds, text_mask, validate=validate)
     rows = check_query_rows(query_rows, image_embeds.shape[0])
-    return contrastive_terms(
+    terms = contrastive_terms(
         image_embeds, text_embeds, mask, scale=scale, variant=variant, rows=rows
+    )
+    if validate:
+        _check_no_overflow(terms, image_embeds, text_embeds, scale)
+    return terms
+
+
+def _check_no_overflow(
+    terms: ContrastiveLossTerms,
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    scale: float | torch.Tensor,
+) -> None:
+    """Refuse a loss that is not finite: with finite inputs, logits past the dtype's range.
+
+    The inputs are checked finite and every query has a text, so a NaN or infinite
+    loss can only come from a product ``scale * <image, text>`` that overflowed.
+    """
+    if bool(torch.isfinite(terms.total.detach())):
+        return
+    dtype = str(compute_dtype(image_embeds.dtype, text_embeds.dtype)).removeprefix("torch.")
+    value = float(scale.detach() if isinstance(scale, torch.Tensor) else scale)
+    image, text = (float(t.detach().abs().amax()) for t in (image_embeds, text_embeds))
+    raise InputError(
+        f"the logits overflow {dtype}: logit_scale {value:.4g} (1 / temperature) times dot "
+        f"products of embeddings with entries up to {image:.4g} (image_embeds) and "
+        f"{text:.4g} (text_embeds), D = {image_embeds.shape[1]}, exceed its range; "
+        "L2-normalise the embeddings (the loss expects cosines) or raise the temperature",
+        argument="image_embeds",
     )
 
 
@@ -310,7 +327,7 @@ def one_to_one_contrastive_loss(
         )
         chosen = torch.multinomial(weights, 1, generator=generator).squeeze(1)
     else:
-        chosen = _check_language(language, n_images, n_languages, mask, device)
+        chosen = check_language(language, n_images, n_languages, mask, device)
     rows = torch.arange(n_images, device=device)
     paired = text_embeds[rows, chosen].unsqueeze(1)
     return one_to_k_contrastive_loss(image_embeds, paired, temperature=temperature, variant=variant)
@@ -328,7 +345,7 @@ def matching_pairs(hard: HardSamples) -> MatchingPairs:
     ----------
     hard : HardSamples
         ``(positive_text, negative_image, negative_text)``, three 1-D integer tensors
-        of one length ``B`` on one device, as :func:`ccr_metrics.sampling.mine`
+        of one length ``B`` on one device, as :func:`ccr_metrics.mine`
         returns them (any such triple is accepted).
 
     Returns
@@ -361,7 +378,7 @@ def matching_pairs(hard: HardSamples) -> MatchingPairs:
     >>> pairs.image_index.tolist(), pairs.text_index.tolist(), pairs.labels.tolist()
     ([0, 1, 1, 0, 0, 1], [1, 2, 1, 2, 3, 0], [1, 1, 0, 0, 0, 0])
     """
-    fields = _check_hard_samples(hard)
+    fields = check_hard_samples(hard, HardSamples._fields)
     positive_text, negative_image, negative_text = fields
     n_images = positive_text.shape[0]
     device = positive_text.device
@@ -420,59 +437,7 @@ def matching_loss(
     >>> round(matching_loss(two[:, 1] - two[:, 0], labels).item(), 4)   # one logit
     0.4714
     """
-    if isinstance(logits, torch.Tensor):
-        check_has_data(logits, "logits")
-    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
-        kind = logits.dtype if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise InputError(
-            f"logits must be a floating-point tensor [N, 2] or [N], got {kind}", argument="logits"
-        )
-    if not (logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 2)) or not len(logits):
-        raise InputError(
-            f"logits must have shape [N, 2] (two class logits) or [N] (the match logit) "
-            f"with N > 0, got {shape_str(logits)}",
-            argument="logits",
-        )
-    n_pairs = logits.shape[0]
-    if (
-        not isinstance(labels, torch.Tensor)
-        or labels.is_floating_point()
-        or labels.is_complex()
-        or tuple(labels.shape) != (n_pairs,)
-    ):
-        got = (
-            f"dtype {labels.dtype} {shape_str(labels)}"
-            if isinstance(labels, torch.Tensor)
-            else type(labels).__name__
-        )
-        raise InputError(
-            f"labels must be an integer or bool tensor [N] = [{n_pairs}] matching logits "
-            f"{shape_str(logits)}, got {got}",
-            argument="labels",
-        )
-    if labels.device != logits.device:
-        raise InputError(
-            f"labels is on {labels.device} but logits on {logits.device}", argument="labels"
-        )
-    if validate:
-        found = first_nonfinite(logits)
-        if found is not None:
-            index, value = found
-            raise InputError(
-                f"logits {shape_str(logits)} contains {value} at index {list(index)}; "
-                "it must be finite",
-                argument="logits",
-                position=index,
-                value=value,
-            )
-        bad = (labels != 0) & (labels != 1)
-        if bool(bad.any()):
-            row = int(bad.nonzero()[0, 0])
-            raise InputError(
-                f"labels[{row}] = {int(labels[row])}; labels must be 0 or 1",
-                argument="labels",
-                position=(row,),
-            )
+    check_matching(logits, labels, validate=validate)
     if logits.ndim == 2:
         return F.cross_entropy(logits, labels.long())
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
@@ -558,284 +523,3 @@ def compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
     if promoted in (torch.float16, torch.bfloat16):
         return torch.float32
     return promoted
-
-
-def check_temperature(temperature: float) -> float:
-    """Return ``temperature`` as a float if it is finite and positive, else raise."""
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, numbers.Real)
-        or not math.isfinite(temperature)
-        or temperature <= 0
-    ):
-        raise InputError(
-            f"temperature must be a finite positive number, got {temperature!r}",
-            argument="temperature",
-        )
-    return float(temperature)
-
-
-def check_logit_scale(
-    temperature: float | None, logit_scale: float | torch.Tensor | None, *, validate: bool
-) -> float | torch.Tensor:
-    """Return the multiplier of the cosines, from ``temperature`` or ``logit_scale``.
-
-    ``1 / 0.07`` if neither is given. A float comes back as a float, a tensor as itself
-    (its gradient kept). Only the value check of a tensor reads it (a host sync), and
-    only with ``validate``.
-    """
-    if logit_scale is None:
-        return 1.0 / check_temperature(DEFAULT_TEMPERATURE if temperature is None else temperature)
-    if temperature is not None:
-        raise InputError(
-            f"pass temperature or logit_scale, not both (got temperature={temperature!r} "
-            "and a logit_scale); logit_scale is 1 / temperature",
-            argument="logit_scale",
-        )
-    if isinstance(logit_scale, torch.Tensor):
-        if not logit_scale.is_floating_point() or logit_scale.ndim != 0:
-            raise InputError(
-                "logit_scale must be a 0-dim floating-point tensor (the multiplier "
-                f"1 / temperature), got dtype {logit_scale.dtype} {shape_str(logit_scale)}",
-                argument="logit_scale",
-            )
-        if validate:
-            check_has_data(logit_scale, "logit_scale")
-            value = float(logit_scale.detach())
-            if not math.isfinite(value) or value <= 0:
-                raise InputError(
-                    f"logit_scale must be finite and positive, got {value!r}",
-                    argument="logit_scale",
-                    value=value,
-                )
-        return logit_scale
-    if (
-        isinstance(logit_scale, bool)
-        or not isinstance(logit_scale, numbers.Real)
-        or not math.isfinite(logit_scale)
-        or logit_scale <= 0
-    ):
-        raise InputError(
-            f"logit_scale must be a finite positive number or a 0-dim tensor, got {logit_scale!r}",
-            argument="logit_scale",
-        )
-    return float(logit_scale)
-
-
-def check_query_rows(query_rows: slice | None, n_images: int) -> tuple[int, int] | None:
-    """``(start, stop)`` of a non-empty step-1 slice of ``[0, n_images)``; None for all rows."""
-    if query_rows is None:
-        return None
-    if not isinstance(query_rows, slice):
-        raise InputError(
-            f"query_rows must be a slice of the B = {n_images} rows, "
-            f"got {type(query_rows).__name__}",
-            argument="query_rows",
-        )
-    start = 0 if query_rows.start is None else query_rows.start
-    stop = n_images if query_rows.stop is None else query_rows.stop
-    step = 1 if query_rows.step is None else query_rows.step
-    bounds = (start, stop, step)
-    if (
-        any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in bounds)
-        or step != 1
-        or not 0 <= start < stop <= n_images
-    ):
-        raise InputError(
-            "query_rows must be a non-empty slice of step 1 within the rows "
-            f"[0, B) = [0, {n_images}), got {query_rows!r}",
-            argument="query_rows",
-        )
-    if start == 0 and stop == n_images:
-        return None  # every row: the plain computation
-    return int(start), int(stop)
-
-
-def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
-    """Refuse a generator that torch.multinomial cannot use on ``device``."""
-    if generator is None:
-        return
-    if not isinstance(generator, torch.Generator):
-        raise InputError(
-            f"generator must be a torch.Generator, got {type(generator).__name__}",
-            argument="generator",
-        )
-    if generator.device.type != device.type:
-        raise InputError(
-            f"generator is on {generator.device} but the data is on {device}; "
-            f"create it with torch.Generator(device={str(device)!r})",
-            argument="generator",
-        )
-
-
-def check_embeddings(
-    t: object, name: str, ndim: int, layout: str, *, finite: bool = True
-) -> torch.Tensor:
-    """Return ``t`` if it is a floating-point tensor with ``ndim`` dimensions.
-
-    With ``finite`` also refuse NaN and infinity, which reads the values (a host sync).
-    """
-    if not isinstance(t, torch.Tensor):
-        raise InputError(
-            f"{name} must be a torch.Tensor {layout}, got {type(t).__name__}", argument=name
-        )
-    if not t.is_floating_point():
-        raise InputError(
-            f"{name} must be floating point, got dtype {t.dtype} {shape_str(t)}", argument=name
-        )
-    check_ndim(t, name, ndim, layout)
-    if not finite:
-        return t  # shapes only: meta tensors (tracing a training step) pass
-    check_has_data(t, name)
-    found = first_nonfinite(t)
-    if found is not None:
-        index, value = found
-        raise InputError(
-            f"{name} {shape_str(t)} contains {value} at index {list(index)}; "
-            "embeddings must be finite",
-            argument=name,
-        )
-    return t
-
-
-def check_batch(
-    image_embeds: torch.Tensor,
-    text_embeds: torch.Tensor,
-    text_mask: ArrayLike | None,
-    *,
-    validate: bool = True,
-) -> torch.Tensor | None:
-    """Validate a 1-to-K batch; return the mask as a bool tensor on the data's device.
-
-    Without ``validate`` only what reads no tensor value is checked (types, dimensions,
-    shapes, devices): no host sync.
-    """
-    check_embeddings(image_embeds, "image_embeds", 2, "[B, D]", finite=validate)
-    check_embeddings(text_embeds, "text_embeds", 3, "[B, K, D]", finite=validate)
-    n_images, dim = image_embeds.shape
-    n_rows, n_languages, text_dim = text_embeds.shape
-    if n_rows != n_images or text_dim != dim:
-        raise InputError(
-            f"text_embeds {shape_str(text_embeds)} must be [B, K, D] with the B and D of "
-            f"image_embeds {shape_str(image_embeds)}",
-            argument="text_embeds",
-        )
-    if n_images == 0 or n_languages == 0 or dim == 0:
-        raise InputError(
-            f"the batch must not be empty: image_embeds {shape_str(image_embeds)}, "
-            f"text_embeds {shape_str(text_embeds)}"
-        )
-    if image_embeds.device != text_embeds.device:
-        raise InputError(
-            f"image_embeds is on {image_embeds.device} but text_embeds on {text_embeds.device}",
-            argument="image_embeds",
-        )
-    if text_mask is None:
-        return None
-    return check_text_mask(text_mask, n_images, n_languages, text_embeds.device, every_row=validate)
-
-
-def check_text_mask(
-    text_mask: ArrayLike,
-    n_images: int,
-    n_languages: int,
-    device: torch.device,
-    *,
-    every_row: bool = True,
-) -> torch.Tensor:
-    """``text_mask`` as a bool tensor ``[B, K]`` on ``device``; every row needs a True.
-
-    ``every_row=False`` skips that last check, the one that reads the mask's values.
-    """
-    # A tensor is taken as it is, so that a meta mask can trace a step without checks.
-    mask = (
-        text_mask if isinstance(text_mask, torch.Tensor) else to_tensor(text_mask, "text_mask")[0]
-    )
-    mask = check_bool_mask(mask, "text_mask", (n_images, n_languages), "([B, K])", device)
-    if not every_row:
-        return mask
-    check_has_data(mask, "text_mask")
-    empty = ~mask.any(1)
-    if bool(empty.any()):
-        row = int(empty.nonzero()[0, 0])
-        raise InputError(
-            f"text_mask {shape_str(mask)} leaves image {row} without any text; "
-            "every image needs at least one",
-            argument="text_mask",
-        )
-    return mask
-
-
-def _check_hard_samples(hard: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Return the three index tensors of ``hard``, checked for dtype, shape and device."""
-    names = HardSamples._fields
-    fields: tuple[object, ...] = tuple(hard) if isinstance(hard, tuple) else ()
-    if len(fields) != len(names):
-        raise InputError(
-            "hard must be HardSamples(positive_text, negative_image, negative_text), "
-            f"got {type(hard).__name__}",
-            argument="hard",
-        )
-    checked: list[torch.Tensor] = []
-    for name, t in zip(names, fields, strict=True):
-        if (
-            not isinstance(t, torch.Tensor)
-            or t.dtype == torch.bool
-            or t.is_floating_point()
-            or t.is_complex()
-            or t.ndim != 1
-        ):
-            got = (
-                f"dtype {t.dtype} {shape_str(t)}"
-                if isinstance(t, torch.Tensor)
-                else type(t).__name__
-            )
-            raise InputError(
-                f"hard.{name} must be a 1-D integer tensor [B], got {got}",
-                argument=f"hard.{name}",
-            )
-        first = checked[0] if checked else t
-        if t.shape != first.shape or t.device != first.device or not len(t):
-            raise InputError(
-                f"hard.{name} {shape_str(t)} on {t.device} must have the non-zero length "
-                f"and the device of hard.positive_text {shape_str(first)} on {first.device}",
-                argument=f"hard.{name}",
-            )
-        checked.append(t)
-    return checked[0], checked[1], checked[2]
-
-
-def _check_language(
-    language: ArrayLike,
-    n_images: int,
-    n_languages: int,
-    mask: torch.Tensor | None,
-    device: torch.device,
-) -> torch.Tensor:
-    chosen, _ = to_tensor(language, "language")
-    if chosen.dtype == torch.bool or chosen.is_floating_point() or chosen.is_complex():
-        raise InputError(
-            f"language must hold integer language slots, got dtype {chosen.dtype}",
-            argument="language",
-        )
-    if tuple(chosen.shape) != (n_images,):
-        raise InputError(
-            f"language must have shape [B] = [{n_images}] (one slot per image), "
-            f"got {shape_str(chosen)}",
-            argument="language",
-        )
-    chosen = chosen.to(device=device, dtype=torch.long)
-    outside = (chosen < 0) | (chosen >= n_languages)
-    if bool(outside.any()):
-        row = int(outside.nonzero()[0, 0])
-        raise InputError(
-            f"language[{row}] = {int(chosen[row])} is outside [0, K) = [0, {n_languages})"
-        )
-    if mask is not None:
-        absent = ~mask[torch.arange(n_images, device=device), chosen]
-        if bool(absent.any()):
-            row = int(absent.nonzero()[0, 0])
-            raise InputError(
-                f"language[{row}] = {int(chosen[row])} names a text that text_mask marks missing"
-            )
-    return chosen

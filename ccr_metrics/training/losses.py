@@ -10,7 +10,7 @@ texts of the global batch. Its loss is :func:`one_to_k_contrastive_loss`, called
 local batch (one process) or on the gathered one: the maths exists once.
 
 The matching (ITM) heads of CCR^k consume hard samples through a plain index contract:
-:func:`ccr_metrics.sampling.mine` returns :class:`HardSamples` (three index tensors),
+:func:`ccr_metrics.mine` returns :class:`HardSamples` (three index tensors),
 :func:`matching_pairs` lays out the ``3 B`` pairs and labels of the released code, and
 :func:`matching_loss` is the binary cross-entropy of the head's scores.
 
@@ -52,8 +52,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
-from typing import Any
 
 import torch
 from torch import nn
@@ -61,16 +59,13 @@ from torch import nn
 from .. import distributed
 from ..core._backend import ArrayLike
 from ..core._validation import InputError, check_choice
+from ._args import DEFAULT_TEMPERATURE, check_batch, check_logit_scale, check_temperature
 from ._contrastive import (
-    DEFAULT_TEMPERATURE,
     VARIANTS,
     ContrastiveLossTerms,
     HardSamples,
     MatchingPairs,
     Variant,
-    check_batch,
-    check_logit_scale,
-    check_temperature,
     matching_loss,
     matching_pairs,
     one_to_k_contrastive_loss,
@@ -128,18 +123,12 @@ class OneToKContrastiveLoss(nn.Module):
 
     Notes
     -----
-    **Changed in this release.** The learnable parameter is now ``logit_scale``, the
-    *log* of ``1 / temperature``, named and stored as open_clip stores it; forward uses
-    ``logit_scale.exp()``. It was called ``log_logit_scale``: that name still works,
-    as a deprecated alias of the same parameter that warns (``DeprecationWarning``),
-    and will be removed in the next release; state dicts saved with it still load
-    (with the same warning). ``logit_scale`` used to be a read-only property giving
-    the clamped scale ``exp(log_logit_scale)``; read that now as
-    ``loss_fn.logit_scale.exp()`` or ``1 / loss_fn.temperature``. ``temperature``
-    reads as before.
+    The learnable parameter ``logit_scale`` is the *log* of ``1 / temperature``, named
+    and stored as open_clip stores it; forward uses ``logit_scale.exp()``. Read the
+    scale as ``loss_fn.logit_scale.exp()`` or ``1 / loss_fn.temperature``.
 
-    **Clamping moved out of forward.** forward no longer clamps the parameter in
-    place; it uses the value the parameter holds. Keep the scale in
+    **Clamping is the caller's.** forward does not clamp the parameter in place; it
+    uses the value the parameter holds. Keep the scale in
     ``[1, max_logit_scale]`` as open_clip does, after every optimiser step::
 
         optimizer.step()
@@ -225,18 +214,6 @@ class OneToKContrastiveLoss(nn.Module):
         self.gather = gather
         self.local_loss = local_loss
         self.validate = bool(validate)
-
-    @property
-    def log_logit_scale(self) -> nn.Parameter:
-        """Deprecated alias of :attr:`logit_scale` (the same parameter); warns."""
-        warnings.warn(
-            "OneToKContrastiveLoss.log_logit_scale is deprecated and will be removed in the "
-            "next release: the parameter is now called logit_scale (it still holds the log "
-            "of 1 / temperature, as open_clip's logit_scale does)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.logit_scale
 
     @property
     def temperature(self) -> float:
@@ -335,31 +312,6 @@ class OneToKContrastiveLoss(nn.Module):
         i2t = share.i2t * world_size
         t2i = share.t2i * world_size
         return ContrastiveLossTerms(i2t + t2i, i2t, t2i)
-
-    def _load_from_state_dict(
-        self,
-        state_dict: dict[str, Any],
-        prefix: str,
-        local_metadata: dict[str, Any],
-        strict: bool,
-        missing_keys: list[str],
-        unexpected_keys: list[str],
-        error_msgs: list[str],
-    ) -> None:
-        """Accept state dicts saved before the parameter was renamed (deprecated)."""
-        old, new = prefix + "log_logit_scale", prefix + "logit_scale"
-        if old in state_dict and new not in state_dict:
-            warnings.warn(
-                f"state dict key {old!r} is deprecated: OneToKContrastiveLoss's parameter is "
-                f"now {new!r} (the same value, the log of 1 / temperature); loading it as "
-                "such. Save the state dict again to drop this warning.",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-            state_dict[new] = state_dict.pop(old)
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
 
     def extra_repr(self) -> str:
         """Describe the settings for ``repr``."""

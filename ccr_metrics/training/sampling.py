@@ -7,7 +7,7 @@ batch, so a seeded ``torch.Generator`` reproduces the draws.
 :func:`mine` draws everything one training step's matching head needs from the
 ``[B, B * K]`` image-to-text cosines: per image a hard positive text, a hard negative
 image and a hard negative text, returned as indices (:class:`HardSamples`) that
-:func:`ccr_metrics.losses.matching_pairs` turns into the pairs and labels of the
+:func:`ccr_metrics.matching_pairs` turns into the pairs and labels of the
 matching loss. The index tuple is the whole contract: no base class to inherit.
 
 Where the paper's formulas (Eq. 8 and 9) are undefined, because a similarity is not
@@ -26,35 +26,35 @@ own: :func:`released_hard_positive_probabilities` and
 :func:`released_hard_positive_languages` (options 0, 1 and 2 of the released code,
 1 being its default).
 
-The ``"max_gap"`` variant of :func:`hard_positive_languages`, ``P(k)`` proportional to
-``M - s_k + RELEASED_EPS`` with ``M`` the largest present entry of the ``[B, K]``
-similarities, was called ``"released"`` before; it equals the released option 2 only
-when the global maximum of the released matrix is a positive pair. The old name is
-still accepted, with a ``DeprecationWarning``, and will be removed in the next release.
+``"released"`` always means the released code's rule. :func:`hard_positive_languages`
+has none (its ``[B, K]`` input lacks what the released weights need) and refuses it;
+its ``"max_gap"`` variant, ``P(k)`` proportional to ``M - s_k + RELEASED_EPS`` with
+``M`` the largest present entry of the ``[B, K]`` similarities, equals the released
+option 2 only when the global maximum of the released matrix is a positive pair.
 """
 
 from __future__ import annotations
 
-import warnings
-from typing import Literal
-
 import torch
 
-from ..core._backend import ArrayLike, to_tensor
-from ..core._validation import (
-    InputError,
-    check_bool_mask,
-    check_choice,
-    check_has_data,
-    check_ndim,
-    first_nonfinite,
-    shape_str,
-)
-from ._contrastive import (
-    HardSamples,
-    check_generator,
-    check_temperature,
-    check_text_mask,
+from ..core._backend import ArrayLike
+from ..core._validation import InputError, check_choice, shape_str
+from ._args import check_generator, check_sim_i2t, check_temperature
+from ._contrastive import HardSamples
+from ._weights import (
+    POSITIVE_VARIANTS,
+    RELEASED_EPS,
+    SAMPLING_VARIANTS,
+    SIMILARITY_FLOOR,
+    PositiveVariant,
+    ReleasedOption,
+    SamplingVariant,
+    draw,
+    negative_weights,
+    positive_variant,
+    positive_weights,
+    released_logits,
+    released_positive_weights,
 )
 
 __all__ = [
@@ -62,7 +62,6 @@ __all__ = [
     "RELEASED_EPS",
     "SAMPLING_VARIANTS",
     "SIMILARITY_FLOOR",
-    "HardSamples",
     "hard_negative_probabilities",
     "hard_negatives",
     "hard_positive_languages",
@@ -71,23 +70,6 @@ __all__ = [
     "released_hard_positive_languages",
     "released_hard_positive_probabilities",
 ]
-
-SamplingVariant = Literal["paper", "released", "uniform"]
-#: ``"released"`` is the deprecated name of ``"max_gap"``.
-PositiveVariant = Literal["paper", "max_gap", "uniform", "released"]
-ReleasedOption = Literal[0, 1, 2]
-
-#: The sampling rules :func:`hard_negatives` accepts.
-SAMPLING_VARIANTS: tuple[SamplingVariant, ...] = ("paper", "released", "uniform")
-#: The sampling rules :func:`hard_positive_languages` accepts (besides the deprecated
-#: ``"released"``, an alias of ``"max_gap"`` until the next release).
-POSITIVE_VARIANTS: tuple[PositiveVariant, ...] = ("paper", "max_gap", "uniform")
-_RELEASED_OPTIONS: tuple[ReleasedOption, ...] = (0, 1, 2)
-#: The least similarity the ``"paper"`` rules use: smaller ones (zero, negative) are
-#: raised to it, which keeps Eq. 8 and 9 a valid distribution.
-SIMILARITY_FLOOR = 1e-6
-#: The constant the released code adds to its weights.
-RELEASED_EPS = 1e-5
 
 
 def hard_positive_languages(
@@ -104,9 +86,9 @@ def hard_positive_languages(
     sim : torch.Tensor, shape [B, K]
         ``sim[j, k]`` is the cosine of image ``j`` with its own text in language ``k``.
     variant : {"paper", "max_gap", "uniform"}, default "paper"
-        The weighting; see :func:`hard_positive_probabilities`. ``"released"`` is a
-        deprecated alias of ``"max_gap"`` (it warns); for the weights of the released
-        code use :func:`released_hard_positive_languages`.
+        The weighting; see :func:`hard_positive_probabilities`. There is no
+        ``"released"``: the released code's weights need the ``[B, B * K]``
+        similarities, which :func:`released_hard_positive_languages` takes.
     text_mask : bool array or tensor, shape [B, K], optional
         ``True`` where the text exists. Missing languages are never drawn and their
         ``sim`` entries are ignored (they may be NaN); every image needs at least one
@@ -124,13 +106,8 @@ def hard_positive_languages(
     ValueError
         If ``sim`` is not a finite floating-point ``[B, K]`` tensor, ``text_mask`` is
         not a bool ``[B, K]`` array or leaves an image without texts, ``variant`` is
-        unknown, or ``generator`` is on another device.
-
-    Warns
-    -----
-    DeprecationWarning
-        If ``variant="released"``: use ``"max_gap"`` for the same weights, or
-        :func:`released_hard_positive_languages` for those of the released code.
+        unknown (``"released"`` included: the message names the released functions),
+        or ``generator`` is on another device.
 
     Examples
     --------
@@ -143,9 +120,9 @@ def hard_positive_languages(
     >>> hard_positive_languages(sim, generator=g).shape
     torch.Size([2])
     """
-    weights = _positive_weights(sim, _positive_variant(variant), text_mask)
+    weights = positive_weights(sim, positive_variant(variant), text_mask)
     check_generator(generator, weights.device)
-    return _draw(weights, generator)
+    return draw(weights, generator)
 
 
 def hard_positive_probabilities(
@@ -171,11 +148,6 @@ def hard_positive_probabilities(
     ValueError
         As :func:`hard_positive_languages`.
 
-    Warns
-    -----
-    DeprecationWarning
-        If ``variant="released"``, as :func:`hard_positive_languages`.
-
     Notes
     -----
     For image ``j`` with present languages ``k`` (``K_j`` of them) and cosines
@@ -198,8 +170,7 @@ def hard_positive_probabilities(
       that matrix's maximum is a positive pair; otherwise the probabilities differ,
       on random batches often by more than 0.1. Its default, option 1, weighs softmax
       probabilities and cannot be computed from ``[B, K]`` at all. Use
-      :func:`released_hard_positive_probabilities` for both. Until the next release
-      ``"released"`` is accepted as a deprecated alias of ``"max_gap"``.
+      :func:`released_hard_positive_probabilities` for both.
     - ``"uniform"``: ``P(k) = 1 / K_j``.
 
     Examples
@@ -208,7 +179,7 @@ def hard_positive_probabilities(
     >>> hard_positive_probabilities(torch.tensor([[0.2, 0.6, 0.2]]))  # worse-aligned likelier
     tensor([[0.4000, 0.2000, 0.4000]], dtype=torch.float64)
     """
-    weights = _positive_weights(sim, _positive_variant(variant), text_mask)
+    weights = positive_weights(sim, positive_variant(variant), text_mask)
     return weights / weights.sum(1, keepdim=True)
 
 
@@ -296,8 +267,8 @@ def released_hard_positive_probabilities(
     tensor([[0.3917, 0.6083],
             [0.0072, 0.9928]], dtype=torch.float64)
     """
-    logits, present = _released_logits(sim_i2t, temperature, option, text_mask)
-    weights = _released_positive_weights(logits, present, option)
+    logits, present = released_logits(sim_i2t, temperature, option, text_mask)
+    weights = released_positive_weights(logits, present, option)
     return weights / weights.sum(1, keepdim=True)
 
 
@@ -348,9 +319,9 @@ def released_hard_positive_languages(
     >>> bool(((language >= 0) & (language < 2)).all())
     True
     """
-    logits, present = _released_logits(sim_i2t, temperature, option, text_mask)
+    logits, present = released_logits(sim_i2t, temperature, option, text_mask)
     check_generator(generator, logits.device)
-    return _draw(_released_positive_weights(logits, present, option), generator)
+    return draw(released_positive_weights(logits, present, option), generator)
 
 
 def hard_negatives(
@@ -412,9 +383,9 @@ def hard_negatives(
     >>> bool((columns != torch.arange(2)).all())
     True
     """
-    weights = _negative_weights(sim, positive_mask, variant, temperature, candidate_mask)
+    weights = negative_weights(sim, positive_mask, variant, temperature, candidate_mask)
     check_generator(generator, weights.device)
-    return _draw(weights, generator)
+    return draw(weights, generator)
 
 
 def hard_negative_probabilities(
@@ -478,7 +449,7 @@ def hard_negative_probabilities(
     >>> hard_negative_probabilities(sim, torch.tensor([[True, False, False]]))
     tensor([[0.0000, 0.6000, 0.4000]], dtype=torch.float64)
     """
-    weights = _negative_weights(sim, positive_mask, variant, temperature, candidate_mask)
+    weights = negative_weights(sim, positive_mask, variant, temperature, candidate_mask)
     return weights / weights.sum(1, keepdim=True)
 
 
@@ -493,7 +464,7 @@ def mine(
     """Draw a hard positive text, a hard negative image and a hard negative text per image.
 
     The samples the matching (ITM) head of CCR^k scores, as indices (the contract
-    :func:`ccr_metrics.losses.matching_pairs` consumes), drawn without gradient.
+    :func:`ccr_metrics.matching_pairs` consumes), drawn without gradient.
 
     Parameters
     ----------
@@ -577,7 +548,7 @@ def mine(
     check_temperature(temperature)
     if isinstance(sim_i2t, torch.Tensor):
         sim_i2t = sim_i2t.detach()
-    s, present = _check_sim_i2t(sim_i2t, text_mask)
+    s, present = check_sim_i2t(sim_i2t, text_mask)
     n_images, n_languages = present.shape
     if n_images < 2:
         raise InputError(
@@ -599,9 +570,9 @@ def mine(
         )
     else:
         own = s.view(n_images, n_images, n_languages)[rows, rows]  # [B, K]
-        positive_variant: PositiveVariant = "uniform" if variant == "uniform" else "paper"
+        own_variant: PositiveVariant = "uniform" if variant == "uniform" else "paper"
         language = hard_positive_languages(
-            own, variant=positive_variant, text_mask=mask, generator=generator
+            own, variant=own_variant, text_mask=mask, generator=generator
         )
     positive_text = rows * n_languages + language
 
@@ -624,207 +595,3 @@ def mine(
         candidate_mask=exists,
     )
     return HardSamples(positive_text, negative_image, negative_text)
-
-
-def _positive_variant(variant: PositiveVariant) -> PositiveVariant:
-    """``variant`` checked, with the deprecated ``"released"`` mapped to ``"max_gap"``.
-
-    Called directly by the public positive samplers, so the warning points at their
-    caller.
-    """
-    if isinstance(variant, str) and variant == "released":
-        warnings.warn(
-            'variant="released" of hard_positive_languages and hard_positive_probabilities '
-            'is deprecated and will be removed in the next release: it is "max_gap" '
-            "(the maximum taken over the given [B, K] similarities), which is not the "
-            'released code\'s weighting. Pass variant="max_gap" for the same values, or '
-            "use ccr_metrics.sampling.released_hard_positive_probabilities (and "
-            "released_hard_positive_languages) with the full [B, B * K] similarities "
-            "for the released code's weights.",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        return "max_gap"
-    return check_choice("variant", variant, POSITIVE_VARIANTS)
-
-
-def _positive_weights(
-    sim: torch.Tensor, variant: PositiveVariant, text_mask: ArrayLike | None
-) -> torch.Tensor:
-    """Unnormalised float64 weights ``[B, K]``, 0 on missing texts, positive row sums."""
-    s = _check_sim(sim, "[B, K] (images x languages)")
-    n_images, n_languages = s.shape
-    present = (
-        torch.ones(n_images, n_languages, dtype=torch.bool, device=s.device)
-        if text_mask is None
-        else check_text_mask(text_mask, n_images, n_languages, s.device)
-    )
-    _check_finite(s, present)
-    uniform = present.double()
-    if variant == "uniform":
-        return uniform
-    s = s.double()
-    if variant == "max_gap":
-        top = s.masked_fill(~present, -torch.inf).max()
-        return torch.where(present, top - s + RELEASED_EPS, 0.0)
-    floored = torch.where(present, s.clamp_min(SIMILARITY_FLOOR), 0.0)
-    # 1 - s_k / S is proportional to S - s_k: the same draw, one rounding fewer.
-    weights = torch.where(present, floored.sum(1, keepdim=True) - floored, 0.0)
-    single = present.sum(1, keepdim=True) == 1
-    return torch.where(single, uniform, weights)
-
-
-def _released_logits(
-    sim_i2t: torch.Tensor,
-    temperature: float,
-    option: ReleasedOption,
-    text_mask: ArrayLike | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check the arguments; return ``sim_i2t / temperature`` in float64 and the mask.
-
-    The mask is ``[B, K]`` bool, all True without ``text_mask``; the logits of missing
-    texts are 0.
-    """
-    if isinstance(option, bool) or not isinstance(option, int) or option not in _RELEASED_OPTIONS:
-        raise InputError(
-            "option must be one of 0 (uniform), 1 (softmax weights, the released default) "
-            f"or 2 (scaled similarities); got {option!r}",
-            argument="option",
-        )
-    scale = check_temperature(temperature)
-    s, present = _check_sim_i2t(sim_i2t, text_mask)
-    logits = s.double().masked_fill(~present.reshape(1, -1), 0.0) / scale
-    found = first_nonfinite(logits)
-    if found is not None:
-        raise InputError(
-            f"sim_i2t {shape_str(s)} / temperature {temperature!r} overflows float64 at "
-            f"{list(found[0])}; use a larger temperature",
-            argument="sim_i2t",
-        )
-    return logits, present
-
-
-def _check_sim_i2t(
-    sim_i2t: torch.Tensor, text_mask: ArrayLike | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``sim_i2t`` checked as ``[B, B * K]``, finite where present; the ``[B, K]`` mask."""
-    layout = "[B, B * K] (images x texts, image-major)"
-    s = _check_sim(sim_i2t, layout, name="sim_i2t")
-    n_images, n_texts = s.shape
-    if n_texts % n_images != 0:
-        raise InputError(
-            f"sim_i2t must be {layout}: its {n_texts} columns must be K texts for each of "
-            f"its {n_images} rows, but {n_texts} is not a multiple of {n_images} "
-            f"(shape {shape_str(s)})",
-            argument="sim_i2t",
-        )
-    n_languages = n_texts // n_images
-    if text_mask is None:
-        present = torch.ones(n_images, n_languages, dtype=torch.bool, device=s.device)
-        _check_finite(s, name="sim_i2t")
-    else:
-        present = check_text_mask(text_mask, n_images, n_languages, s.device)
-        _check_finite(s, present.reshape(1, -1).expand_as(s), name="sim_i2t")
-    return s, present
-
-
-def _released_positive_weights(
-    logits: torch.Tensor, present: torch.Tensor, option: ReleasedOption
-) -> torch.Tensor:
-    """Unnormalised float64 weights ``[B, K]`` of the released hard positive draw.
-
-    Missing texts (``present`` False) leave the softmax and the maximum and weigh 0.
-    """
-    n_images, n_languages = present.shape
-    if option == 0:
-        return present.to(logits.dtype)
-    columns = present.reshape(1, -1)
-    values = logits.masked_fill(~columns, -torch.inf)
-    if option == 1:
-        values = values.softmax(1) + RELEASED_EPS
-    top = values.masked_fill(~columns, -torch.inf).max() + RELEASED_EPS
-    rows = torch.arange(n_images, device=logits.device)
-    # Image-major texts: [B, B * K] -> [B, B, K]; entry [b, b] holds image b's own K.
-    own = values.view(n_images, n_images, n_languages)[rows, rows]
-    return torch.where(present, top - own, 0.0)
-
-
-def _negative_weights(
-    sim: torch.Tensor,
-    positive_mask: ArrayLike,
-    variant: SamplingVariant,
-    temperature: float,
-    candidate_mask: ArrayLike | None,
-) -> torch.Tensor:
-    """Unnormalised float64 weights ``[Q, G]``, 0 where a column must not be drawn."""
-    check_choice("variant", variant, SAMPLING_VARIANTS)
-    check_temperature(temperature)
-    s = _check_sim(sim, "[Q, G] (queries x candidates)")
-    positive = _check_bool(positive_mask, "positive_mask", s, allow_row=False)
-    exists = (
-        torch.ones_like(positive)
-        if candidate_mask is None
-        else _check_bool(candidate_mask, "candidate_mask", s, allow_row=True)
-    )
-    _check_finite(s, exists)
-    negative = exists & ~positive
-    empty = ~negative.any(1)
-    if bool(empty.any()):
-        row = int(empty.nonzero()[0, 0])
-        raise InputError(
-            f"row {row} of sim {shape_str(s)} has no negative candidate: every column is "
-            "a positive (positive_mask) or excluded (candidate_mask)",
-            argument="row",
-        )
-    s = s.double()
-    if variant == "uniform":
-        weights = torch.ones_like(s)
-    elif variant == "released":
-        logits = (s / temperature).masked_fill(~exists, -torch.inf)
-        weights = logits.softmax(1) + RELEASED_EPS
-    else:
-        weights = s.clamp_min(SIMILARITY_FLOOR)
-    return torch.where(negative, weights, 0.0)
-
-
-def _draw(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One index per row of ``weights``, all rows in a single multinomial call."""
-    return torch.multinomial(weights, 1, generator=generator).squeeze(1)
-
-
-def _check_sim(sim: object, layout: str, *, name: str = "sim") -> torch.Tensor:
-    if not isinstance(sim, torch.Tensor):
-        raise InputError(
-            f"{name} must be a torch.Tensor {layout}, got {type(sim).__name__}", argument=name
-        )
-    check_has_data(sim, name)
-    if not sim.is_floating_point():
-        raise InputError(
-            f"{name} must be floating point, got dtype {sim.dtype} {shape_str(sim)}", argument=name
-        )
-    check_ndim(sim, name, 2, layout)
-    if sim.shape[0] == 0 or sim.shape[1] == 0:
-        raise InputError(
-            f"{name} must have at least one row and one column, got {shape_str(sim)}", argument=name
-        )
-    return sim
-
-
-def _check_finite(
-    sim: torch.Tensor, used: torch.Tensor | None = None, *, name: str = "sim"
-) -> None:
-    """Raise on a NaN or infinity in ``sim`` where ``used`` is True (all of it if None)."""
-    found = first_nonfinite(sim if used is None else sim.masked_fill(~used, 0))
-    if found is not None:
-        index, value = found
-        raise InputError(
-            f"{name} {shape_str(sim)} contains {value} at {list(index)}; it must be finite",
-            argument=name,
-        )
-
-
-def _check_bool(mask: ArrayLike, name: str, sim: torch.Tensor, *, allow_row: bool) -> torch.Tensor:
-    """``mask`` as a bool tensor broadcast to the shape of ``sim``, on its device."""
-    t, _ = to_tensor(mask, name)
-    layout = f"to match sim {shape_str(sim)}"
-    return check_bool_mask(t, name, tuple(sim.shape), layout, sim.device, row_ok=allow_row)
