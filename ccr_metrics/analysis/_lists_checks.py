@@ -7,9 +7,7 @@ field and the first offending position.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -188,55 +186,3 @@ def _check_bounds(low: IntArray, high: IntArray, upper: IntArray, depth: int, wh
                 argument=where,
                 position=(i,),
             )
-
-
-def read_document(path: str | Path) -> dict[str, Any]:
-    """Return the JSON object a saved report holds (NaN and Infinity refused)."""
-    file = Path(path)
-    if not file.exists():
-        raise FileNotFoundError(f"{file}: no such file")
-    try:
-        document = json.loads(file.read_bytes().decode("utf-8"), parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, NaN, too deep
-        raise InputError(f"not a JSON file ({exc})") from None
-    return json_object(document, "the file")
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def json_field(node: Mapping[str, Any], key: str, parent: str = "") -> Any:
-    """``node[key]``, or an InputError naming the field ``parent.key`` as missing."""
-    where = f"{parent}.{key}" if parent else key
-    if key not in node:
-        raise InputError(f"{where}: missing", argument=where)
-    return node[key]
-
-
-def json_object(value: Any, where: str) -> dict[str, Any]:
-    """``value`` if it is a JSON object, else an InputError naming ``where``."""
-    if not isinstance(value, dict):
-        raise InputError(f"{where}: expected an object, got {type(value).__name__}", argument=where)
-    return value
-
-
-def json_integer(value: Any, where: str) -> int:
-    """``value`` if it is a JSON integer, else an InputError naming ``where``."""
-    if type(value) is not int:  # json gives exactly int for an integer, bool for true
-        raise InputError(f"{where}: expected an integer, got {value!r}", argument=where)
-    return value
-
-
-def json_integers(value: Any, where: str) -> IntArray:
-    """Return a JSON array of integers as int64, naming the first entry that is not one."""
-    if not isinstance(value, list):
-        raise InputError(f"{where}: expected an array of integers", argument=where)
-    for i, item in enumerate(value):
-        if type(item) is not int or not -(2**63) <= item < 2**63:
-            raise InputError(
-                f"{where}: {item!r} at position {i} is not an integer",
-                argument=where,
-                position=(i,),
-            )
-    return np.asarray(value, dtype=np.int64)

@@ -101,13 +101,13 @@ def read(path: str | Path) -> dict[str, Any]:
         names the field, as ``counts.en.i2t.above``, and the first offending position.
         The file's path is left for the caller to prefix.
     """
-    document = _document(path)
+    document = read_document(path)
     version = document.get("format")
     if version not in (FORMAT, FORMAT_2, FORMAT_RANKS_ONLY):
         raise _unknown_format(version)
     if version == FORMAT_2:
         version = FORMAT
-    settings = dict(_object(_get(document, "settings", ""), "settings"))
+    settings = dict(json_object(json_field(document, "settings", ""), "settings"))
     if "caption_reduce" in settings:  # the setting's name in reports of format 1
         settings["caption_reduction"] = settings.pop("caption_reduce")
     if "ks" not in settings:
@@ -115,10 +115,12 @@ def read(path: str | Path) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "ks": _cutoffs(settings.pop("ks")),
         "settings": settings,
-        "n_images": _integer(_get(document, "n_images", ""), "n_images"),
+        "n_images": json_integer(json_field(document, "n_images", ""), "n_images"),
         "text_to_image": {
-            lang: _integers(v, f"text_to_image.{lang}")
-            for lang, v in _object(_get(document, "text_to_image", ""), "text_to_image").items()
+            lang: json_integers(v, f"text_to_image.{lang}")
+            for lang, v in json_object(
+                json_field(document, "text_to_image", ""), "text_to_image"
+            ).items()
         },
         "intervals": _intervals(document, required=version == FORMAT),
     }
@@ -126,9 +128,9 @@ def read(path: str | Path) -> dict[str, Any]:
         fields["counts"] = {
             lang: {
                 d: _rank_counts(c, f"counts.{lang}.{d}")
-                for d, c in _object(dirs, f"counts.{lang}").items()
+                for d, c in json_object(dirs, f"counts.{lang}").items()
             }
-            for lang, dirs in _object(_get(document, "counts", ""), "counts").items()
+            for lang, dirs in json_object(json_field(document, "counts", ""), "counts").items()
         }
         # Intervals are derived from interval_values; without those the field must be
         # absent. Format 2 did not hold mrv_images.
@@ -141,13 +143,14 @@ def read(path: str | Path) -> dict[str, Any]:
     else:
         fields["ranks"] = {
             lang: {
-                d: _ranks(r, f"ranks.{lang}.{d}") for d, r in _object(dirs, f"ranks.{lang}").items()
+                d: _ranks(r, f"ranks.{lang}.{d}")
+                for d, r in json_object(dirs, f"ranks.{lang}").items()
             }
-            for lang, dirs in _object(_get(document, "ranks", ""), "ranks").items()
+            for lang, dirs in json_object(json_field(document, "ranks", ""), "ranks").items()
         }
         # Format 1 is checked on the numbers it holds; it kept intervals' options only.
         derived = tuple(key for key in DERIVED if key in document and key != "intervals")
-    fields["saved"] = {key: _get(document, key, "") for key in derived}
+    fields["saved"] = {key: json_field(document, key, "") for key in derived}
     return fields
 
 
@@ -206,7 +209,7 @@ def _ranks_differ(
     shape = _difference(
         {
             lang: dict.fromkeys(dirs) if isinstance(dirs, dict) else dirs
-            for lang, dirs in _object(saved, "ranks").items()
+            for lang, dirs in json_object(saved, "ranks").items()
         },
         {lang: dict.fromkeys(dirs) for lang, dirs in names.items()},
         "ranks",
@@ -269,8 +272,11 @@ def _difference(saved: Any, expected: Any, field: str, source: str) -> tuple[str
     return field, f"the file says {_show(saved)}, its {source} give {_show(expected)}"
 
 
-def _document(path: str | Path) -> dict[str, Any]:
-    """Return the JSON object a report file holds (NaN and Infinity refused: not JSON)."""
+def read_document(path: str | Path) -> dict[str, Any]:
+    """Return the JSON object a saved report (a Report's or a ListsReport's) holds.
+
+    NaN and Infinity are refused: they are not JSON.
+    """
     file = Path(path)
     # The words of the array loaders. Report.load puts the path before an InputError,
     # not before an OSError, so the missing file names itself here.
@@ -319,20 +325,23 @@ def _unknown_format(version: Any) -> InputError:
 _FAMILY = FORMAT.rpartition("/")[0] + "/"
 
 
-def _get(node: Mapping[str, Any], key: str, parent: str) -> Any:
+def json_field(node: Mapping[str, Any], key: str, parent: str = "") -> Any:
+    """``node[key]``, or an InputError naming the field ``parent.key`` as missing."""
     field = f"{parent}.{key}" if parent else key
     if key not in node:
         raise InputError(f"{field}: missing", argument=field)
     return node[key]
 
 
-def _object(value: Any, field: str) -> dict[str, Any]:
+def json_object(value: Any, field: str) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an InputError naming ``field``."""
     if not isinstance(value, dict):
         raise InputError(f"{field}: expected an object {{...}}, got {_kind(value)}", argument=field)
     return value
 
 
-def _integer(value: Any, field: str) -> int:
+def json_integer(value: Any, field: str) -> int:
+    """``value`` if it is a JSON integer, else an InputError naming ``field``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"{field}: expected an integer, got {_kind(value)}", argument=field)
     return value
@@ -342,10 +351,10 @@ def _cutoffs(value: Any) -> tuple[int, ...]:
     """Return ``settings.ks``: integers of any size, as a report holds (``k = 2**64`` too)."""
     if isinstance(value, list) and all(type(x) is int for x in value):
         return tuple(value)  # the report's checks refuse one below 1 or given twice
-    return tuple(_integers(value, "settings.ks").tolist())  # refused, naming the first
+    return tuple(json_integers(value, "settings.ks").tolist())  # refused, naming the first
 
 
-def _integers(value: Any, field: str) -> np.ndarray[Any, np.dtype[np.int64]]:
+def json_integers(value: Any, field: str) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Return a JSON array of integers as int64, naming the first element that is not one."""
     if not isinstance(value, list):
         raise InputError(
@@ -399,8 +408,10 @@ def _ranks(value: Any, field: str) -> np.ndarray[Any, np.dtype[np.float64]]:
 
 
 def _rank_counts(value: Any, field: str) -> RankCounts:
-    node = _object(value, field)
-    arrays = [_integers(_get(node, name, field), f"{field}.{name}") for name in _COUNT_NAMES]
+    node = json_object(value, field)
+    arrays = [
+        json_integers(json_field(node, name, field), f"{field}.{name}") for name in _COUNT_NAMES
+    ]
     for name, array in zip(_COUNT_NAMES, arrays, strict=True):
         if len(array) != len(arrays[0]):
             raise InputError(
@@ -435,12 +446,12 @@ def _intervals(document: Mapping[str, Any], *, required: bool) -> Intervals | No
         raise InputError(f"{absent}: missing (it goes with {present})", argument=absent)
     if not has_options:
         return None
-    options = _object(document["confidence"], "confidence")
+    options = json_object(document["confidence"], "confidence")
     ci, method, n_resamples, seed = (
-        _get(options, name, "confidence") for name in ("ci", "method", "n_resamples", "seed")
+        json_field(options, name, "confidence") for name in ("ci", "method", "n_resamples", "seed")
     )
     values = {}
-    for name, value in _object(document["interval_values"], "interval_values").items():
+    for name, value in json_object(document["interval_values"], "interval_values").items():
         field = f"interval_values.{name}"
         try:
             key = MetricKey.parse(name)

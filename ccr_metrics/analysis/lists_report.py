@@ -36,13 +36,15 @@ from ._lists_checks import (
     checked_gallery,
     fits,
     indices,
+)
+from ._report_json import (
     json_field,
     json_integer,
     json_integers,
     json_object,
     read_document,
+    write,
 )
-from ._report_json import write
 from .results import close
 
 __all__ = ["ListsReport", "evaluate_lists"]
