@@ -9,7 +9,7 @@ collectives, so that all raise together instead of leaving the others waiting.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import torch
@@ -58,11 +58,7 @@ def sharded_counts(
     block = _Block(tiles, tiling, gallery_offsets[rank], total)
     for src in range(len(query_offsets) - 1):
         first, stop = query_offsets[src], query_offsets[src + 1]
-        for start in range(first // tiling.queries * tiling.queries, stop, rows):
-            # The block is rows start .. start + n of the global grid (whole tiles, no
-            # more than src's queries reach); src holds the queries lo .. hi of them.
-            n = min(rows, -(-(stop - start) // tiling.queries) * tiling.queries)
-            lo, hi = max(start, first), min(start + rows, stop)
+        for start, n, lo, hi in _query_blocks(first, stop, tiling.queries, rows):
             if src == rank:
                 own = padded_queries(queries, first, start, n)
                 # The best score travels with the queries: one broadcast per block.
@@ -167,10 +163,7 @@ def sharded_first_stage(
     buffer = None
     for src in range(world):
         start_q, stop_q = query_offsets[src], query_offsets[src + 1]
-        for start in range(start_q // tiling.queries * tiling.queries, stop_q, rows):
-            # Whole tiles, no more than src's queries reach (as in sharded_counts).
-            n = min(rows, -(-(stop_q - start) // tiling.queries) * tiling.queries)
-            lo_q, hi_q = max(start, start_q), min(start + rows, stop_q)
+        for start, n, lo_q, hi_q in _query_blocks(start_q, stop_q, tiling.queries, rows):
             if src == rank:
                 block = padded_queries(queries, start_q, start, n)
             else:
@@ -208,6 +201,20 @@ def sharded_first_stage(
             )
         bar.update()
     return stage.result(dev)
+
+
+def _query_blocks(
+    first: int, stop: int, tile: int, rows: int
+) -> Iterator[tuple[int, int, int, int]]:
+    """Yield the blocks of one process's queries ``first .. stop`` as ``(start, n, lo, hi)``.
+
+    A block is rows ``start .. start + n`` of the global grid: it starts on a tile
+    boundary, holds whole tiles (at most ``rows``, a multiple of ``tile``) and no more
+    than the process's queries reach; the process's queries ``lo .. hi`` are in it.
+    """
+    for start in range(first // tile * tile, stop, rows):
+        n = min(rows, -(-(stop - start) // tile) * tile)
+        yield start, n, max(start, first), min(start + rows, stop)
 
 
 def _shared_counter(
