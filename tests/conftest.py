@@ -1,6 +1,7 @@
 import os
 
 import pytest
+import torch
 from gloo import ProcessPool
 from hypothesis import HealthCheck, settings
 
@@ -25,3 +26,17 @@ def gloo_pool():
     pool = ProcessPool()
     yield pool
     pool.close()
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the duration of the test, then as many as before.
+
+    For a serial code path, or for a loop of thousands of calls on a few dozen numbers:
+    there a second thread costs more than the work, and on a busy machine each call can
+    wait milliseconds for it.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1035,15 +1035,47 @@ def test_help_exits_0(capsys):
 # ----------------------------------------------------------------------- the README
 
 
-def test_python_m_on_the_bundled_example():
-    result = subprocess.run(
-        [sys.executable, "-m", "ccr_metrics", "evaluate", "examples/multi30k_synthetic.npz"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+@pytest.fixture(scope="module")
+def python_m(tmp_path_factory):
+    """The module's ``python -m ccr_metrics`` commands, started at once.
+
+    Each spends seconds importing torch while pytest waits: side by side they share the
+    cores instead of taking turns.
+    """
+    path = input_file(tmp_path_factory.mktemp("closed"), "evaluate", "npz")
+    evaluate = [sys.executable, "-m", "ccr_metrics", "evaluate"]
+    commands = {
+        "bundled example": shlex.join([*evaluate, "examples/multi30k_synthetic.npz"]),
+        # `ccr-metrics ... | head`: the reader leaves early.
+        "closed stdout": shlex.join([*evaluate, str(path), "--device", "cpu"]) + " | head -c 0",
+    }
+    started = {
+        name: subprocess.Popen(
+            command,
+            shell=True,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, command in commands.items()
+    }
+    done = {}
+    try:
+        for name, process in started.items():
+            stdout, stderr = process.communicate(timeout=120)
+            done[name] = subprocess.CompletedProcess(
+                process.args, process.returncode, stdout, stderr
+            )
+    finally:
+        for process in started.values():
+            process.kill()  # only those left running: a timed-out one (a no-op otherwise)
+            process.wait()
+    return done
+
+
+def test_python_m_on_the_bundled_example(python_m):
+    result = python_m["bundled example"]
     assert result.returncode == 0, result.stderr
     # Not a terminal: no progress bar. Czech describes 270 of the 300 images: one line
     # says that every language is ranked among all 300.
@@ -1057,18 +1089,8 @@ def test_python_m_on_the_bundled_example():
     assert "Mean Rank Variance over 4 languages" in result.stdout
 
 
-def test_closed_stdout_is_quiet(tmp_path):
+def test_closed_stdout_is_quiet(python_m):
     # `ccr-metrics ... | head`: the reader leaves early; no traceback, no complaint.
-    path = input_file(tmp_path, "evaluate", "npz")
-    result = subprocess.run(
-        f"{shlex.quote(sys.executable)} -m ccr_metrics evaluate {shlex.quote(str(path))} "
-        "--device cpu | head -c 0",
-        shell=True,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = python_m["closed stdout"]
     # The mixed-gallery warning follows the table, once the table is written.
     assert result.stderr == "" or only_the_mixed_gallery_warning(result.stderr), result.stderr

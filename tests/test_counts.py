@@ -817,14 +817,6 @@ def test_cuda_counts_match_naive_loop(kernel, dtype, form):
 # ------------------------------------------------- serial kernel, unaligned masks
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("form", ["index", "mask", "view"])
 def test_one_thread_serial_kernel_matches_naive_loop(one_thread, monkeypatch, dtype, form):

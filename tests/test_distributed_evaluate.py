@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch.distributed as dist
-from gloo import ProcessPool, process_group, run_processes
+from gloo import ProcessPool, process_group
 
 import ccr_metrics as cm
 
@@ -123,41 +120,6 @@ def test_bad_shard_on_one_process_fails_on_all(out_dir: Path) -> None:
         assert "{'languages': ['en', 'de']}" in e["languages"]
         # Each setting is labelled, and only the ones that differ are shown.
         assert "with {'k': [1, 6]}" in e["k"] and "with {'k': [1, 5]}" in e["k"]
-
-
-def stalled_worker(rank: int, port: int, out_dir: str) -> None:
-    # No barrier at the end: after a timeout the group is unusable, so the processes
-    # leave without tearing it down (and each runs in a process of its own, not the pool).
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=2,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    images, texts, owners = shard(rank)
-    if rank == 1:  # stalls, never called, until process 0 has given up (at most 60 s)
-        deadline = time.monotonic() + 60
-        while not (Path(out_dir) / "stalled.json").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os._exit(0)
-    start = time.perf_counter()
-    try:
-        cm.evaluate_sharded(images, texts, owners, device="cpu", timeout=1.0)
-        outcome = "returned"
-    except TimeoutError as exc:
-        outcome = str(exc)
-    elapsed = time.perf_counter() - start
-    (Path(out_dir) / "stalled.json").write_text(json.dumps([outcome, elapsed]))
-    os._exit(0)
-
-
-def test_a_stalled_process_times_out_with_a_clear_error(tmp_path: Path) -> None:
-    run_processes(stalled_worker, str(tmp_path), nprocs=2)
-    outcome, elapsed = json.loads((tmp_path / "stalled.json").read_text())
-    assert "process 0 stopped waiting for the other processes" in outcome
-    assert "while evaluating sharded embeddings (limit 1 s)" in outcome
-    assert elapsed < 5  # the 1 s limit, well before the stalled process would leave
 
 
 def test_without_process_group_it_is_evaluate() -> None:

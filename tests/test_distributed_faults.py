@@ -97,8 +97,12 @@ def test_a_stalled_process_is_named_and_the_group_comes_down_at_once(tmp_path, g
     )
     assert kind0 == "TimeoutError"
     assert "process 0 stopped waiting for the other processes" in message0
-    assert "(limit 1 s): process 1 never reached a collective" in message0  # the staller
-    assert seconds0 < ENDS_WITHIN_S
+    # What was under way, its limit, and the staller.
+    assert (
+        "while evaluating sharded embeddings (limit 1 s): process 1 never reached a collective"
+        in message0
+    )
+    assert seconds0 < 5  # the 1 s limit, long before the group's own timeout
     # The late process finds its peer gone at once, not after the limit or the group's.
     assert kind1 in ("RuntimeError", "TimeoutError") and "process 1" in message1
     assert seconds1 < ENDS_WITHIN_S

@@ -286,7 +286,7 @@ def test_released_positive_with_one_language_and_one_image() -> None:
 
 
 @pytest.mark.parametrize("option", [0, 1, 2])
-def test_released_positive_draws_follow_the_probabilities(option: int) -> None:
+def test_released_positive_draws_follow_the_probabilities(option: int, one_thread: None) -> None:
     sim_i2t = random_sim_i2t(3, 4, top_is_positive=False, dtype=torch.float32, seed=2)
     temperature = 0.1
     p = released_hard_positive_probabilities(sim_i2t, temperature, option=option)
@@ -795,7 +795,7 @@ def expected_mining(
 
 
 @pytest.mark.parametrize("variant", MINING)
-def test_mine_draws_follow_the_probabilities(variant: str) -> None:
+def test_mine_draws_follow_the_probabilities(variant: str, one_thread: None) -> None:
     """Seeded chi-square checks of the joint (positive, negative image) and negative text.
 
     The seed is fixed, so the test is deterministic; every category is expected often

@@ -15,7 +15,6 @@ from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtr, ndtri
 
 from .._progress import progress_bar
 from ..core._validation import InputError, check_choice, check_positive_int, check_seed
@@ -209,6 +208,9 @@ def bounds(
     boot: FloatArray, estimate: FloatArray, jackknife: FloatArray | None, *, ci: float
 ) -> tuple[FloatArray, FloatArray]:
     """Interval ends per column of ``boot`` ``[R, S]``; BCa when ``jackknife`` is given."""
+    # Here, not at the top: `import ccr_metrics` must not load scipy.
+    from scipy.special import ndtr, ndtri
+
     alpha = (1 - ci) / 2
     count = (~np.isnan(boot)).sum(0)
     if jackknife is None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ._report_view import ReportView
 from .results import MetricKey
+
+# pandas is imported where a frame is built, so that `import ccr_metrics` does not pay for it.
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Widest line of :meth:`~ccr_metrics.Report.to_table`'s recall table, in characters;
 #: wider tables (intervals on) are split by direction.
@@ -60,6 +62,8 @@ def summary(report: ReportView) -> dict[str, Any]:
 
 def frame(report: ReportView) -> pd.DataFrame:
     """Return :meth:`~ccr_metrics.Report.to_frame`: a row per language x direction."""
+    import pandas as pd
+
     recall = report.recall_table()
     ranks = report.rank_summary()
     rows = []
@@ -145,6 +149,8 @@ def _title(report: ReportView) -> str:
 
 def _recall_text(report: ReportView, cell: Cell) -> str:
     """Return the recall table: percentages per language and the average, split if wide."""
+    import pandas as pd
+
     recall = report.recall_table()
     columns = [f"{d} R@{k}" for d in report.directions for k in report.ks]
     rows: dict[str, dict[str, str]] = {}
@@ -180,6 +186,8 @@ def _recall_text(report: ReportView, cell: Cell) -> str:
 
 def rank_frame(report: ReportView) -> pd.DataFrame:
     """Tabulate queries, mean and median rank per language (rows) and direction."""
+    import pandas as pd
+
     rows: dict[str, dict[str, str]] = {}
     for lang, dirs in report.rank_summary().items():
         rows[lang] = {}

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .._progress import progress_bar
 from ..core._validation import check_choice, check_positive_int
@@ -21,6 +20,10 @@ from ..core.consistency import (
 from ..core.mrv import REDUCTIONS, Reduction
 from .report import Report
 from .results import KeyedResult, MetricKey, describe, json_float
+
+# pandas is imported where a frame is built, so that `import ccr_metrics` does not pay for it.
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Breakdown", "consistency_breakdown"]
 
@@ -87,6 +90,8 @@ class Breakdown(KeyedResult):
 
     def to_frame(self) -> pd.DataFrame:
         """One row per number: name, metric, language, direction, k and value."""
+        import pandas as pd
+
         rows = [
             {"name": key.name, **describe(key), "value": value}
             for key, value in self._metrics.items()

@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from ..core._lists import (
     check_in,
@@ -46,6 +45,10 @@ from ._report_json import (
     write,
 )
 from .results import close
+
+# pandas is imported where a frame is built, so that `import ccr_metrics` does not pay for it.
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["ListsReport", "evaluate_lists"]
 
@@ -362,6 +365,8 @@ class ListsReport:
             (fractions), ``mean_rank_low``, ``mean_rank_high``, ``median_rank_low``,
             ``median_rank_high``.
         """
+        import pandas as pd
+
         recall, bounds = self.recall(), self.rank_bounds()
         rows = []
         for lang, dirs in self.ranks.items():
@@ -654,6 +659,8 @@ def _read(path: str | Path) -> tuple[ListsReport, dict[str, Any]]:
 
 
 def _recall_text(report: ListsReport) -> str:
+    import pandas as pd
+
     recall = report.recall()
     table = {
         lang: {f"{d} R@{k}": f"{100 * v:.2f}" for d, by_k in dirs.items() for k, v in by_k.items()}
@@ -671,6 +678,8 @@ def _recall_text(report: ListsReport) -> str:
 
 
 def _rank_text(frame: pd.DataFrame) -> str:
+    import pandas as pd
+
     table: dict[str, dict[str, str]] = {}
     for row in frame.itertuples(index=False):
         d = row.direction

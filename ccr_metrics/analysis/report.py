@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from ..core._validation import (
     InputError,
@@ -31,6 +30,10 @@ from ..core.ties import DEFAULT_TIES, TIES, RankCounts, Ties
 from . import _bootstrap, _report_checks, _report_format, _report_json, _report_ratios
 from ._bootstrap import Method
 from .results import Interval, Intervals, KeyedResult, MetricKey
+
+# pandas is imported where a frame is built, so that `import ccr_metrics` does not pay for it.
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Report", "bootstrap_intervals"]
 

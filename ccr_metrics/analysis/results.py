@@ -24,13 +24,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from ..core._validation import InputError, check_seed, positive_int
 from ._bootstrap import METHODS
+
+# pandas is imported where a frame is built, so that `import ccr_metrics` does not pay for it.
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Comparison", "Difference", "Interval", "Intervals", "MetricKey"]
 
@@ -260,6 +263,8 @@ def describe(key: MetricKey) -> dict[str, Any]:
 
 def frame(rows: list[dict[str, Any]], values: list[str]) -> pd.DataFrame:
     """Build a data frame of described metrics, ``k`` as a nullable integer column."""
+    import pandas as pd
+
     columns = ["name", "metric", "language", "direction", "k", "reduction", *values]
     out = pd.DataFrame(rows, columns=columns)
     out["k"] = out["k"].astype("Int64")  # NA where a metric has no cut-off

@@ -12,7 +12,9 @@ by position. Two implementations give identical counts:
   over ``torch.get_num_threads()`` threads. It serves float32 and float64 CPU matrices
   stored row-major or column-major.
 - torch operations over cache-sized blocks serve every other dtype, layout and device
-  (CUDA included), and CPUs without numba.
+  (CUDA included), and CPUs without numba: per block, ``>`` and ``>=`` comparisons
+  into 0/1 floats, one sum of those (the counts) and one of the scores (the
+  finiteness probe); a column-major matrix is walked along its contiguous axis.
 
 ``CCR_METRICS_KERNEL=torch`` in the environment selects the torch path even where
 numba is installed (``numba`` insists on it, ``auto`` is the default).
@@ -30,14 +32,13 @@ import torch
 
 from ._validation import InputError, first_nonfinite, positive_int
 
-# Elements per block of the torch path when no block size is given: about 1 MB of
-# float32, which stays in a core's L2 cache across the passes over it (measured best
-# of 2**17 .. 2**22 on an AVX-512 CPU); a GPU wants large blocks to fill its cores. A
-# column-major matrix is reduced by matrix-vector products, which want long blocks.
-_CPU_BLOCK_ELEMENTS = 1 << 18
-_CPU_COLUMN_BLOCK_ELEMENTS = 1 << 22
-_CUDA_BLOCK_ELEMENTS = 1 << 27
-# float32 accumulators count exactly up to 2**24; longer rows go to the torch path.
+# Bytes per block of the torch path on a CPU, scores and their two comparison results:
+# the block stays in cache across the passes over it (8 MB was the best of 2 to 16 MB
+# on a 2-vCPU AMD EPYC with 32 MB of L3; below that, per-op overheads add up). A GPU
+# wants large blocks to fill its cores: 2**26 scores, 512 MB of float32 results.
+_CPU_BLOCK_BYTES = 1 << 23
+_CUDA_BLOCK_ELEMENTS = 1 << 26
+# float32 accumulators count exactly up to 2**24; longer rows are counted in float64.
 _FLOAT32_EXACT = 1 << 24
 _KERNELS = ("auto", "numba", "torch")
 
@@ -60,14 +61,6 @@ def check_chunk_size(chunk_size: int | None) -> int | None:
             argument="chunk_size",
         )
     return chunk_size
-
-
-def _block_rows(chunk_size: int | None, n_gallery: int, device: torch.device) -> int:
-    """Rows per block of the torch path: ``chunk_size``, or a cache-sized default."""
-    if chunk_size is not None:
-        return chunk_size
-    budget = _CUDA_BLOCK_ELEMENTS if device.type == "cuda" else _CPU_BLOCK_ELEMENTS
-    return max(1, budget // max(n_gallery, 1))
 
 
 def count_against(
@@ -139,40 +132,25 @@ def _torch_count_against(
     s: torch.Tensor, best: torch.Tensor, chunk_size: int | None, name: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     n_queries, n_gallery = s.shape
+    if not (s.stride(0) == 1 and s.stride(1) != 1):
+        rows = _block_rows(chunk_size, n_gallery, s)
+        return _torch_count_rows(s, best, rows, name)
+    # Column-major (a transposed view): walk it along its contiguous axis, blocks of
+    # gallery items counted into per-query totals, about as many elements per block
+    # as chunk_size rows would hold.
+    if chunk_size is None:
+        step = _block_rows(None, n_queries, s)
+    else:
+        step = max(1, min(int(chunk_size) * n_gallery // n_queries, n_gallery))
     acc = _accumulator(s)
-    if s.stride(0) == 1 and s.stride(1) != 1:
-        # Column-major (a transposed view): walk it along its contiguous axis, blocks
-        # of gallery items reduced over the gallery into per-query totals, about as
-        # many elements per block as chunk_size rows would hold.
-        gallery_major = s.T
-        if chunk_size is None:
-            budget = _CUDA_BLOCK_ELEMENTS if s.device.type == "cuda" else _CPU_COLUMN_BLOCK_ELEMENTS
-            step = max(1, budget // n_queries)
-        else:
-            step = max(1, chunk_size * n_gallery // n_queries)
-        sums = torch.zeros((3, n_queries), dtype=acc, device=s.device)
-        buffer = None
-        if s.dtype == acc:
-            # Summing over the gallery axis is a matrix-vector product with ones: BLAS
-            # reduces a strided axis much faster than a sum does. Sums of signs are
-            # whole numbers, exact in any order.
-            ones = torch.ones(min(step, n_gallery), dtype=acc, device=s.device)
-            for start in range(0, n_gallery, step):
-                block = gallery_major[start : start + step]
-                d = _difference(block, best[None, :], buffer)
-                buffer, o = d, ones[: block.shape[0]]
-                torch.addmv(sums[0], d.T, o, out=sums[0])
-                d.sign_()
-                torch.addmv(sums[1], d.T, o, out=sums[1])
-                d.abs_()
-                torch.addmv(sums[2], d.T, o, out=sums[2])
-        else:
-            for start in range(0, n_gallery, step):
-                block = gallery_major[start : start + step]
-                block_sums, buffer = _block_sums(block, best[None, :], 0, acc, buffer)
-                sums += block_sums
-        return _from_sums(s, sums, name)
-    return _torch_count_rows(s, best, _block_rows(chunk_size, n_gallery, s.device), name)
+    sums = torch.zeros((3, n_queries), dtype=acc, device=s.device)
+    block_sums = torch.empty_like(sums)
+    flags = torch.empty((2, min(step, n_gallery), n_queries), dtype=acc, device=s.device)
+    b, probe, counts = best[None, :], block_sums[0], block_sums[1:]
+    for block in torch.split(s.T, step):
+        _block_sums(block, b, 0, flags, probe, counts)
+        sums += block_sums
+    return _from_sums(s, sums, name)
 
 
 def _torch_count_rows(
@@ -181,60 +159,76 @@ def _torch_count_rows(
     """Count ``s`` in blocks of ``rows`` rows: ``(above, tied)``."""
     acc = _accumulator(s)
     sums = torch.empty((3, s.shape[0]), dtype=acc, device=s.device)
-    buffer = None
-    for start in range(0, s.shape[0], rows):
-        stop = min(start + rows, s.shape[0])
-        block = s[start:stop]
-        sums[:, start:stop], buffer = _block_sums(block, best[start:stop, None], 1, acc, buffer)
+    flags = torch.empty((2, min(rows, s.shape[0]), s.shape[1]), dtype=acc, device=s.device)
+    # split() makes all the blocks' views in one call each: per-block Python adds up.
+    splits = [
+        torch.split(t, rows, dim)
+        for t, dim in ((s, 0), (best[:, None], 0), (sums[0], 0), (sums[1:], 1))
+    ]
+    for block, b, probe, counts in zip(*splits, strict=True):
+        _block_sums(block, b, 1, flags, probe, counts)
     return _from_sums(s, sums, name)
 
 
 def _from_sums(s: torch.Tensor, sums: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(above, tied)`` from ``[probe, above - below, above + below]`` sums ``[3, Q]``."""
-    probe, above_minus_below, above_plus_below = sums
+    """``(above, tied)`` from ``[probe, above, above + tied]`` sums ``[3, Q]``."""
+    probe, above, at_least = sums
     _check_probe(s, probe, name)
-    above = ((above_minus_below + above_plus_below) / 2).round().long()
-    return above, s.shape[1] - above_plus_below.round().long()
+    return above.long(), (at_least - above).long()
 
 
 def _block_sums(
-    block: torch.Tensor, b: torch.Tensor, dim: int, acc: torch.dtype, buffer: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``[probe, above - below, above + below]`` of ``block`` against ``b``, over ``dim``.
+    block: torch.Tensor,
+    b: torch.Tensor,
+    dim: int,
+    flags: torch.Tensor,
+    probe: torch.Tensor,
+    counts: torch.Tensor,
+) -> None:
+    """Sum ``block`` into ``probe`` and count it against ``b`` into ``counts``, over ``dim``.
 
-    ``probe`` (the sum of the differences) is non-finite when the block holds a NaN or
-    an infinity, or, rarely, when finite differences overflow; the exact check that
-    follows tells these apart. Differences go into ``buffer``, returned for the next
-    block (never larger than the first): a fresh multi-MB allocation per block costs
-    page faults.
+    ``counts`` gets ``[above, above + tied]``: the comparisons write 0/1 into ``flags``
+    (``[2, ...]``, at least the block's shape, in the dtype of ``counts``: a comparison
+    into a bool costs several times one into a float here), whose sums are exact.
+    ``probe`` is non-finite when the block holds a NaN or an infinity, or, rarely, when
+    finite scores overflow; the exact check that follows tells these apart. Each pass
+    after the first reads the block from cache: it is sized to stay there.
     """
-    if not block.is_floating_point():
-        # Integers are compared directly: a difference could overflow.
-        above = (block > b).sum(dim).to(acc)
-        below = (block < b).sum(dim).to(acc)
-        return torch.stack([torch.zeros_like(above), above - below, above + below]), None
-    d = _difference(block, b, buffer)
-    probe = d.sum(dim, dtype=acc)
-    # sign(d) is exact: a difference of two distinct IEEE floats is never 0. Its sum is
-    # above - below, the sum of its squares above + below.
-    d.sign_()
-    above_minus_below = d.sum(dim, dtype=acc)
-    d.square_()
-    return torch.stack([probe, above_minus_below, d.sum(dim, dtype=acc)]), d
+    if flags.shape[1] != block.shape[0]:  # the last, shorter block
+        flags = flags[:, : block.shape[0]]
+    above, at_least = flags
+    torch.gt(block, b, out=above)
+    torch.ge(block, b, out=at_least)
+    torch.sum(flags, dim + 1, out=counts)
+    if block.dtype == probe.dtype:
+        torch.sum(block, dim, out=probe)
+    elif block.is_floating_point():  # float16, bfloat16
+        torch.sum(block, dim, dtype=probe.dtype, out=probe)
+    else:  # integers are always finite
+        probe.zero_()
 
 
-def _difference(block: torch.Tensor, b: torch.Tensor, buffer: torch.Tensor | None) -> torch.Tensor:
-    """``block - b``, written into ``buffer`` (sized for the first, largest block) if given."""
-    if buffer is None:
-        return block - b
-    return torch.sub(block, b, out=buffer[: block.shape[0]])
+def _block_rows(chunk_size: int | None, n_gallery: int, s: torch.Tensor) -> int:
+    """Rows of ``n_gallery`` scores per block: ``chunk_size``, or a cache-sized default."""
+    if chunk_size is not None:
+        # torch.split wants an int within int64; chunk_size may be a 0-d array or huge.
+        return min(int(chunk_size), max(s.shape[0], 1))
+    if s.device.type == "cuda":
+        budget = _CUDA_BLOCK_ELEMENTS
+    else:
+        budget = _CPU_BLOCK_BYTES // (s.element_size() + 2 * _accumulator(s).itemsize)
+    return max(1, budget // max(n_gallery, 1))
 
 
 def _accumulator(s: torch.Tensor) -> torch.dtype:
-    """Dtype the torch path sums counts in: float32 is exact for counts up to 2**24."""
-    if s.is_floating_point() and s.shape[1] <= _FLOAT32_EXACT:
-        return torch.float32
-    return torch.float64
+    """Dtype the torch path counts in: float32 is exact for counts up to 2**24.
+
+    float64 scores are compared into float64: a comparison that converts to another
+    dtype costs about twice one that does not.
+    """
+    if s.dtype == torch.float64 or s.shape[1] > _FLOAT32_EXACT:
+        return torch.float64
+    return torch.float32
 
 
 # --- shared ---------------------------------------------------------------------------
@@ -295,14 +289,18 @@ def _numba_kernel(s: torch.Tensor, *, columns: bool) -> Any:
         return None
     compiled = _compiled()
     if compiled is None:  # numba is not installed
-        if choice == "numba":
-            raise InputError(
-                "CCR_METRICS_KERNEL=numba but numba is not installed: "
-                'pip install "ccr-metrics[fast]"',
-                argument="CCR_METRICS_KERNEL",
-            )
+        refuse_missing_numba(choice)
         return None
     return compiled.use_threads(torch.get_num_threads())
+
+
+def refuse_missing_numba(choice: str) -> None:
+    """Raise when ``CCR_METRICS_KERNEL`` insists on numba (``choice``) and it is missing."""
+    if choice == "numba":
+        raise InputError(
+            'CCR_METRICS_KERNEL=numba but numba is not installed: pip install "ccr-metrics[fast]"',
+            argument="CCR_METRICS_KERNEL",
+        )
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:

@@ -67,11 +67,13 @@ def parse_positives(
     Accepts the three forms :func:`~ccr_metrics.rank_counts` documents. Indices are checked to lie
     in ``[0, n_gallery)``; a message names the first offending query.
     """
-    t = _positives_tensor(positives, n_queries)
-    if t is None:  # ragged
-        rows = _index_lists(positives)  # type: ignore[arg-type]
-        flat = _columns(rows, n_gallery)
-        lengths = torch.as_tensor(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))
+    listed = _int_lists(positives, n_queries)
+    t = _positives_tensor(positives, n_queries) if listed is None else None
+    if t is None:  # index lists, ragged or not
+        if listed is None:
+            rows = _index_lists(positives)  # type: ignore[arg-type]
+            listed = _columns(rows, n_gallery), np.fromiter(map(len, rows), np.int64, len(rows))
+        flat, lengths = listed[0], torch.as_tensor(listed[1])
         _refuse_listed_mask(flat, lengths, n_queries, n_gallery)
         query = torch.repeat_interleave(torch.arange(n_queries), lengths).to(device)
         column = torch.as_tensor(flat).to(device)
@@ -124,6 +126,31 @@ def parse_positives(
     return key // n_gallery, key % n_gallery
 
 
+def _int_lists(
+    positives: object, n_queries: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """Entries (flat) and lengths of ``n_queries`` lists or tuples of integers, as int64.
+
+    The common form of index lists, read in a few passes over the Python objects (the
+    general reading makes numpy arrays of them twice). None for any other form (a row
+    that is no list or tuple, a bool, a float, an integer past int64...), which the
+    general reading takes or refuses, naming the query.
+    """
+    if not isinstance(positives, (list, tuple)) or len(positives) != n_queries:
+        return None
+    if not all(type(row) in (list, tuple) for row in positives):
+        return None
+    types = set(map(type, itertools.chain.from_iterable(positives)))
+    if not all(kind is int or issubclass(kind, np.signedinteger) for kind in types):
+        return None  # bool is no `int` here: a bool would read as 0 or 1
+    lengths = np.fromiter(map(len, positives), np.int64, n_queries)
+    try:
+        flat = np.fromiter(itertools.chain.from_iterable(positives), np.int64, int(lengths.sum()))
+    except OverflowError:
+        return None
+    return flat, lengths
+
+
 def _index_lists(positives: Sequence[Any]) -> list[list[Any]]:
     """Each query's entries as a list: ``[[0, 3], [1], ...]``, one form for every query.
 
@@ -169,7 +196,8 @@ def _columns(rows: list[list[Any]], n_gallery: int) -> npt.NDArray[np.int64]:
 
 
 def _integer_array(flat: list[Any]) -> npt.NDArray[np.int64] | None:
-    if bool in map(type, flat) or np.bool_ in map(type, flat):
+    types = set(map(type, flat))  # one pass over the entries
+    if bool in types or np.bool_ in types:
         return None
     try:
         values = np.asarray(flat)
@@ -227,30 +255,50 @@ def _refuse_listed_mask(
 
 
 def mask_pairs(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the ``(query, column)`` pairs of a bool mask ``[Q, G]``, in row-major order.
+    """Return the ``(query, column)`` pairs of a bool mask ``[Q, G]``, in row-major order."""
+    index = _true_positions(mask.contiguous().reshape(-1))
+    return index // mask.shape[1], index % mask.shape[1]
 
-    Positives are few: the mask's bytes are read as 64-bit words, and only the words
-    that are not zero are looked into, which is several times faster than a nonzero
-    over every byte. Bytes before the first 8-byte boundary and after the last are
-    looked at one by one.
+
+# Words of a bool mask summed per group (0/1 bytes: up to 127 words cannot overflow an
+# int64). Where more than 1/_DENSE of the words are in groups that hold a True, a
+# nonzero over every byte is as fast as looking into them.
+_GROUP = 8
+_DENSE = 4
+
+
+def _true_positions(flat: torch.Tensor) -> torch.Tensor:
+    """Return the positions of the True entries of a 1-D bool tensor, ascending.
+
+    Positives are few: the bytes are read as 64-bit words, summed in groups of
+    ``_GROUP`` words (one vectorized pass; a comparison into a bool, or a nonzero over
+    every byte, costs several times more), and only the words of the groups whose sum
+    is not zero are looked into. Group ``j`` holds every word ``i`` with ``i % n_groups
+    == j``, so that the sums run along the contiguous axis. Bytes before the first
+    8-byte boundary and after the last whole group are looked at one by one.
     """
-    n_gallery = mask.shape[1]
-    flat = mask.contiguous().reshape(-1)
     head = min(-flat.storage_offset() % 8, flat.shape[0])
-    whole = head + (flat.shape[0] - head) // 8 * 8
-    if whole == head:
-        query, column = mask.nonzero(as_tuple=True)
-        return query, column
-    hot = (flat[head:whole].view(torch.int64) != 0).nonzero()[:, 0]
-    candidates = head + (hot[:, None] * 8 + torch.arange(8, device=mask.device)).reshape(-1)
-    index = torch.cat(
+    n_groups = (flat.shape[0] - head) // (8 * _GROUP)
+    stop = head + 8 * _GROUP * n_groups
+    if n_groups == 0:
+        return flat.nonzero()[:, 0]
+    words = flat[head:stop].view(torch.int64)
+    hot_groups = words.view(_GROUP, n_groups).sum(0).nonzero()[:, 0]
+    if hot_groups.shape[0] * _DENSE > n_groups:
+        return flat.nonzero()[:, 0]
+    # Word-major candidates are ascending: row t of the view holds words t * n_groups
+    # onwards.
+    offsets = n_groups * torch.arange(_GROUP, device=flat.device)
+    candidates = (offsets[:, None] + hot_groups[None, :]).reshape(-1)
+    hot_words = candidates[words[candidates] != 0]
+    candidates = head + (hot_words[:, None] * 8 + torch.arange(8, device=flat.device)).reshape(-1)
+    return torch.cat(
         [
             flat[:head].nonzero()[:, 0],
             candidates[flat[candidates]],
-            whole + flat[whole:].nonzero()[:, 0],
+            stop + flat[stop:].nonzero()[:, 0],
         ]
     )
-    return index // n_gallery, index % n_gallery
 
 
 def _positives_tensor(positives: Any, n_queries: int) -> torch.Tensor | None:

@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
-from scipy import stats
 
 from ._backend import Array, ArrayLike, to_output, to_tensor
 from ._validation import InputError, check_positive_int, cutoff_as_float
 from .mrv import Reduction, checked_rank_matrix, instance_rank_variance
+
+# pandas and scipy (~0.9 s to import) are imported where used, so that
+# `import ccr_metrics` does not pay for them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "consistency_at_k",
@@ -228,6 +231,8 @@ def pairwise_disagreement(
            [ 0.5,  1. , -0.5],
            [-1. , -0.5,  1. ]])
     """
+    from scipy import stats  # here, not at the top: see the imports
+
     r, present = _checked_languages(ranks, mask)
     values = r.cpu().numpy()
     shared_mask = present.cpu().numpy()
@@ -297,6 +302,8 @@ def largest_spread(
     0         2     4.0  9.0  1.0
     1         0     1.0  1.0  3.0
     """
+    import pandas as pd
+
     top = check_positive_int("top", top)
     r, present = _checked_languages(ranks, mask)
     n_languages = r.shape[1]

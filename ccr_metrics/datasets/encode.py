@@ -21,7 +21,6 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import torch
-from safetensors.torch import save_file
 
 from .._containers import read_safetensors
 from .._progress import progress_bar
@@ -367,6 +366,9 @@ def _checked(
 
 def _write(file: Path, embeds: torch.Tensor) -> None:
     """Write ``embeds`` to ``file`` whole or not at all: a temporary file, then a rename."""
+    # Here, not at the top: `import ccr_metrics` must not load safetensors.
+    from safetensors.torch import save_file
+
     file.parent.mkdir(parents=True, exist_ok=True)
     temporary = file.with_name(file.name + ".tmp")
     save_file({"embeds": embeds}, str(temporary))

@@ -31,6 +31,7 @@ from .galleries import (
     warn_if_mixed,
 )
 from .inputs import Prepared, options, prepare, score_matrices, text_owners
+from .one_pass import one_pass_counts
 from .second_stage import (
     Protocol,
     RerankOptions,
@@ -187,21 +188,23 @@ def evaluate(
     Text-to-image: each text queries all images (with ``galleries``, its language's:
     the language is then evaluated as the test set of its gallery's images and its
     texts, on the tile grid of gallery positions). The products are computed in the
-    embeddings' common dtype (float32 stays float32), as fixed-shape tiles on a grid
-    of global indices, so every score, and every rank, ties included, is the same
-    whatever ``chunk_size`` (and equals :func:`evaluate_sharded` on any sharding) on
-    one device type and BLAS; see "Same ranks on every execution plan" in
-    ``docs/ranking.md``. The ranks are :func:`evaluate_scores`'s on
-    ``image_embeds @ text_embeds.T`` and ``text_embeds @ image_embeds.T`` wherever the
-    BLAS rounds those products as it rounds the tiles.
+    embeddings' common dtype (float32 stays float32), as fixed-shape image x text tiles
+    on a grid of global indices, each score once: both directions are counted from it
+    in one read (image-to-text along its row, text-to-image down its column). So every
+    score, and every rank, ties included, is the same whatever ``chunk_size`` (and
+    equals :func:`evaluate_sharded` on any sharding) on one device type and BLAS; see
+    "Same ranks on every execution plan" in ``docs/ranking.md``. The ranks are
+    :func:`evaluate_scores`'s on ``S = image_embeds @ text_embeds.T`` and ``S.T``
+    wherever the BLAS rounds that product as it rounds the tiles.
 
-    With ``rerank``, each direction's products are streamed once, as without it, and
-    each query keeps its ``rerank_k`` best candidates (of items tied at the boundary,
-    the lower index) and the counts of the items behind them; the full matrix is never
-    held. The pairs the queries need are then scored, each once even when both
-    directions need it (an image's candidate text whose candidate images include that
-    image), and the Report's ranks are the cascade's (or the filled protocol's), its
-    settings naming which (``rerank``, ``rerank_k``). See ``docs/reranking.md``.
+    With ``rerank``, each direction's products are streamed once (text queries on a text
+    x image grid), and each query keeps its ``rerank_k`` best candidates (of items tied
+    at the boundary, the lower index) and the counts of the items behind them; the full
+    matrix is never held. The pairs the queries need are then scored, each once even
+    when both directions need it (an image's candidate text whose candidate images
+    include that image), and the Report's ranks are the cascade's (or the filled
+    protocol's), its settings naming which (``rerank``, ``rerank_k``). See
+    ``docs/reranking.md``.
 
     Examples
     --------
@@ -251,7 +254,8 @@ def evaluate(
             "give a scorer (rerank) or stored second-stage scores (candidates and fine), not both",
             argument="rerank",
         )
-    rows_i2t, rows_t2i, total = _stream_plan(p, sizes_, chunk_size)
+    two_passes = second is not None or bool(given)
+    rows_i2t, rows_t2i, total = _stream_plan(p, sizes_, chunk_size, two_passes)
     counts: dict[str, dict[str, RankCounts]] = {}
     with progress_bar(progress, total) as bar:
         for lang in p.texts:
@@ -278,16 +282,19 @@ def evaluate(
 
 
 def _stream_plan(
-    p: Prepared, n_gallery: Mapping[str, int], chunk_size: int | None
+    p: Prepared, n_gallery: Mapping[str, int], chunk_size: int | None, two_passes: bool
 ) -> tuple[dict[str, int], dict[str, int], int]:
     """Query rows per block of each language's i2t and t2i passes, and the blocks in all.
 
     ``n_gallery`` is each language's number of images (its gallery's, with galleries).
+    Without a second stage one pass of image blocks counts both directions; with one
+    (``two_passes``) each direction streams its own queries.
     """
     rows_i2t = {lang: stream_rows(chunk_size, t.shape[0], p.device) for lang, t in p.texts.items()}
     rows_t2i = {lang: stream_rows(chunk_size, n_gallery[lang], p.device) for lang in p.texts}
     total = sum(
-        n_blocks(n_gallery[lang], rows_i2t[lang]) + n_blocks(t.shape[0], rows_t2i[lang])
+        n_blocks(n_gallery[lang], rows_i2t[lang])
+        + (n_blocks(t.shape[0], rows_t2i[lang]) if two_passes else 0)
         for lang, t in p.texts.items()
     )
     return rows_i2t, rows_t2i, total
@@ -306,8 +313,7 @@ def _language_counts(
 ) -> dict[str, RankCounts]:
     """Both directions of one language from embeddings, in its gallery (``s``)."""
     t = p.texts[lang]
-    i2t = product_counts(s.images, t, "i2t", s.owner, rows[0], bar, _nonfinite(p, lang, s, "i2t"))
-    t2i = product_counts(t, s.images, "t2i", s.owner, rows[1], bar, _nonfinite(p, lang, s, "t2i"))
+    i2t, t2i = one_pass_counts(s.images, t, s.owner, rows[0], bar, _nonfinite(p, lang, s, "i2t"))
     return {"i2t": expand(i2t, s.gallery, p.images.shape[0]), "t2i": t2i}
 
 

@@ -9,6 +9,7 @@ collectives, so that all raise together instead of leaving the others waiting.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -17,108 +18,131 @@ import torch
 from .. import distributed
 from ..core._selection import select_top
 from ..core._validation import InputError
+from .one_pass import (
+    Intervals,
+    Pass,
+    Records,
+    direction_counts,
+    exact_counts,
+    interval_counts,
+    padded,
+    pair_intervals,
+    row_intervals,
+    thresholds,
+)
 from .second_stage import Collector, FirstStage
-from .stream import Positives, block_counts
-from .tiles import GalleryTiles, ScoreBlock, Tiling, padded_queries, score_block, tiling_for
+from .stream import Positives, captions_of_images
+from .tiles import GalleryTiles, ScoreBlock, padded_queries, score_block, tiling_for
 
-__all__ = ["sharded_counts", "sharded_first_stage"]
+__all__ = ["sharded_first_stage", "sharded_one_pass"]
 
 
-def sharded_counts(
-    queries: torch.Tensor,
-    gallery: torch.Tensor,
-    positives: Positives,
-    query_offsets: list[int],
-    gallery_offsets: list[int],
+def sharded_one_pass(
+    images: torch.Tensor,
+    texts: torch.Tensor,
+    owner: torch.Tensor,
+    offsets: tuple[list[int], list[int]],
     rows: int,
     bar: Any,
-) -> torch.Tensor:
-    """Count this process's queries against the gallery shards of all processes.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Count both directions of one language over every process's shard, in one pass.
 
-    ``positives(a, b)`` gives the positive pairs of local queries ``a:b`` as (query
-    offset, local gallery item). ``query_offsets`` and ``gallery_offsets`` are every
-    process's first global index, then the totals. Scores are made on the global tile
-    grid (:mod:`.tiles`), so they are the floats :func:`evaluate` makes. Every process
-    fills its counts of every query into one ``[3, Q]`` array, summed across processes
-    once at the end (one collective, not one per block). Returns int64 ``[3, Q_r]``:
-    above, tied negatives, tied positives; zero without a positive.
+    The sharded form of :func:`.one_pass.one_pass_counts`: each process's blocks of
+    image rows are broadcast with their threshold intervals, and every process scores
+    them against its own texts on the global tile grid, counting the rows (summed over
+    processes at the end) and its texts' columns. ``owner`` are the local texts' local
+    images; ``offsets`` every process's first image and first text, then the totals.
+    Returns int64 counts ``[3, N_r]`` (image-to-text) and ``[3, M_r]`` (text-to-image).
 
-    A process whose products overflow goes on joining the broadcasts, and every
-    process raises its error together at the end, instead of leaving them waiting.
+    A process whose products overflow goes on joining the broadcasts, and every process
+    raises its error together at the end, instead of leaving them waiting.
     """
     rank = distributed.get_rank()
-    dim, dev = queries.shape[1], queries.device
-    tiling = tiling_for(query_offsets[-1], gallery_offsets[-1], dev)
-    tiles = GalleryTiles(gallery, gallery_offsets[rank], tiling.gallery)
-    rows = -(-rows // tiling.queries) * tiling.queries
-    # Every query's (above, tied negatives, tied positives): this process's own queries
-    # against its shard, the others' against it; the sum is the whole count. The
-    # last column says how many processes failed.
-    total = torch.zeros((3, query_offsets[-1] + 1), dtype=torch.long, device=dev)
-    block = _Block(tiles, tiling, gallery_offsets[rank], total)
-    for src in range(len(query_offsets) - 1):
-        first, stop = query_offsets[src], query_offsets[src + 1]
-        for start, n, lo, hi in _query_blocks(first, stop, tiling.queries, rows):
-            if src == rank:
-                own = padded_queries(queries, first, start, n)
-                # The best score travels with the queries: one broadcast per block.
-                payload = torch.cat([own, block.own(own, positives, start, lo, hi, first)], 1)
-            else:
-                payload = torch.empty((n, dim + 1), dtype=queries.dtype, device=dev)
-            distributed.broadcast(payload, src)
-            if src != rank:
-                block.other(payload[:, :dim].contiguous(), payload[:, dim], start, lo, hi)
-        bar.update()
-    total[0, -1] = int(block.error is not None)
-    distributed.all_reduce_sum(total)
-    if int(total[0, -1]):
-        distributed.raise_if_any_failed(block.error, "counting the ranks")
-    counts = total[:, query_offsets[rank] : query_offsets[rank + 1]]
-    # Items of other shards that tie with the best are negatives; no positive, no count.
-    return torch.where(counts[2] > 0, counts, 0)
+    image_offsets = offsets[0]
+    pairs = pair_intervals(images, texts, owner)
+    local_rows = row_intervals(pairs, owner, images.shape[0])
+    records = Records(image_offsets[-1] + texts.shape[0])
+    shard = _OnePassShard(images, texts, owner + image_offsets[rank], offsets, rows)
+    run = shard.run(local_rows, pairs, records, bar)
+    found = thresholds(run, pairs, local_rows, owner, records)
+    flags = torch.tensor([int(shard.error is not None), int(not found.exact)], device=images.device)
+    distributed.all_reduce_sum(flags)
+    if int(flags[0]):
+        distributed.raise_if_any_failed(shard.error, "counting the ranks")
+    found = found._replace(exact=not int(flags[1]))
+    if found.exact:
+        row_best = distributed.gather_rows(found.best, sizes=_sizes(image_offsets))
+        counts = interval_counts(run, records, row_best, found.values)
+    else:
+        exact = Intervals(found.best, found.best), Intervals(found.values, found.values)
+        counts = exact_counts(shard.run(*exact, None, None))
+    # Every process counted every image against its own texts: the sum is the whole.
+    summed = distributed.all_reduce_sum(torch.stack(counts[:2]))
+    mine = summed[:, image_offsets[rank] : image_offsets[rank + 1]]
+    return direction_counts((mine[0], mine[1]), counts[2:], found, owner)
 
 
-class _Block:
-    """Count blocks of queries against this process's gallery shard into ``total``."""
+def _sizes(offsets: list[int]) -> list[int]:
+    return [b - a for a, b in itertools.pairwise(offsets)]
+
+
+class _OnePassShard:
+    """The part of a one-pass count held here: its images to broadcast, its texts to score."""
 
     def __init__(
-        self, tiles: GalleryTiles, tiling: Tiling, offset: int, total: torch.Tensor
+        self,
+        images: torch.Tensor,
+        texts: torch.Tensor,
+        owner: torch.Tensor,
+        offsets: tuple[list[int], list[int]],
+        rows: int,
     ) -> None:
-        self.tiles, self.tiling, self.offset, self.total = tiles, tiling, offset, total
-        self.buffer: torch.Tensor | None = None
+        rank = distributed.get_rank()
+        self.images, self.owner, self.offsets = images, owner, offsets
+        image_offsets, text_offsets = offsets
+        self.tiling = tiling_for(image_offsets[-1], text_offsets[-1], images.device)
+        self.tiles = GalleryTiles(texts, text_offsets[rank], self.tiling.gallery)
+        self.rows = -(-rows // self.tiling.queries) * self.tiling.queries
+        self.positives = captions_of_images(owner - image_offsets[rank])
         self.error: InputError | None = None  # the first; later blocks are only joined
 
-    def own(
-        self, block: torch.Tensor, positives: Positives, start: int, lo: int, hi: int, first: int
-    ) -> torch.Tensor:
-        """Count this process's queries ``lo:hi`` (block rows from ``start``); their best."""
-        best = block.new_zeros((block.shape[0], 1))
-        if self.error is None:
-            try:
-                scores = self._scores(block)
-                query, column = positives(lo - first, hi - first)
-                local, best_ = block_counts(
-                    scores, query + (lo - start), column, hi - start, empty="miss"
+    def run(self, rows: Intervals, columns: Intervals, records: Records | None, bar: Any) -> Pass:
+        """One pass: every process's image blocks against this process's texts.
+
+        ``rows`` are the local images' intervals, ``columns`` the local texts'.
+        """
+        rank, dim = distributed.get_rank(), self.images.shape[1]
+        image_offsets = self.offsets[0]
+        state = Pass(columns, self.owner, image_offsets[-1], records)
+        buffer = None
+        for src in range(len(image_offsets) - 1):
+            first, stop = image_offsets[src], image_offsets[src + 1]
+            for start, n, lo, hi in _query_blocks(first, stop, self.tiling.queries, self.rows):
+                if src == rank:
+                    own = padded_queries(self.images, first, start, n)
+                    bounds = [padded(b[lo - first : hi - first], lo - start, n) for b in rows]
+                    payload = torch.cat([own, bounds[0][:, None], bounds[1][:, None]], 1)
+                else:
+                    payload = self.images.new_empty((n, dim + 2))
+                distributed.broadcast(payload, src)
+                if self.error is not None:
+                    continue
+                block = score_block(payload[:, :dim].contiguous(), self.tiles, self.tiling, buffer)
+                buffer = _larger(buffer, block.scores)
+                positives = None
+                if src == rank:
+                    query, column = self.positives(lo - first, hi - first)
+                    positives = (query + (lo - start), column)
+                block_rows = Intervals(
+                    payload[:, dim].contiguous(), payload[:, dim + 1].contiguous()
                 )
-                self.total[:, lo:hi] = torch.stack(local)[:, lo - start :]
-                best = best_[:, None]
-            except InputError as exc:
-                self.error = _as_overflow(exc, start, self.offset)
-        return best
-
-    def other(self, block: torch.Tensor, best: torch.Tensor, start: int, lo: int, hi: int) -> None:
-        """Count another process's queries ``lo:hi`` against this shard."""
-        if self.error is None:
-            try:
-                above, tied = self._scores(block).count(best)
-                self.total[:2, lo:hi] = torch.stack([above, tied])[:, lo - start : hi - start]
-            except InputError as exc:
-                self.error = _as_overflow(exc, start, self.offset)
-
-    def _scores(self, block: torch.Tensor) -> ScoreBlock:
-        scores = score_block(block, self.tiles, self.tiling, self.buffer)
-        self.buffer = _larger(self.buffer, scores.scores)
-        return scores
+                try:
+                    state.block(block, start, (lo, hi), block_rows, positives)
+                except InputError as exc:
+                    self.error = _as_overflow(exc, 0, self.offsets[1][rank])
+            if bar is not None:
+                bar.update()
+        return state
 
 
 def _larger(buffer: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:

@@ -42,13 +42,11 @@ from .second_stage import (
     rerank_settings,
     stage_counts,
 )
-from .shard_blocks import sharded_counts, sharded_first_stage
+from .shard_blocks import sharded_first_stage, sharded_one_pass
 from .stream import (
     Positives,
     Progress,
-    captions_of_images,
     check_progress,
-    image_of_texts,
     show_progress,
     stream_rows,
 )
@@ -142,18 +140,22 @@ def evaluate_sharded(
 
     Notes
     -----
-    Gallery shards stay where they are. Query blocks are broadcast from the process that
-    holds them, together with each query's best positive score (its positives are
-    local to it); every process counts how many of its gallery items score above, or
-    tie with, that score, and the counts are summed across processes once per language
-    and direction: exact, and ``O(queries)`` integers on top of the broadcast query
-    embeddings. Only the final rank arrays are gathered. Scores are computed on the same global tile
-    grid as :func:`evaluate`'s, so the counts, ties included, do not depend on how the
-    test set is split, on ``chunk_size`` or on the number of processes (on one device
-    type and BLAS). Empty shards are allowed. Without an initialised process group
-    this is :func:`evaluate`. With ``galleries``, a language's images are its galleries'
-    images of every process, numbered in rank order (the positions :func:`evaluate`
-    gives them in the concatenated gallery), and the same holds for them.
+    Text shards stay where they are. Blocks of images are broadcast from the process
+    that holds them, together with bounds on each image's best caption score (its
+    captions are local to it); every process scores them against its own texts once and
+    counts both directions from those scores, as :func:`evaluate` does (image rows, text
+    columns; see "One product for both directions" in ``docs/ranking.md``). The row
+    counts are summed across processes once per language, with the exact thresholds
+    gathered for the few near-ties kept on the way: exact, and ``O(images + texts)``
+    numbers on top of the broadcast image embeddings. With a second stage each
+    direction's queries are broadcast in turn instead. Only the final rank arrays are
+    gathered. Scores are computed on the same global tile grid as :func:`evaluate`'s, so
+    the counts, ties included, do not depend on how the test set is split, on
+    ``chunk_size`` or on the number of processes (on one device type and BLAS). Empty
+    shards are allowed. Without an initialised process group this is :func:`evaluate`.
+    With ``galleries``, a language's images are its galleries' images of every process,
+    numbered in rank order (the positions :func:`evaluate` gives them in the
+    concatenated gallery), and the same holds for them.
 
     After a :class:`TimeoutError` or a :class:`RuntimeError` of a lost process the
     process group cannot be used any more: call
@@ -228,7 +230,8 @@ def _evaluate_sharded(
     n_texts = sum(sum(view["sizes"][1:]) for view in views)
     # Resolved on rank 0 only, the one process that shows a bar.
     progress = rank == 0 and show_progress(options["progress"], 2 * n_images * n_texts)
-    with progress_bar(progress, 2 * len(p.texts) * len(views)) as bar:
+    passes = 1 if shard.second is None else 2  # with a second stage, one per direction
+    with progress_bar(progress, passes * len(p.texts) * len(views)) as bar:
         for i, lang in enumerate(p.texts):
             i2t, t2i = _shared_language(shard, lang, i, views, image_offsets, progress, bar)
             # Every process's sizes are known: one collective per gather, not two.
@@ -390,16 +393,13 @@ def _shared_language(
         gallery_offsets = image_offsets
     else:
         gallery_offsets = _offsets([view["galleries"][i] for view in views])
-    rows = stream_rows(shard.chunk_size, max(gallery_offsets[-1], text_offsets[-1]), p.device)
     t = p.texts[lang]
     if shard.second is None:
-        i2t = sharded_counts(
-            s.images, t, captions_of_images(s.owner), gallery_offsets, text_offsets, rows, bar
-        )
-        t2i = sharded_counts(
-            t, s.images, image_of_texts(s.owner), text_offsets, gallery_offsets, rows, bar
-        )
+        rows = stream_rows(shard.chunk_size, text_offsets[-1], p.device)
+        offsets = (gallery_offsets, text_offsets)
+        i2t, t2i = sharded_one_pass(s.images, t, s.owner, offsets, rows, bar)
     else:
+        rows = stream_rows(shard.chunk_size, max(gallery_offsets[-1], text_offsets[-1]), p.device)
         second = shard.second
         if gallery is not None:
             # The scorer takes image indices: look the global gallery positions up.
