@@ -30,30 +30,11 @@ import os
 import time
 
 import torch
+from bench_streaming import bare_matmul, make
 
 import ccr_metrics as cm
-from ccr_metrics.harness.stream import stream_rows
 
 KERNELS = {"numba": "auto", "torch": "torch"}
-
-
-def make(n_images: int, n_texts: int, dim: int, seed: int) -> tuple[torch.Tensor, ...]:
-    """Normalised embeddings, each text its image plus noise (a ranking like a real one)."""
-    gen = torch.Generator().manual_seed(seed)
-    images = torch.nn.functional.normalize(torch.randn(n_images, dim, generator=gen), dim=1)
-    owner = torch.arange(n_texts) * n_images // n_texts  # equal captions per image
-    noise = torch.randn(n_texts, dim, generator=gen) * 4.0 / dim**0.5
-    texts = torch.nn.functional.normalize(images[owner] + noise, dim=1)
-    return images, texts, owner
-
-
-def product(images: torch.Tensor, texts: torch.Tensor) -> None:
-    """One bare product in the streaming default's row blocks, into one buffer."""
-    rows = stream_rows(None, texts.shape[0], images.device)
-    buffer = images.new_empty((min(rows, images.shape[0]), texts.shape[0]))
-    for a in range(0, images.shape[0], rows):
-        b = min(a + rows, images.shape[0])
-        torch.mm(images[a:b], texts.T, out=buffer[: b - a])
 
 
 def evaluate(kernel: str, images: torch.Tensor, texts: torch.Tensor, owner: torch.Tensor) -> None:
@@ -67,7 +48,7 @@ def evaluate(kernel: str, images: torch.Tensor, texts: torch.Tensor, owner: torc
 def best_times(n_images: int, n_texts: int, args: argparse.Namespace) -> dict[str, float]:
     """Best seconds of each contender over ``args.repeat`` interleaved rounds."""
     images, texts, owner = make(n_images, n_texts, args.dim, args.seed)
-    contenders = {"product": lambda: product(images, texts)}
+    contenders = {"product": lambda: bare_matmul(images, texts)}
     for kernel in args.kernels:
         contenders[f"evaluate/{kernel}"] = lambda k=kernel: evaluate(k, images, texts, owner)
     tiny = make(64, 320, args.dim, args.seed)

@@ -23,17 +23,9 @@ import argparse
 import time
 
 import torch
+from bench_streaming import make
 
 import ccr_metrics as cm
-
-
-def make(n_images: int, n_texts: int, dim: int, seed: int) -> tuple[torch.Tensor, ...]:
-    gen = torch.Generator().manual_seed(seed)
-    images = torch.nn.functional.normalize(torch.randn(n_images, dim, generator=gen), dim=1)
-    owner = torch.arange(n_texts) * n_images // n_texts  # equal captions per image
-    noise = torch.randn(n_texts, dim, generator=gen) * 4.0 / dim**0.5
-    texts = torch.nn.functional.normalize(images[owner] + noise, dim=1)
-    return images, texts, owner
 
 
 def main() -> None:
