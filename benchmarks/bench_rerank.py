@@ -1,9 +1,10 @@
 """The library's own work in a two-stage (re-ranking) evaluation, against plain evaluate.
 
-``evaluate(..., rerank=score_pairs, rerank_k=128)`` streams the first stage (the
-products, each query's top k, the counts of the items behind them), deduplicates the
-(image, text) pairs both directions need, calls the scorer on them in batches, and
-counts the candidate segment. The scorer is the user's cost; this measures the rest.
+``evaluate(..., rerank=score_pairs, rerank_k=128)`` makes the first stage in the one
+pass over the image x text tiles (one product; each image's top k texts, each text's
+top k images, the counts of the items behind them), matches the (image, text) pairs
+both directions need, calls the scorer on them in batches, and counts the candidate
+segment. The scorer is the user's cost; this measures the rest.
 With a trivial scorer (the dot product of the pair's embeddings) it times, in one run
 on the same embeddings:
 
@@ -14,7 +15,7 @@ on the same embeddings:
     python benchmarks/bench_rerank.py                      # 5,000 x 25,000, D = 256, k = 128
     python benchmarks/bench_rerank.py --images 1000 --texts 5000   # quick look
 
-Target on a 2-core CPU: the library's part within 1.5x of plain ``evaluate``.
+Target on a 2-core CPU: the library's part within 1.3x of plain ``evaluate``.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ def main() -> None:
     print(f"  of which the library's part  {best_library:7.2f} s")
     print(f"  pairs scored                 {pairs:,} of {(args.images + args.texts) * args.k:,}")
     ratio = best_library / best_plain
-    verdict = "PASS" if ratio <= 1.5 else "MISS"
-    print(f"library part / plain evaluate: {ratio:.2f}x  (target <= 1.5x: {verdict})")
+    verdict = "PASS" if ratio <= 1.3 else "MISS"
+    print(f"library part / plain evaluate: {ratio:.2f}x  (target <= 1.3x: {verdict})")
     print("R@1 with the second stage:", {d: v[1] for d, v in report.recall()["en"].items()})
 
 

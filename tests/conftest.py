@@ -1,5 +1,7 @@
+import functools
 import os
 
+import early
 import pytest
 import torch
 from gloo import ProcessPool
@@ -18,6 +20,28 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=40, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_collection_modifyitems(items):
+    # The tests that read work started early (the early_work fixture) run after all the
+    # others, in their order, so that the work has the session to get done.
+    items.sort(key=lambda item: "early_work" in getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_finish(session):
+    """Start the slow work that the modules of the selected tests registered (see early.py)."""
+    if not session.config.option.collectonly:
+        early.start(session.items)
+
+
+def pytest_sessionfinish(session):
+    early.stop()
+
+
+@pytest.fixture(scope="session")
+def early_work(request):
+    """``with early_work(starter) as handle``: take the work a module started early (early.py)."""
+    return functools.partial(early.started, items=request.session.items)
 
 
 @pytest.fixture(scope="session")

@@ -40,8 +40,10 @@ def run_processes(worker: Callable[..., None], *args: Any, nprocs: int = 2) -> N
     mp.spawn(worker, args=(free_port(), *args), nprocs=nprocs, join=True)
 
 
-def _serve(jobs: Any, results: Any) -> None:
+def _serve(jobs: Any, results: Any, initializer: Callable[[], None] | None) -> None:
     """A pool process: run each job it is sent and report how it ended, until stopped."""
+    if initializer is not None:
+        initializer()
     while True:
         worker, rank, port, args = jobs.get()
         threads = torch.get_num_threads()
@@ -61,7 +63,9 @@ def _serve(jobs: Any, results: Any) -> None:
 class ProcessPool:
     """Spawned processes kept between tests; each :meth:`run` is one worker on some of them."""
 
-    def __init__(self) -> None:
+    def __init__(self, initializer: Callable[[], None] | None = None) -> None:
+        """``initializer`` runs first in each process (early.py's pool lowers its priority)."""
+        self._initializer = initializer
         self._context = mp.get_context("spawn")
         self._results = self._context.Queue()
         self._processes: list[Any] = []
@@ -71,7 +75,9 @@ class ProcessPool:
         """Run ``worker(rank, port, *args)`` on ranks ``0..nprocs-1``; raise if any fails."""
         while len(self._processes) < nprocs:  # started on first need, then kept
             jobs = self._context.SimpleQueue()
-            process = self._context.Process(target=_serve, args=(jobs, self._results), daemon=True)
+            process = self._context.Process(
+                target=_serve, args=(jobs, self._results, self._initializer), daemon=True
+            )
             process.start()
             self._processes.append(process)
             self._jobs.append(jobs)

@@ -11,6 +11,8 @@ import pickle
 import shlex
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import pandas as pd
 import pytest
 import torch
 from cli_stderr import only_the_mixed_gallery_warning
+from early import early, popen
 from safetensors.torch import save_file
 
 import ccr_metrics as cm
@@ -1035,42 +1038,50 @@ def test_help_exits_0(capsys):
 # ----------------------------------------------------------------------- the README
 
 
-@pytest.fixture(scope="module")
-def python_m(tmp_path_factory):
-    """The module's ``python -m ccr_metrics`` commands, started at once.
+@early
+def python_m_commands(items: Sequence[pytest.Item]) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """The module's ``python -m ccr_metrics`` commands, started at once (see early.py).
 
-    Each spends seconds importing torch while pytest waits: side by side they share the
-    cores instead of taking turns.
+    Each spends seconds importing torch: side by side they share the cores instead of
+    taking turns.
     """
-    path = input_file(tmp_path_factory.mktemp("closed"), "evaluate", "npz")
-    evaluate = [sys.executable, "-m", "ccr_metrics", "evaluate"]
-    commands = {
-        "bundled example": shlex.join([*evaluate, "examples/multi30k_synthetic.npz"]),
-        # `ccr-metrics ... | head`: the reader leaves early.
-        "closed stdout": shlex.join([*evaluate, str(path), "--device", "cpu"]) + " | head -c 0",
-    }
-    started = {
-        name: subprocess.Popen(
-            command,
-            shell=True,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name, command in commands.items()
-    }
+    with tempfile.TemporaryDirectory(prefix="ccr-metrics-test-") as folder:
+        path = input_file(Path(folder), "evaluate", "npz")
+        evaluate = [sys.executable, "-m", "ccr_metrics", "evaluate"]
+        commands = {
+            "bundled example": shlex.join([*evaluate, "examples/multi30k_synthetic.npz"]),
+            # `ccr-metrics ... | head`: the reader leaves early.
+            "closed stdout": shlex.join([*evaluate, str(path), "--device", "cpu"]) + " | head -c 0",
+        }
+        processes = {
+            name: popen(
+                command,
+                shell=True,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for name, command in commands.items()
+        }
+        try:
+            yield processes
+        finally:
+            for process in processes.values():
+                process.kill()  # only those left running: a timed-out one (a no-op otherwise)
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def python_m(early_work):
+    """What the module's ``python -m ccr_metrics`` commands printed, once all have ended."""
     done = {}
-    try:
-        for name, process in started.items():
+    with early_work(python_m_commands) as processes:
+        for name, process in processes.items():
             stdout, stderr = process.communicate(timeout=120)
             done[name] = subprocess.CompletedProcess(
                 process.args, process.returncode, stdout, stderr
             )
-    finally:
-        for process in started.values():
-            process.kill()  # only those left running: a timed-out one (a no-op otherwise)
-            process.wait()
     return done
 
 

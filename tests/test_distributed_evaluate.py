@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch.distributed as dist
-from gloo import ProcessPool, process_group
+from early import early, gloo_run
+from gloo import process_group
 
 import ccr_metrics as cm
 
@@ -84,11 +87,17 @@ def worker(rank: int, port: int, out_dir: str) -> None:
         (Path(out_dir) / f"errors-rank{rank}.json").write_text(json.dumps(errors))
 
 
+@early
+def sharded_run(items: Sequence[pytest.Item]) -> Iterator[Future[Path]]:
+    """The processes' run of ``worker``, in the background as the session starts (early.py)."""
+    with gloo_run(worker, nprocs=WORLD_SIZE) as run:
+        yield run
+
+
 @pytest.fixture(scope="module")
-def out_dir(tmp_path_factory: pytest.TempPathFactory, gloo_pool: ProcessPool) -> Path:
-    out = tmp_path_factory.mktemp("sharded")
-    gloo_pool.run(worker, str(out), nprocs=WORLD_SIZE)
-    return out
+def out_dir(early_work: Any) -> Iterator[Path]:
+    with early_work(sharded_run) as run:
+        yield run.result()
 
 
 @pytest.mark.parametrize("index", range(len(CASES)))

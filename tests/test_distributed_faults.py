@@ -29,6 +29,9 @@ pytestmark = pytest.mark.skipif(
 N_IMAGES, DIM = 12, 5
 GROUP_TIMEOUT_S = 60  # what a survivor used to wait for after a fault
 ENDS_WITHIN_S = 20  # generous: the machine may be loaded
+# The stalls' limit: each test waits it out. The processes meet in a collective right
+# after checking their shards, well inside it even on a loaded machine.
+STALL_S = 0.5
 
 
 def whole_problem() -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -82,7 +85,7 @@ def stalled_worker(rank: int, port: int, out_dir: str) -> None:
     if rank == 1:
         wait_for(out / "rank0.json")
     kind, message, seconds = attempt(
-        lambda: cm.evaluate_sharded(images, texts, owners, device="cpu", timeout=1.0)
+        lambda: cm.evaluate_sharded(images, texts, owners, device="cpu", timeout=STALL_S)
     )
     start = time.monotonic()
     dist.destroy_process_group()
@@ -99,10 +102,10 @@ def test_a_stalled_process_is_named_and_the_group_comes_down_at_once(tmp_path, g
     assert "process 0 stopped waiting for the other processes" in message0
     # What was under way, its limit, and the staller.
     assert (
-        "while evaluating sharded embeddings (limit 1 s): process 1 never reached a collective"
-        in message0
+        f"while evaluating sharded embeddings (limit {STALL_S:g} s): process 1 never reached "
+        "a collective" in message0
     )
-    assert seconds0 < 5  # the 1 s limit, long before the group's own timeout
+    assert seconds0 < 5  # the limit, long before the group's own timeout
     # The late process finds its peer gone at once, not after the limit or the group's.
     assert kind1 in ("RuntimeError", "TimeoutError") and "process 1" in message1
     assert seconds1 < ENDS_WITHIN_S
@@ -208,7 +211,7 @@ def exiting_worker(rank: int, port: int, out_dir: str) -> None:
     if rank == 2:
         wait_for(out / "rank0.json", out / "rank1.json")
     kind, message, _ = attempt(
-        lambda: cm.evaluate_sharded(images, texts, owners, device="cpu", timeout=1.0)
+        lambda: cm.evaluate_sharded(images, texts, owners, device="cpu", timeout=STALL_S)
     )
     (out / f"rank{rank}.json").write_text(json.dumps([kind, message, time.time()]))
     dist.destroy_process_group()  # as the docs advise; the process then ends

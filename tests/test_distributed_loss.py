@@ -10,7 +10,8 @@ loss (global mode) or average to it over the ranks (``local_loss``). See the not
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from gloo import ProcessPool, process_group
+from early import early, gloo_run
+from gloo import process_group
 
 from ccr_metrics import distributed
 from ccr_metrics.training.losses import OneToKContrastiveLoss
@@ -146,13 +148,18 @@ def worker(rank: int, port: int, out_dir: str) -> None:
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
 
 
+@early
+def ranks_run(items: Sequence[pytest.Item]) -> Iterator[Future[Path]]:
+    """The processes' run of ``worker``, in the background as the session starts (early.py)."""
+    with gloo_run(worker, nprocs=WORLD_SIZE) as run:
+        yield run
+
+
 @pytest.fixture(scope="module")
-def rank_results(
-    tmp_path_factory: pytest.TempPathFactory, gloo_pool: ProcessPool
-) -> list[dict[str, Any]]:
-    out_dir = tmp_path_factory.mktemp("ranks")
-    gloo_pool.run(worker, str(out_dir), nprocs=WORLD_SIZE)
-    return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD_SIZE)]
+def rank_results(early_work: Any) -> list[dict[str, Any]]:
+    with early_work(ranks_run) as run:
+        out_dir = run.result()
+        return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD_SIZE)]
 
 
 def single_process(scenario: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@
 import io
 import json
 import math
+import re
 import sys
 from fractions import Fraction
 
@@ -407,3 +408,27 @@ def test_a_nan_embedding_is_named_not_its_scores():
     texts["en"][4, 2] = np.nan
     with pytest.raises(ValueError, match=r"text_embeds\['en'\] contains nan at index \[4, 2\]"):
         cm.evaluate(images, texts, device="cpu")
+
+
+@pytest.mark.parametrize("second_stage", ["none", "scorer", "stored"])
+def test_the_progress_bar_ends_at_its_total(second_stage, capsys):
+    """The bar's total counts the blocks the passes make, whose rows are rounded up to
+    whole query tiles (1,100 images: two tiles of 552 rows, whatever the chunk size)."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(1100, 8, generator=g)
+    texts = torch.randn(1100, 8, generator=g)
+    owner = torch.arange(1100)
+    extra: dict = {}
+    if second_stage == "scorer":
+        extra = {"rerank": lambda lang, i, t: (images[i] * texts[t]).sum(1), "rerank_k": 4}
+    elif second_stage == "stored":
+        candidates = cm.top_candidates(images @ texts.T, 4)
+        extra = {
+            "candidates": {"i2t": {"en": candidates}},
+            "fine": {"i2t": {"en": torch.ones(1100, 4)}},
+        }
+    cm.evaluate(
+        images, {"en": texts}, {"en": owner}, chunk_size=64, progress=True, device="cpu", **extra
+    )
+    done, total = re.findall(r"ranking:.*?(\d+)/(\d+)", capsys.readouterr().err)[-1]
+    assert done == total

@@ -3,10 +3,12 @@
 import runpy
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from early import early, popen
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -29,18 +31,30 @@ def test_bundled_data_is_reproducible(monkeypatch, tmp_path):
             np.testing.assert_array_equal(shipped[key], made[key])
 
 
-def test_gpu_check_dry_run_on_the_cpu():
-    """The GPU check script runs end to end (its checks on the CPU) and finds no difference."""
+@early
+def gpu_check(items: Sequence[pytest.Item]) -> Iterator[subprocess.Popen[str]]:
+    """The GPU check script's dry run, started early (see early.py)."""
     script = EXAMPLES.parent / "benchmarks" / "gpu_check.py"
-    done = subprocess.run(
+    process = popen(
         [sys.executable, str(script), "--device", "cpu", "--quick"],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "0 exactness failure(s)" in done.stdout
-    assert "DIFFERENT" not in done.stdout
+    try:
+        yield process
+    finally:
+        process.kill()  # only if it is still running (a no-op otherwise)
+        process.wait()
+
+
+def test_gpu_check_dry_run_on_the_cpu(early_work):
+    """The GPU check script runs end to end (its checks on the CPU) and finds no difference."""
+    with early_work(gpu_check) as process:
+        stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stdout + stderr
+    assert "0 exactness failure(s)" in stdout
+    assert "DIFFERENT" not in stdout
 
 
 def _rerank_main():

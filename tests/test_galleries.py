@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from gloo import ProcessPool, process_group
+from early import early, gloo_run
+from gloo import process_group
 
 import ccr_metrics as cm
 from ccr_metrics.cli import main
@@ -555,11 +558,23 @@ def sharded_worker(rank: int, port: int, out_dir: str) -> None:
             (Path(out_dir) / f"error-rank{rank}.txt").write_text(str(exc))
 
 
+@early
+def sharded_run(items: Sequence[pytest.Item]) -> Iterator[Future[Path]]:
+    """The processes' run of ``sharded_worker``, in the background from the session's start."""
+    with gloo_run(sharded_worker, nprocs=WORLD_SIZE) as run:
+        yield run
+
+
+@pytest.fixture(scope="module")
+def sharded_out(early_work) -> Iterator[Path]:
+    with early_work(sharded_run) as run:
+        yield run.result()
+
+
 @pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo"
 )
-def test_sharded_galleries_equal_evaluate_on_the_whole(tmp_path, gloo_pool: ProcessPool):
-    gloo_pool.run(sharded_worker, str(tmp_path), nprocs=WORLD_SIZE)
+def test_sharded_galleries_equal_evaluate_on_the_whole(sharded_out: Path):
     images, texts, owners = wit_like()
     for i, case in enumerate(SHARDED_CASES):
         expected = cm.evaluate(
@@ -568,12 +583,12 @@ def test_sharded_galleries_equal_evaluate_on_the_whole(tmp_path, gloo_pool: Proc
         if "rerank_k" not in case:
             assert_ranks(expected, oracle(images, texts, owners, GALLERIES, case["ties"]))
         for rank in range(WORLD_SIZE):
-            got = cm.Report.load(tmp_path / f"case{i}-rank{rank}.json")
+            got = cm.Report.load(sharded_out / f"case{i}-rank{rank}.json")
             summary = got.to_dict()
             assert summary["settings"].pop("processes") == WORLD_SIZE
             assert summary == expected.to_dict()
     for rank in range(WORLD_SIZE):
-        error = (tmp_path / f"error-rank{rank}.txt").read_text()
+        error = (sharded_out / f"error-rank{rank}.txt").read_text()
         assert "every process must be called alike" in error and "'galleries'" in error
 
 

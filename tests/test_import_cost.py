@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from early import early, popen
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = (
@@ -77,11 +79,11 @@ HELP = CHILD.format(
 pytestmark = pytest.mark.quick
 
 
-@pytest.fixture(scope="module")
-def runs() -> dict[str, dict[str, object]]:
-    """Both interpreters, started at once: each spends seconds importing torch."""
-    started = {
-        name: subprocess.Popen(
+@early
+def interpreters(items: Sequence[pytest.Item]) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """Both interpreters, started at once (see early.py): each spends seconds importing torch."""
+    processes = {
+        name: popen(
             [sys.executable, "-c", code],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -90,16 +92,23 @@ def runs() -> dict[str, dict[str, object]]:
         )
         for name, code in (("import", IMPORT), ("help", HELP))
     }
-    done = {}
     try:
-        for name, process in started.items():
+        yield processes
+    finally:
+        for process in processes.values():
+            process.kill()  # only one left running after a timeout (a no-op otherwise)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def runs(early_work) -> dict[str, dict[str, object]]:
+    """What both interpreters found, once both have ended."""
+    done = {}
+    with early_work(interpreters) as processes:
+        for name, process in processes.items():
             stdout, stderr = process.communicate(timeout=300)
             assert process.returncode == 0, stderr
             done[name] = json.loads(stdout.splitlines()[-1])
-    finally:
-        for process in started.values():
-            process.kill()  # only one left running after a timeout (a no-op otherwise)
-            process.wait()
     return done
 
 

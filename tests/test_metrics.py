@@ -11,7 +11,8 @@ import copy
 import itertools
 import pickle
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from gloo import ProcessPool, process_group
+from early import early, gloo_run
+from gloo import process_group
 from hypothesis import given
 from hypothesis import strategies as st
 from torchmetrics import Metric
@@ -597,15 +599,20 @@ def ddp_worker(rank: int, port: int, out_dir: str) -> None:
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
 
 
+@early
+def ddp_run(items: Sequence[pytest.Item]) -> Iterator[Future[Path]]:
+    """The processes' run of ``ddp_worker``, in the background as the session starts (early.py)."""
+    with gloo_run(ddp_worker, nprocs=WORLD_SIZE) as run:
+        yield run
+
+
 @pytest.fixture(scope="module")
-def ddp_results(
-    tmp_path_factory: pytest.TempPathFactory, gloo_pool: ProcessPool
-) -> list[dict[Any, Any]]:
+def ddp_results(early_work: Any) -> list[dict[Any, Any]]:
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("needs torch.distributed with gloo")
-    out_dir = tmp_path_factory.mktemp("metrics_ddp")
-    gloo_pool.run(ddp_worker, str(out_dir), nprocs=WORLD_SIZE)
-    return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD_SIZE)]
+    with early_work(ddp_run) as run:
+        out_dir = run.result()
+        return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD_SIZE)]
 
 
 @pytest.mark.parametrize("scenario", DDP_SHARES)

@@ -7,13 +7,16 @@ on every process, the very number one process gives on the ten instances in orde
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.distributed as dist
-from gloo import ProcessPool, process_group
+from early import early, gloo_run
+from gloo import process_group
 from torch.utils.data import DistributedSampler
 
 import ccr_metrics as cm
@@ -68,15 +71,20 @@ def worker(rank: int, port: int, out_dir: str) -> None:
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
 
 
+@early
+def sampler_run(items: Sequence[pytest.Item]) -> Iterator[Future[Path]]:
+    """The processes' run of ``worker``, in the background as the session starts (early.py)."""
+    with gloo_run(worker, nprocs=WORLD_SIZE) as run:
+        yield run
+
+
 @pytest.fixture(scope="module")
-def results(
-    tmp_path_factory: pytest.TempPathFactory, gloo_pool: ProcessPool
-) -> list[dict[Any, Any]]:
+def results(early_work: Any) -> list[dict[Any, Any]]:
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("needs torch.distributed with gloo")
-    out = tmp_path_factory.mktemp("padded")
-    gloo_pool.run(worker, str(out), nprocs=WORLD_SIZE)
-    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD_SIZE)]
+    with early_work(sampler_run) as run:
+        out = run.result()
+        return [torch.load(out / f"rank{r}.pt") for r in range(WORLD_SIZE)]
 
 
 def test_the_sampler_repeats_instances(results: list[dict[Any, Any]]) -> None:

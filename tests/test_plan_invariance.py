@@ -7,13 +7,17 @@ test sets), so any score computed with a different rounding in one plan breaks a
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from early import early, gloo_run
 from gloo import process_group
 
 import ccr_metrics as cm
@@ -112,12 +116,25 @@ def worker(rank: int, port: int, world_size: int, out_dir: str) -> None:
         (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(results))
 
 
+@early
+def sharded_runs(items: Sequence[pytest.Item]) -> Iterator[dict[int, Future[Path]]]:
+    """Each world size's run of ``worker``, in the background from the session's start."""
+    with contextlib.ExitStack() as stack:
+        yield {n: stack.enter_context(gloo_run(worker, n, nprocs=n)) for n in sorted(SHARDINGS)}
+
+
+@pytest.fixture(scope="module")
+def runs(early_work):
+    with early_work(sharded_runs) as futures:
+        yield futures
+
+
 @pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo"
 )
 @pytest.mark.parametrize("world_size", sorted(SHARDINGS))
-def test_every_world_size_and_shard_layout_gives_the_same_ranks(tmp_path, world_size, gloo_pool):
-    gloo_pool.run(worker, world_size, str(tmp_path), nprocs=world_size)
+def test_every_world_size_and_shard_layout_gives_the_same_ranks(runs, world_size):
+    out = runs[world_size].result()
     for kind in ("float", "integer"):
         images, texts, owners = duplicated_problem(kind)
         expected = {
@@ -127,7 +144,7 @@ def test_every_world_size_and_shard_layout_gives_the_same_ranks(tmp_path, world_
             ).items()
         }
         for rank in range(world_size):
-            got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+            got = json.loads((out / f"rank{rank}.json").read_text())
             for i, sizes in enumerate(SHARDINGS[world_size]):
                 for chunk_size in (None, 3):
                     assert got[f"{kind}-{i}-{chunk_size}"] == expected, (kind, sizes, chunk_size)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from early import early, popen
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "multi30k_synthetic.npz"
@@ -47,7 +49,7 @@ BOTH = f"{CLI}print({LIBRARY_AFTER.strip()!r})\n{LIBRARY}sys.exit(code)\n"
 
 def _start(code: str, *, numba: bool, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     prefix = "import sys\n" if numba else NO_NUMBA
-    return subprocess.Popen(
+    return popen(
         [sys.executable, "-c", prefix + code],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -57,31 +59,38 @@ def _start(code: str, *, numba: bool, env: dict[str, str] | None = None) -> subp
     )
 
 
-@pytest.fixture(scope="module")
-def runs() -> dict[str, subprocess.CompletedProcess[str]]:
-    """Every interpreter of this module, started at once.
+@early
+def interpreters(items: Sequence[pytest.Item]) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """Every interpreter of this module, started at once (see early.py).
 
-    Each spends seconds importing torch while pytest waits: side by side they share the
-    cores instead of taking turns.
+    Each spends seconds importing torch: side by side they share the cores instead of
+    taking turns.
     """
-    started = {
+    processes = {
         f"{'with' if numba else 'without'} numba": _start(BOTH, numba=numba)
         for numba in (False, True)
     }
-    started["refused"] = _start(
+    processes["refused"] = _start(
         CLI + "sys.exit(code)", numba=False, env={"CCR_METRICS_KERNEL": "numba"}
     )
-    done = {}
     try:
-        for key, process in started.items():
+        yield processes
+    finally:
+        for process in processes.values():
+            process.kill()  # only those left running: a timed-out one (a no-op otherwise)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def runs(early_work) -> dict[str, subprocess.CompletedProcess[str]]:
+    """What every interpreter of this module printed, once all have ended."""
+    done = {}
+    with early_work(interpreters) as processes:
+        for key, process in processes.items():
             stdout, stderr = process.communicate(timeout=300)
             done[key] = subprocess.CompletedProcess(
                 process.args, process.returncode, stdout, stderr
             )
-    finally:
-        for process in started.values():
-            process.kill()  # only those left running: a timed-out one (a no-op otherwise)
-            process.wait()
     return done
 
 

@@ -131,6 +131,39 @@ def coarse_part(
     return counts, has_other
 
 
+def coarse_from_counts(
+    counts: Counts,
+    best: torch.Tensor,
+    at_candidates: torch.Tensor,
+    positives: CandidatePositives,
+) -> tuple[Counts, torch.Tensor]:
+    """:func:`coarse_part` from a count of every row over its whole gallery.
+
+    ``counts`` ``(above, tied_negatives, tied_positives)`` ``[R]`` count each row
+    against ``best`` ``[R]``, its best positive's coarse score. Where no positive is a
+    candidate that positive is a non-candidate and every candidate a negative, so the
+    non-candidate segment is the whole count less the ``k`` candidates (``at_candidates``
+    ``[R, k]``), which then stand ahead of it.
+    """
+    n_rows, k = at_candidates.shape
+    device = at_candidates.device
+    query, _, slot = positives
+    has_candidate = torch.zeros(n_rows, dtype=torch.bool, device=device)
+    has_candidate[query[slot >= 0]] = True
+    has_other = torch.zeros(n_rows, dtype=torch.bool, device=device)
+    has_other[query[slot < 0]] = True
+    has_other &= ~has_candidate
+    above = counts[0] - (at_candidates > best[:, None]).sum(1) + k
+    tied = counts[1] - (at_candidates == best[:, None]).sum(1)
+    zero = torch.zeros_like(above)
+    coarse = (
+        torch.where(has_other, above, zero),
+        torch.where(has_other, tied, zero),
+        torch.where(has_other, counts[2], zero),
+    )
+    return coarse, has_other
+
+
 def fine_part(fine: torch.Tensor, positives: CandidatePositives) -> tuple[Counts, torch.Tensor]:
     """Count the candidate segment of ``Q`` rows; say which rows have a candidate positive.
 

@@ -41,6 +41,9 @@ _CUDA_BLOCK_ELEMENTS = 1 << 27
 # float32 accumulators count exactly up to 2**24; longer rows are counted in float64.
 _FLOAT32_EXACT = 1 << 24
 _KERNELS = ("auto", "numba", "torch")
+# Strided matrices up to this size are copied C-contiguous for the compiled loops (see
+# _dense): the copy takes microseconds, a compile of the strided layout a second.
+_COPY_BYTES = 1 << 16
 
 
 class MaskedCounts(NamedTuple):
@@ -80,10 +83,11 @@ def count_against(
     kernel = _numba_kernel(s, columns=True)
     if kernel is not None:
         above, tied, probe = _numba_outputs(s)
+        b = np.ascontiguousarray(_numpy(best))
         if s.stride(1) == 1:
-            kernel.rows(_numpy(s), _numpy(best), above, tied, probe)
+            kernel.rows(_dense(_numpy(s)), b, above, tied, probe)
         else:
-            kernel.columns(_numpy(s).T, _numpy(best), above, tied, probe)
+            kernel.columns(_dense(_numpy(s).T), b, above, tied, probe)
         _check_probe(s, torch.from_numpy(probe), name)
         return _counts(above), _counts(tied)
     return _torch_count_against(s, best, chunk_size, name)
@@ -114,7 +118,9 @@ def count_masked(
     n_positives = np.empty(n, dtype=np.int64)
     flat = _numpy(mask).reshape(-1)
     words = flat[: flat.size // 8 * 8].view(np.uint64)
-    kernel.masked(_numpy(s), flat, words, best, n_positives, tied_positives, above, tied, probe)
+    kernel.masked(
+        _dense(_numpy(s)), flat, words, best, n_positives, tied_positives, above, tied, probe
+    )
     _check_probe(s, torch.from_numpy(probe), name)
     return MaskedCounts(
         best=torch.from_numpy(best),
@@ -306,6 +312,18 @@ def refuse_missing_numba(choice: str) -> None:
 
 def _numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
     return t.detach().numpy()
+
+
+def _dense(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Return ``a`` C-contiguous where that takes a small copy, else ``a`` itself.
+
+    numba compiles each loop once per array layout: a small strided view (a column
+    slice, one language of a ``[B, K, G]`` batch) would cost a compile of its own, its
+    copy costs microseconds. A large one is counted in place, never copied.
+    """
+    if a.flags.c_contiguous or a.nbytes > _COPY_BYTES:
+        return a
+    return np.ascontiguousarray(a)
 
 
 def _numba_outputs(s: torch.Tensor) -> tuple[np.ndarray[Any, Any], ...]:

@@ -24,6 +24,7 @@ items:
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from functools import cache
 from typing import Any
 
@@ -32,7 +33,7 @@ import torch
 
 from ._counting import kernel_choice, numba_available
 
-__all__ = ["select_top"]
+__all__ = ["ColumnTop", "select_top"]
 
 
 def select_top(
@@ -85,6 +86,138 @@ def _torch_select(
     return rows.gather(1, column), item[column]
 
 
+class ColumnTop:
+    """The ``k`` best rows of every column, gathered over a pass of row blocks.
+
+    The same order as :func:`select_top`, down columns: a higher score first, and of
+    equal scores the lower row. Blocks must arrive in row order, and the pass must hold
+    at least ``k`` rows. ``n_columns`` columns, scores of ``dtype`` on ``device``.
+    Memory: ``4 k`` contenders per column (numba), or ``k`` plus a block's rows for a
+    slice of the columns at a time (torch).
+    """
+
+    def __init__(self, n_columns: int, k: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.k, self.n_columns = k, n_columns
+        probe = torch.zeros((1, 1, 1), dtype=dtype, device=device)
+        self._numba = _compiled_kernel(probe) is not None
+        self._dtype = dtype
+        self._primed = False
+        if self._numba:
+            capacity = 4 * k  # a cut per 3k entries: cuts cost more than the entries
+            self._kept_v = np.empty((n_columns, capacity), probe.numpy().dtype)
+            self._kept_i = np.empty((n_columns, capacity), np.int64)
+            self._size = np.zeros(n_columns, np.int64)
+            self._threshold = np.full(n_columns, -np.inf, self._kept_v.dtype)
+        else:
+            self._values = torch.empty((0, n_columns), dtype=dtype, device=device)
+            self._index = torch.empty((0, n_columns), dtype=torch.long, device=device)
+
+    def add(
+        self,
+        scores: torch.Tensor,
+        rows: tuple[int, int, int],
+        lo: list[int],
+        hi: list[int],
+        first: list[int],
+        *,
+        pool: Executor | None = None,
+    ) -> None:
+        """Add rows ``rows[0] .. rows[1] - 1`` of a tile-major block (row ``r``: ``rows[2] + r``).
+
+        ``scores`` is ``[T, R, W]``; ``lo``, ``hi`` and ``first`` place its columns (the
+        module notes); the tiles must cover all ``n_columns`` columns. The scores must
+        hold no NaN. With ``pool`` (one worker thread), the compiled merge of a third of
+        each tile's columns is queued there, behind whatever the caller queued before
+        (the harness's row selection), and the rest runs here.
+        """
+        r0, r1, base = rows
+        if r1 <= r0:
+            return
+        if self._numba and scores.dtype == self._dtype and scores.is_contiguous():
+            if not self._primed and r1 - r0 >= self.k:
+                self._prime(scores[:, r0:r1], lo, hi, first)
+            self._primed = True
+            if pool is None:
+                self._merge(scores, rows, lo, hi, first)
+                return
+            mid = [a + 2 * (b - a) // 3 for a, b in zip(lo, hi, strict=True)]
+            queued = pool.submit(self._merge, scores, rows, mid, hi, first)
+            self._merge(scores, rows, lo, mid, first)
+            queued.result()
+            return
+        block = scores.new_empty((r1 - r0, self.n_columns))
+        for t in range(scores.shape[0]):
+            block[:, first[t] + lo[t] : first[t] + hi[t]] = scores[t, r0:r1, lo[t] : hi[t]]
+        item = torch.arange(base + r0, base + r1, device=scores.device)
+        self._values, self._index = _merge_down(self._values, self._index, block, item, self.k)
+
+    def _merge(
+        self,
+        scores: torch.Tensor,
+        rows: tuple[int, int, int],
+        lo: list[int],
+        hi: list[int],
+        first: list[int],
+    ) -> None:
+        # The compiled merge releases the GIL; calls on disjoint columns may run at once.
+        _compiled_merge()(
+            scores.numpy(),
+            np.asarray(rows, np.int64),
+            np.asarray(lo, np.int64),
+            np.asarray(hi, np.int64),
+            np.asarray(first, np.int64),
+            self._kept_v,
+            self._kept_i,
+            self._size,
+            self._threshold,
+            self.k,
+        )
+
+    def _prime(self, scores: torch.Tensor, lo: list[int], hi: list[int], first: list[int]) -> None:
+        # Each column's threshold just below the k-th best score of the first block: at
+        # least k of its scores enter, and the buffer's first cut comes after k
+        # contenders, not after 4k of everything.
+        kth = torch.topk(scores, self.k, dim=1).values[:, -1]  # [T, W]
+        for t in range(scores.shape[0]):
+            below = torch.nextafter(kth[t, lo[t] : hi[t]], kth.new_tensor(-torch.inf))
+            self._threshold[first[t] + lo[t] : first[t] + hi[t]] = below.numpy()
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(values, index)``, both ``[n_columns, k]``, each row in increasing index."""
+        if self._numba:
+            values = np.empty((self.n_columns, self.k), self._kept_v.dtype)
+            index = np.empty((self.n_columns, self.k), np.int64)
+            _compiled_finish()(self._kept_v, self._kept_i, self._size, self.k, values, index)
+            return torch.from_numpy(values), torch.from_numpy(index)  # buffers keep index order
+        return self._values.T.contiguous(), self._index.T.contiguous()
+
+
+def _merge_down(
+    values: torch.Tensor, index: torch.Tensor, block: torch.Tensor, item: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each column's ``k`` best of its kept ``values`` ``[k', C]`` and ``block`` ``[R, C]``.
+
+    The kept rows are in index order and come from earlier blocks, so the rows stacked
+    are in index order: of the items tied with the ``k``-th value, the first that fit
+    stay (as in ``_torch_select``). Slices of columns at a time bound the memory.
+    """
+    n_keep = min(k, values.shape[0] + block.shape[0])
+    out_v = block.new_empty((n_keep, block.shape[1]))
+    out_i = index.new_empty((n_keep, block.shape[1]))
+    step = max(1, (1 << 22) // (values.shape[0] + block.shape[0]))
+    for a in range(0, block.shape[1], step):
+        b = min(a + step, block.shape[1])
+        v = torch.cat([values[:, a:b], block[:, a:b]])
+        i = torch.cat([index[:, a:b], item[:, None].expand(-1, b - a)])
+        kth = torch.topk(v, n_keep, dim=0).values[-1:]
+        above, tied = v > kth, v == kth
+        places = n_keep - above.sum(0, keepdim=True)
+        keep = above | (tied & (torch.cumsum(tied, dim=0) <= places))
+        rows = keep.T.nonzero()[:, 1].reshape(b - a, n_keep).T
+        out_v[:, a:b], out_i[:, a:b] = v.gather(0, rows), i.gather(0, rows)
+    return out_v, out_i
+
+
 def _compiled_kernel(scores: torch.Tensor) -> Any:
     """Return the compiled selection for ``scores``, or None for the torch path."""
     if kernel_choice() == "torch" or not numba_available():
@@ -106,3 +239,17 @@ def _compiled() -> Any:
     from ._selection_numba import select
 
     return select
+
+
+@cache
+def _compiled_merge() -> Any:
+    from ._selection_numba import merge_columns
+
+    return merge_columns
+
+
+@cache
+def _compiled_finish() -> Any:
+    from ._selection_numba import finish_columns
+
+    return finish_columns

@@ -14,10 +14,11 @@ import numpy as np
 from ._jit import jit
 
 
-@jit(boundscheck=False)
+# nogil: the harness runs a row selection beside a column merge (two threads).
+@jit(boundscheck=False, nogil=True)
 def select(scores: Any, lo: Any, hi: Any, first: Any, values: Any, index: Any) -> None:
     # Per row, a buffer of contenders in index order: a score enters when it is
-    # strictly above a threshold, so most scores meet one comparison (64 at a time, a
+    # strictly above a threshold, so most scores meet one comparison (16 at a time, a
     # loop that vectorises). The threshold starts at the 16th largest of every
     # step-th score of the row (about 3k scores lie above it, fewer than k only
     # rarely), and each time the buffer fills it is cut to its k best and the threshold
@@ -52,18 +53,19 @@ def select(scores: Any, lo: Any, hi: Any, first: Any, values: Any, index: Any) -
                 c = lo[t]
                 end = hi[t]
                 while c < end:
-                    stop = min(c + 64, end)
+                    stop = min(c + 16, end)
                     if everything or count_above(row, c, stop, threshold) > 0:
+                        # No branch on the score (entries come at random): each is
+                        # written at the buffer's end and kept by counting it.
                         for q in range(c, stop):
                             x = row[q]
-                            if everything or x > threshold:
-                                kept_v[size] = x
-                                kept_i[size] = base + q
-                                size += 1
-                                if size == capacity:
-                                    threshold = cut(kept_v, kept_i, size, k, scratch)
-                                    size = k
-                                    everything = False
+                            kept_v[size] = x
+                            kept_i[size] = base + q
+                            size += everything or x > threshold
+                            if size == capacity:
+                                threshold = cut(kept_v, kept_i, size, k, scratch)
+                                size = k
+                                everything = False
                     c = stop
             if size >= k:
                 break
@@ -154,3 +156,96 @@ def count_above(row: Any, a: int, b: int, threshold: Any) -> int:
         if row[q] > threshold:
             n += 1
     return n
+
+
+@jit(boundscheck=False, nogil=True)
+def merge_columns(
+    scores: Any,
+    rows: Any,
+    lo: Any,
+    hi: Any,
+    first: Any,
+    kept_v: Any,
+    kept_i: Any,
+    size: Any,
+    threshold: Any,
+    k: int,
+) -> None:
+    # Rows rows[0] .. rows[1] - 1 of a tile-major block [T, R, W] (row r is item
+    # rows[2] + r) join each column's contenders, kept_v/kept_i [C, capacity] in index
+    # order (size [C], threshold [C]), by the rule of `select`: a score enters when
+    # strictly above its column's threshold, and a full buffer is cut to its k best,
+    # the threshold rising to the k-th value. The block is read 64 columns at a time,
+    # down all rows, so that those columns' buffers stay in cache (row by row across
+    # all columns, the writes missed the cache and the TLB: 16 ns per score).
+    r0, r1, base = rows[0], rows[1], rows[2]
+    capacity = kept_v.shape[1]
+    scratch = np.empty(capacity, kept_v.dtype)
+    sample = np.empty(capacity, kept_v.dtype)
+    hit = np.empty(64, np.int64)
+    for t in range(scores.shape[0]):
+        f = first[t]
+        for g in range(lo[t], hi[t], 64):
+            width = min(64, hi[t] - g)
+            bar = threshold[f + g : f + g + width]
+            for r in range(r0, r1):
+                row = scores[t, r, g : g + width]
+                # The columns this row enters, gathered without a branch on the score
+                # (entries come at random, a few percent of them).
+                m = 0
+                for q in range(width):
+                    hit[m] = q
+                    m += row[q] > bar[q]
+                for e in range(m):
+                    q = hit[e]
+                    j = f + g + q
+                    n = size[j]
+                    kept_v[j, n] = row[q]
+                    kept_i[j, n] = base + r
+                    n += 1
+                    if n == capacity:
+                        n, bar[q] = shrink(kept_v[j], kept_i[j], n, k, scratch, sample)
+                    size[j] = n
+
+
+@jit(boundscheck=False)
+def shrink(kept_v: Any, kept_i: Any, size: int, k: int, scratch: Any, sample: Any) -> Any:
+    # Free a full buffer mid-pass: keep, in order, every entry >= v for a v that at
+    # least k entries reach, and return (entries kept, v). A later entry must beat v,
+    # so of scores equal to v the earlier (lower-indexed) stay, as the exact cut at
+    # the end needs. v is read off a sample of the buffer (about 1.5k entries reach
+    # it): quickselect on all of it, mispredicting half its branches, cost 4-5x more.
+    step = max(1, size // 64)
+    m = 0
+    for j in range(0, size, step):
+        sample[m] = kept_v[j]
+        m += 1
+    v = kth_largest(sample, m, max(1, min(m, (3 * k) // (2 * step))), scratch)
+    reach = 0
+    for j in range(size):
+        reach += kept_v[j] >= v
+    if reach < k or reach > size - max(1, k // 2):  # too few, or too little freed
+        return k, cut(kept_v, kept_i, size, k, scratch)
+    out = 0
+    for j in range(size):
+        x = kept_v[j]
+        kept_v[out] = x
+        kept_i[out] = kept_i[j]
+        out += x >= v
+    return out, v
+
+
+@jit(boundscheck=False)
+def finish_columns(kept_v: Any, kept_i: Any, size: Any, k: int, values: Any, index: Any) -> None:
+    # Each column's k best contenders (every column holds at least k), in index order.
+    scratch = np.empty(kept_v.shape[1], kept_v.dtype)
+    sample = np.empty(kept_v.shape[1], kept_v.dtype)
+    for j in range(kept_v.shape[0]):
+        n = size[j]
+        if n < k:  # never with a pass of k rows or more; the cut would not end
+            raise RuntimeError("a column holds fewer than k contenders")
+        if n > 2 * k:  # the exact cut on fewer entries
+            n = shrink(kept_v[j], kept_i[j], n, k, scratch, sample)[0]
+        cut(kept_v[j], kept_i[j], n, k, scratch)
+        values[j] = kept_v[j, :k]
+        index[j] = kept_i[j, :k]

@@ -32,6 +32,7 @@ from .galleries import (
 )
 from .inputs import Prepared, options, prepare, score_matrices, text_owners
 from .one_pass import one_pass_counts
+from .one_pass_stage import one_pass_stages
 from .second_stage import (
     Protocol,
     RerankOptions,
@@ -60,6 +61,7 @@ from .stream import (
     stored_nonfinite,
     stream_rows,
 )
+from .tiles import tiled_blocks
 
 __all__ = ["evaluate", "evaluate_scores"]
 
@@ -197,10 +199,10 @@ def evaluate(
     :func:`evaluate_scores`'s on ``S = image_embeds @ text_embeds.T`` and ``S.T``
     wherever the BLAS rounds that product as it rounds the tiles.
 
-    With ``rerank``, each direction's products are streamed once (text queries on a text
-    x image grid), and each query keeps its ``rerank_k`` best candidates (of items tied
-    at the boundary, the lower index) and the counts of the items behind them; the full
-    matrix is never held. The pairs the queries need are then scored, each once even
+    With ``rerank``, the same one pass over the image x text tiles keeps each query's
+    ``rerank_k`` best candidates (image rows their texts, text columns their images; of
+    items tied at the boundary, the lower index) and the counts of the items behind
+    them; the full matrix is never held. The pairs the queries need are then scored, each once even
     when both directions need it (an image's candidate text whose candidate images
     include that image), and the Report's ranks are the cascade's (or the filled
     protocol's), its settings naming which (``rerank``, ``rerank_k``). See
@@ -254,7 +256,7 @@ def evaluate(
             "give a scorer (rerank) or stored second-stage scores (candidates and fine), not both",
             argument="rerank",
         )
-    two_passes = second is not None or bool(given)
+    two_passes = bool(given)
     rows_i2t, rows_t2i, total = _stream_plan(p, sizes_, chunk_size, two_passes)
     counts: dict[str, dict[str, RankCounts]] = {}
     with progress_bar(progress, total) as bar:
@@ -293,8 +295,8 @@ def _stream_plan(
     rows_i2t = {lang: stream_rows(chunk_size, t.shape[0], p.device) for lang, t in p.texts.items()}
     rows_t2i = {lang: stream_rows(chunk_size, n_gallery[lang], p.device) for lang in p.texts}
     total = sum(
-        n_blocks(n_gallery[lang], rows_i2t[lang])
-        + (n_blocks(t.shape[0], rows_t2i[lang]) if two_passes else 0)
+        tiled_blocks(n_gallery[lang], t.shape[0], rows_i2t[lang], p.device)
+        + (tiled_blocks(t.shape[0], n_gallery[lang], rows_t2i[lang], p.device) if two_passes else 0)
         for lang, t in p.texts.items()
     )
     return rows_i2t, rows_t2i, total
@@ -345,16 +347,19 @@ def _reranked_language(
         given["t2i"] = (cand, given["t2i"][1])
     counts: dict[str, RankCounts] = {}
     stages = {}
-    for d, n in zip(("i2t", "t2i"), rows, strict=True):
-        queries, gallery = (s.images, t) if d == "i2t" else (t, s.images)
-        nonfinite = _nonfinite(p, lang, s, d)
-        if second is None and d not in given:  # no second stage for this one
-            counts[d] = product_counts(queries, gallery, d, s.owner, n, bar, nonfinite)
-            continue
-        positives, _ = direction_positives(d, s.owner)
-        k = second.k if second is not None else 0
-        stored = given[d][0] if d in given else None
-        stages[d] = first_stage(queries, gallery, positives, n, k, bar, nonfinite, stored)
+    if second is not None:  # both directions' candidates from one product
+        nonfinite = _nonfinite(p, lang, s, "i2t")
+        stages = one_pass_stages(s.images, t, s.owner, second.k, rows[0], bar, nonfinite)
+    else:
+        for d, n in zip(("i2t", "t2i"), rows, strict=True):
+            queries, gallery = (s.images, t) if d == "i2t" else (t, s.images)
+            nonfinite = _nonfinite(p, lang, s, d)
+            if d not in given:  # no second stage for this one
+                counts[d] = product_counts(queries, gallery, d, s.owner, n, bar, nonfinite)
+                continue
+            positives, _ = direction_positives(d, s.owner)
+            stored = given[d][0]
+            stages[d] = first_stage(queries, gallery, positives, n, 0, bar, nonfinite, stored)
     if second is not None:
         scorer = through(second.scorer, s.gallery, p.device)
         scored = pair_scores(

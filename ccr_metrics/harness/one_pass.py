@@ -24,6 +24,7 @@ counts are those of the tile scores, so every rank is the same on every plan.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -316,11 +317,34 @@ def one_pass_counts(
     A non-finite score goes to ``nonfinite`` (image, text, value). Returns the
     image-to-text and the text-to-image counts.
     """
+    i2t, t2i, _ = one_pass(images, texts, owner, block_rows, bar, nonfinite)
+    return RankCounts(*i2t.cpu().numpy()), RankCounts(*t2i.cpu().numpy())
+
+
+#: Called with each block of the first pass: ``(block, start, stop)``, its real image rows.
+OnBlock = Callable[[ScoreBlock, int, int], None]
+
+
+def one_pass(
+    images: torch.Tensor,
+    texts: torch.Tensor,
+    owner: torch.Tensor,
+    block_rows: int,
+    bar: Any,
+    nonfinite: NonFinite,
+    on_block: OnBlock | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, Thresholds]:
+    """:func:`one_pass_counts` as tensors, with the thresholds; ``on_block`` sees every block.
+
+    Returns the counts ``[3, N]`` and ``[3, M]`` (above, tied negatives, tied positives)
+    and the exact thresholds. ``on_block`` is called once per block of the first pass,
+    after its scores are counted (so they are finite).
+    """
     pairs = pair_intervals(images, texts, owner)
     rows = row_intervals(pairs, owner, images.shape[0])
     records = Records(images.shape[0] + texts.shape[0])
     try:
-        run = _local_pass(images, texts, owner, rows, pairs, records, block_rows, bar)
+        run = _local_pass(images, texts, owner, rows, pairs, records, block_rows, bar, on_block)
         found = thresholds(run, pairs, rows, owner, records)
         if found.exact:
             counts = interval_counts(run, records, found.best, found.values)
@@ -334,7 +358,7 @@ def one_pass_counts(
         row, text = exc.position
         nonfinite(row, text, exc.value)
     i2t, t2i = direction_counts(counts[:2], counts[2:], found, owner)
-    return RankCounts(*i2t.cpu().numpy()), RankCounts(*t2i.cpu().numpy())
+    return i2t, t2i, found
 
 
 def _local_pass(
@@ -346,10 +370,11 @@ def _local_pass(
     records: Records | None,
     block_rows: int,
     bar: Any,
+    on_block: OnBlock | None = None,
 ) -> Pass:
     """One pass over the tiles of ``images`` x ``texts``, blocks of image rows at a time.
 
-    ``bar`` (None: none) advances once per block.
+    ``bar`` (None: none) advances once per block; ``on_block`` sees each counted block.
     """
     n_images, n_texts = images.shape[0], texts.shape[0]
     tiling = tiling_for(n_images, n_texts, images.device)
@@ -365,6 +390,8 @@ def _local_pass(
         buffer = block.scores
         block_rows_iv = Intervals(padded(rows.lo[a:b], 0, height), padded(rows.hi[a:b], 0, height))
         state.block(block, a, (a, b), block_rows_iv, positives(a, b))
+        if on_block is not None:
+            on_block(block, a, b)
         if bar is not None:
             bar.update()
     return state

@@ -317,12 +317,20 @@ def pair_scores(
     device = i2t.candidates.device
     images = image_offset + torch.arange(i2t.candidates.shape[0], device=device)
     texts = text_offset + torch.arange(t2i.candidates.shape[0], device=device)
-    keys_i2t = (images[:, None] * n_texts + i2t.candidates)[i2t.is_query]
-    keys_t2i = t2i.candidates * n_texts + texts[:, None]
-    # One sort finds the distinct pairs and where each (query, candidate) slot reads.
-    wanted, slot = torch.unique(
-        torch.cat([keys_i2t.reshape(-1), keys_t2i.reshape(-1)]), return_inverse=True
-    )
+    # Pair keys image * n_texts + text. The image-to-text keys come out sorted (rows in
+    # order, each row's candidates in index order), so the text-to-image pairs are
+    # looked up among them by binary search: no sort over all pairs.
+    keys_i2t = (images[:, None] * n_texts + i2t.candidates)[i2t.is_query].reshape(-1)
+    order = None
+    if not bool((keys_i2t[1:] > keys_i2t[:-1]).all()):
+        keys_i2t, order = torch.sort(keys_i2t)
+    keys_t2i = (t2i.candidates * n_texts + texts[:, None]).reshape(-1)
+    at = torch.searchsorted(keys_i2t, keys_t2i).clamp_(max=max(keys_i2t.shape[0] - 1, 0))
+    shared = keys_i2t[at] == keys_t2i if keys_i2t.shape[0] else torch.zeros_like(keys_t2i).bool()
+    # Each text-to-image slot reads a shared pair's score, or one of its own after them.
+    own = ~shared
+    at = torch.where(shared, at, keys_i2t.shape[0] + torch.cumsum(own, 0) - 1)
+    wanted = torch.cat([keys_i2t, keys_t2i[own]])
     values = torch.empty(wanted.shape[0], dtype=torch.float64, device=device)
     batches = -(-wanted.shape[0] // batch_size)
     with progress_bar(progress, batches, unit="batch", desc=f"re-scoring {language}") as bar:
@@ -333,8 +341,11 @@ def pair_scores(
             )
             bar.update()
     fine_i2t = torch.zeros(i2t.candidates.shape, dtype=torch.float64, device=device)
-    fine_i2t[i2t.is_query] = values[slot[: keys_i2t.numel()]].reshape(keys_i2t.shape)
-    fine_t2i = values[slot[keys_i2t.numel() :]].reshape(keys_t2i.shape)
+    at_i2t = values[: keys_i2t.shape[0]]
+    if order is not None:
+        at_i2t = torch.empty_like(at_i2t).index_copy_(0, order, at_i2t)
+    fine_i2t[i2t.is_query] = at_i2t.reshape(-1, i2t.candidates.shape[1])
+    fine_t2i = values[at].reshape(t2i.candidates.shape)
     return fine_i2t, fine_t2i
 
 

@@ -164,6 +164,11 @@ def score_block(
     return ScoreBlock(out, gallery)
 
 
+def tiled_blocks(n_queries: int, n_gallery: int, rows: int, device: torch.device) -> int:
+    """Return how many blocks a tiled pass takes (``rows`` rounded up to whole query tiles)."""
+    return -(-n_queries // _round_up(rows, tiling_for(n_queries, n_gallery, device).queries))
+
+
 def padded_queries(queries: torch.Tensor, offset: int, start: int, rows: int) -> torch.Tensor:
     """Rows ``start .. start + rows - 1`` of the global query grid, from a local shard.
 
