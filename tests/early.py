@@ -139,6 +139,29 @@ def popen(command: str | list[str], **options: Any) -> subprocess.Popen[str]:
     return process
 
 
+def running(
+    processes: dict[str, subprocess.Popen[str]],
+) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """A starter's yield for processes (``yield from running(...)``); kill the rest after."""
+    try:
+        yield processes
+    finally:
+        for process in processes.values():
+            process.kill()  # only those left running: a timed-out one (a no-op otherwise)
+            process.wait()
+
+
+def outputs(
+    processes: dict[str, subprocess.Popen[str]], timeout: float
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    """What each process printed, once all have ended (each within ``timeout`` seconds)."""
+    done = {}
+    for name, process in processes.items():
+        stdout, stderr = process.communicate(timeout=timeout)
+        done[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return done
+
+
 def lower_own_priority() -> None:
     """Lower this process's priority: a worker pool's initializer. Not on Windows (no nice)."""
     with contextlib.suppress(AttributeError, OSError):

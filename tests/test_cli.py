@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 from cli_stderr import only_the_mixed_gallery_warning
-from early import early, popen
+from early import early, outputs, popen, running
 from safetensors.torch import save_file
 
 import ccr_metrics as cm
@@ -1064,25 +1064,14 @@ def python_m_commands(items: Sequence[pytest.Item]) -> Iterator[dict[str, subpro
             )
             for name, command in commands.items()
         }
-        try:
-            yield processes
-        finally:
-            for process in processes.values():
-                process.kill()  # only those left running: a timed-out one (a no-op otherwise)
-                process.wait()
+        yield from running(processes)
 
 
 @pytest.fixture(scope="module")
 def python_m(early_work):
     """What the module's ``python -m ccr_metrics`` commands printed, once all have ended."""
-    done = {}
     with early_work(python_m_commands) as processes:
-        for name, process in processes.items():
-            stdout, stderr = process.communicate(timeout=120)
-            done[name] = subprocess.CompletedProcess(
-                process.args, process.returncode, stdout, stderr
-            )
-    return done
+        return outputs(processes, 120)
 
 
 def test_python_m_on_the_bundled_example(python_m):

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from early import early, popen
+from early import early, outputs, popen, running
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = (
@@ -92,24 +92,17 @@ def interpreters(items: Sequence[pytest.Item]) -> Iterator[dict[str, subprocess.
         )
         for name, code in (("import", IMPORT), ("help", HELP))
     }
-    try:
-        yield processes
-    finally:
-        for process in processes.values():
-            process.kill()  # only one left running after a timeout (a no-op otherwise)
-            process.wait()
+    yield from running(processes)
 
 
 @pytest.fixture(scope="module")
 def runs(early_work) -> dict[str, dict[str, object]]:
     """What both interpreters found, once both have ended."""
-    done = {}
     with early_work(interpreters) as processes:
-        for name, process in processes.items():
-            stdout, stderr = process.communicate(timeout=300)
-            assert process.returncode == 0, stderr
-            done[name] = json.loads(stdout.splitlines()[-1])
-    return done
+        finished = outputs(processes, 300)
+    for result in finished.values():
+        assert result.returncode == 0, result.stderr
+    return {name: json.loads(r.stdout.splitlines()[-1]) for name, r in finished.items()}
 
 
 def test_import_loads_no_heavy_module(runs):

@@ -194,3 +194,10 @@ def test_pair_scores_scores_each_needed_pair_once(order):
     for j in range(n_texts):
         for s, i in enumerate(t2i[j].tolist()):
             assert fine_t2i[j, s] == i * 1000 + j
+
+
+def test_column_top_refuses_scores_of_another_dtype():
+    """The compiled merge would compare float64 scores with float32 thresholds."""
+    top = ColumnTop(3, 1, torch.float32, torch.device("cpu"))
+    with pytest.raises(TypeError, match=r"scores are torch\.float64"):
+        top.add(torch.zeros((1, 2, 3), dtype=torch.float64), (0, 2, 0), [0], [3], [0])

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from early import early, popen
+from early import early, outputs, popen, running
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "multi30k_synthetic.npz"
@@ -73,25 +73,14 @@ def interpreters(items: Sequence[pytest.Item]) -> Iterator[dict[str, subprocess.
     processes["refused"] = _start(
         CLI + "sys.exit(code)", numba=False, env={"CCR_METRICS_KERNEL": "numba"}
     )
-    try:
-        yield processes
-    finally:
-        for process in processes.values():
-            process.kill()  # only those left running: a timed-out one (a no-op otherwise)
-            process.wait()
+    yield from running(processes)
 
 
 @pytest.fixture(scope="module")
 def runs(early_work) -> dict[str, subprocess.CompletedProcess[str]]:
     """What every interpreter of this module printed, once all have ended."""
-    done = {}
     with early_work(interpreters) as processes:
-        for key, process in processes.items():
-            stdout, stderr = process.communicate(timeout=300)
-            done[key] = subprocess.CompletedProcess(
-                process.args, process.returncode, stdout, stderr
-            )
-    return done
+        return outputs(processes, 300)
 
 
 @pytest.mark.parametrize("part", [0, 1], ids=["readme main job", "library"])

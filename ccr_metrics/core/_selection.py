@@ -133,7 +133,10 @@ class ColumnTop:
         r0, r1, base = rows
         if r1 <= r0:
             return
-        if self._numba and scores.dtype == self._dtype and scores.is_contiguous():
+        if scores.dtype != self._dtype:  # the compiled merge would compare across dtypes
+            raise TypeError(f"scores are {scores.dtype}, the selection holds {self._dtype}")
+        if self._numba:
+            scores = scores.contiguous()
             if not self._primed and r1 - r0 >= self.k:
                 self._prime(scores[:, r0:r1], lo, hi, first)
             self._primed = True

@@ -22,7 +22,7 @@ from ..core._cascade import candidate_slots, coarse_from_counts
 from ..core._selection import ColumnTop, select_top
 from .one_pass import one_pass
 from .second_stage import FirstStage
-from .stream import NonFinite, captions_of_images, image_of_texts
+from .stream import NonFinite, Positives, captions_of_images, image_of_texts
 from .tiles import ScoreBlock
 
 
@@ -52,11 +52,8 @@ def one_pass_stages(
     pool = ThreadPoolExecutor(1) if torch.get_num_threads() > 1 else None
 
     def select(block: ScoreBlock, start: int, stop: int) -> None:
-        tiles = block.gallery
-        ranges = [tiles.local_range(t) for t in range(tiles.tiles.shape[0])]
-        lo, hi = [r[0] for r in ranges], [r[1] for r in ranges]
-        first = [t * tiles.width - tiles.lead for t in range(len(ranges))]
-        scores = block.scores if block.scores.is_contiguous() else block.scores.contiguous()
+        lo, hi, first = block.gallery.layout()
+        scores = block.scores.contiguous()
         chosen: Future[tuple[torch.Tensor, torch.Tensor]] | None = None
         if k_rows and pool is not None:
             chosen = pool.submit(select_top, scores, lo, hi, first, k_rows)
@@ -97,7 +94,7 @@ def _stage(
     at_candidates: torch.Tensor,
     counts: torch.Tensor,
     best: torch.Tensor,
-    positives: Any,
+    positives: Positives,
     n_gallery: int,
 ) -> FirstStage:
     """One direction's first stage from its candidates and its plain counts ``[3, Q]``."""

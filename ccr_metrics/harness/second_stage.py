@@ -164,9 +164,7 @@ def first_stage(
     tiling = tiling_for(n_queries, n_gallery, queries.device)
     tiles = GalleryTiles(gallery, 0, tiling.gallery)
     rows = -(-rows // tiling.queries) * tiling.queries
-    ranges = [tiles.local_range(t) for t in range(tiles.tiles.shape[0])]
-    lo, hi = [r[0] for r in ranges], [r[1] for r in ranges]
-    first = [t * tiles.width - tiles.lead for t in range(len(ranges))]
+    lo, hi, first = tiles.layout()
     k = k if candidates is None else candidates.shape[1]
     stage = Collector(n_queries, n_gallery, k, positives, nonfinite)
     buffer = None
@@ -176,8 +174,7 @@ def first_stage(
         block = score_block(padded_queries(queries, 0, a, height), tiles, tiling, buffer)
         buffer = block.scores
         if candidates is None:
-            scores = block.scores if block.scores.is_contiguous() else block.scores.contiguous()
-            chosen = select_top(scores, lo, hi, first, k)[1][: b - a]
+            chosen = select_top(block.scores.contiguous(), lo, hi, first, k)[1][: b - a]
         else:
             chosen = candidates[a:b]
         stage.add(a, b, chosen, None, _counter(block, b - a), block.at)

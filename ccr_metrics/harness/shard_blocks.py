@@ -175,10 +175,7 @@ def sharded_first_stage(
     k = min(k, n_gallery)
     tiling = tiling_for(query_offsets[-1], n_gallery, dev)
     tiles = GalleryTiles(gallery, gallery_offsets[rank], tiling.gallery)
-    ranges = [tiles.local_range(t) for t in range(tiles.tiles.shape[0])]
-    lo, hi = [r[0] for r in ranges], [r[1] for r in ranges]
-    base = gallery_offsets[rank] - tiles.lead  # global index of the first tile's column 0
-    first = [base + t * tiles.width for t in range(len(ranges))]
+    lo, hi, first = tiles.layout()
     mine = min(k, gallery.shape[0])
     rows = -(-rows // tiling.queries) * tiling.queries
     stage = Collector(
@@ -198,7 +195,7 @@ def sharded_first_stage(
             values = scores.scores.new_full((1, n, k), -torch.inf)
             index = torch.full((1, n, k), -1, dtype=torch.long, device=dev)
             if mine:
-                s = scores.scores if scores.scores.is_contiguous() else scores.scores.contiguous()
+                s = scores.scores.contiguous()
                 values[0, :, :mine], index[0, :, :mine] = select_top(s, lo, hi, first, mine)
             values, index = distributed.gather_equal(values), distributed.gather_equal(index)
             if src != rank:

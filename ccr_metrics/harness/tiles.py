@@ -70,6 +70,7 @@ class GalleryTiles:
         self.tiles = padded.view(-1, width, gallery.shape[1])
         self.width = width
         self.n_local = gallery.shape[0]
+        self.start = offset - self.lead  # the global item at column 0 of tile 0
 
     def local_range(self, tile: int) -> tuple[int, int]:
         """Return the columns of ``tile`` holding local items, ``[lo, hi)`` in the tile."""
@@ -77,6 +78,16 @@ class GalleryTiles:
         lo = max(self.lead - start, 0)
         hi = min(self.lead + self.n_local - start, self.width)
         return lo, max(hi, lo)
+
+    def layout(self) -> tuple[list[int], list[int], list[int]]:
+        """Return ``(lo, hi, first)``: the tile layout that ``select_top`` reads.
+
+        Per tile: ``lo`` and ``hi`` as :meth:`local_range`, ``first`` the global item at
+        its column 0.
+        """
+        ranges = [self.local_range(t) for t in range(self.tiles.shape[0])]
+        first = [self.start + t * self.width for t in range(len(ranges))]
+        return [r[0] for r in ranges], [r[1] for r in ranges], first
 
 
 @dataclass(frozen=True)
