@@ -44,19 +44,26 @@ def _kernel(kernel: str, monkeypatch) -> None:
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, "every 4th row high"])
 @pytest.mark.parametrize("k", [1, 16, 40])
-@pytest.mark.parametrize("first_block", ["below k", "above k"])
+@pytest.mark.parametrize("first_block", ["below k", "2k or more"])
 def test_column_top_is_the_stable_sort_prefix_of_each_column(
     kernel, dtype, kind, k, first_block, monkeypatch
 ):
-    """Blocks of rows of uneven heights: the first below k (no primed threshold) or above
-    it (primed), then smaller and larger ones; heavy ties, ascending runs (most cuts)."""
+    """Blocks of rows of uneven heights: the first below k (no primed threshold) or of
+    2k rows or more (thresholds primed from every 4th row), then smaller and larger
+    ones; heavy ties, ascending runs (most cuts), and sampled rows far above the rest
+    (a primed threshold too high: those columns are merged again)."""
     _kernel(kernel, monkeypatch)
     rng = np.random.default_rng(k * 11 + len(kind))
     n_rows, n_columns = 230, 301
-    matrix = rows_of(kind, n_rows, n_columns, rng).astype(dtype)
-    heights = [max(1, k // 2), 3, 61, 100] if first_block == "below k" else [k + 9, 1, 44, 70]
+    if kind == "every 4th row high":
+        matrix = rng.standard_normal((n_rows, n_columns))
+        matrix[::4] += 10
+    else:
+        matrix = rows_of(kind, n_rows, n_columns, rng)
+    matrix = matrix.astype(dtype)
+    heights = [max(1, k // 2), 3, 61, 100] if first_block == "below k" else [2 * k + 9, 1, 44, 70]
     top = ColumnTop(n_columns, k, torch.from_numpy(matrix).dtype, torch.device("cpu"))
     start = 0
     for height in [*heights, n_rows]:
@@ -181,7 +188,6 @@ def test_pair_scores_scores_each_needed_pair_once(order):
         "en",
         _stage(i2t, is_query),
         _stage(t2i, torch.ones(n_texts).bool()),
-        n_texts,
         7,
         False,
     )

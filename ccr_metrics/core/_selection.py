@@ -24,6 +24,7 @@ items:
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Executor
 from functools import cache
 from typing import Any
@@ -101,7 +102,8 @@ class ColumnTop:
         probe = torch.zeros((1, 1, 1), dtype=dtype, device=device)
         self._numba = _compiled_kernel(probe) is not None
         self._dtype = dtype
-        self._primed = False
+        self._share = 2 / 3  # of the columns merged on the calling thread, given a pool
+        self._started = False
         if self._numba:
             capacity = 4 * k  # a cut per 3k entries: cuts cost more than the entries
             self._kept_v = np.empty((n_columns, capacity), probe.numpy().dtype)
@@ -126,9 +128,10 @@ class ColumnTop:
 
         ``scores`` is ``[T, R, W]``; ``lo``, ``hi`` and ``first`` place its columns (the
         module notes); the tiles must cover all ``n_columns`` columns. The scores must
-        hold no NaN. With ``pool`` (one worker thread), the compiled merge of a third of
+        hold no NaN. With ``pool`` (one worker thread), the compiled merge of a share of
         each tile's columns is queued there, behind whatever the caller queued before
-        (the harness's row selection), and the rest runs here.
+        (the harness's row selection), and the rest runs here; the share follows the
+        two threads' times, so that they end together.
         """
         r0, r1, base = rows
         if r1 <= r0:
@@ -137,22 +140,39 @@ class ColumnTop:
             raise TypeError(f"scores are {scores.dtype}, the selection holds {self._dtype}")
         if self._numba:
             scores = scores.contiguous()
-            if not self._primed and r1 - r0 >= self.k:
-                self._prime(scores[:, r0:r1], lo, hi, first)
-            self._primed = True
+            prime = not self._started and r1 - r0 >= 2 * self.k
+            self._started = True
             if pool is None:
-                self._merge(scores, rows, lo, hi, first)
+                self._merge(scores, rows, lo, hi, first, prime)
                 return
-            mid = [a + 2 * (b - a) // 3 for a, b in zip(lo, hi, strict=True)]
-            queued = pool.submit(self._merge, scores, rows, mid, hi, first)
-            self._merge(scores, rows, lo, mid, first)
-            queued.result()
+            start = time.perf_counter()
+            mid = [a + round(self._share * (b - a)) for a, b in zip(lo, hi, strict=True)]
+            queued = pool.submit(self._timed_merge, scores, rows, mid, hi, first, prime)
+            self._merge(scores, rows, lo, mid, first, prime)
+            here = time.perf_counter() - start
+            there = queued.result() - start
+            # The next block's share here, such that both threads end together: the
+            # worker's time includes what was queued before (the row selection).
+            if here > 0:
+                self._share = min(0.95, max(0.05, self._share * (1 + there / here) / 2))
             return
         block = scores.new_empty((r1 - r0, self.n_columns))
         for t in range(scores.shape[0]):
             block[:, first[t] + lo[t] : first[t] + hi[t]] = scores[t, r0:r1, lo[t] : hi[t]]
         item = torch.arange(base + r0, base + r1, device=scores.device)
         self._values, self._index = _merge_down(self._values, self._index, block, item, self.k)
+
+    def _timed_merge(
+        self,
+        scores: torch.Tensor,
+        rows: tuple[int, int, int],
+        lo: list[int],
+        hi: list[int],
+        first: list[int],
+        prime: bool,
+    ) -> float:
+        self._merge(scores, rows, lo, hi, first, prime)
+        return time.perf_counter()
 
     def _merge(
         self,
@@ -161,6 +181,7 @@ class ColumnTop:
         lo: list[int],
         hi: list[int],
         first: list[int],
+        prime: bool,
     ) -> None:
         # The compiled merge releases the GIL; calls on disjoint columns may run at once.
         _compiled_merge()(
@@ -174,23 +195,28 @@ class ColumnTop:
             self._size,
             self._threshold,
             self.k,
+            prime,
         )
 
-    def _prime(self, scores: torch.Tensor, lo: list[int], hi: list[int], first: list[int]) -> None:
-        # Each column's threshold just below the k-th best score of the first block: at
-        # least k of its scores enter, and the buffer's first cut comes after k
-        # contenders, not after 4k of everything.
-        kth = torch.topk(scores, self.k, dim=1).values[:, -1]  # [T, W]
-        for t in range(scores.shape[0]):
-            below = torch.nextafter(kth[t, lo[t] : hi[t]], kth.new_tensor(-torch.inf))
-            self._threshold[first[t] + lo[t] : first[t] + hi[t]] = below.numpy()
+    def result(self, *, pool: Executor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(values, index)``, both ``[n_columns, k]``, each row in increasing index.
 
-    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(values, index)``, both ``[n_columns, k]``, each row in increasing index."""
+        With ``pool`` (one worker thread), the compiled cut of half the columns runs there.
+        """
         if self._numba:
             values = np.empty((self.n_columns, self.k), self._kept_v.dtype)
             index = np.empty((self.n_columns, self.k), np.int64)
-            _compiled_finish()(self._kept_v, self._kept_i, self._size, self.k, values, index)
+            state = (self._kept_v, self._kept_i, self._size, values, index)
+
+            def finish(a: int, b: int) -> None:
+                kept_v, kept_i, size, out_v, out_i = (x[a:b] for x in state)
+                _compiled_finish()(kept_v, kept_i, size, self.k, out_v, out_i)
+
+            half = self.n_columns // 2 if pool is not None else 0
+            queued = pool.submit(finish, 0, half) if pool is not None else None
+            finish(half, self.n_columns)
+            if queued is not None:
+                queued.result()
             return torch.from_numpy(values), torch.from_numpy(index)  # buffers keep index order
         return self._values.T.contiguous(), self._index.T.contiguous()
 

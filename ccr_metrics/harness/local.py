@@ -367,7 +367,6 @@ def _reranked_language(
             lang,
             stages["i2t"],
             stages["t2i"],
-            t.shape[0],
             second.batch_size,
             stage.progress,
         )

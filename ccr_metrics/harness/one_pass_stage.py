@@ -46,9 +46,9 @@ def one_pass_stages(
     rows: list[tuple[torch.Tensor, torch.Tensor]] = []
     columns = ColumnTop(n_texts, k_columns, images.dtype, images.device)
 
-    # Where torch may use two threads, the row selection and a third of the column merge
-    # run on a second thread beside the rest of the merge: single-threaded compiled
-    # loops that release the GIL.
+    # Where torch may use two threads, the row selection and a share of the column merge
+    # (ColumnTop balances it) run on a second thread beside the rest of the merge, and
+    # half the final column cuts too: single-threaded compiled loops that release the GIL.
     pool = ThreadPoolExecutor(1) if torch.get_num_threads() > 1 else None
 
     def select(block: ScoreBlock, start: int, stop: int) -> None:
@@ -67,6 +67,7 @@ def one_pass_stages(
 
     try:
         i2t, t2i, found = one_pass(images, texts, owner, block_rows, bar, nonfinite, select)
+        top_columns = columns.result(pool=pool) if k_columns else None
     finally:
         if pool is not None:
             pool.shutdown()
@@ -76,8 +77,8 @@ def one_pass_stages(
     else:
         row_index = torch.zeros((n_images, 0), dtype=torch.long, device=images.device)
         row_values = images.new_zeros((n_images, 0))
-    if k_columns:
-        column_values, column_index = (x.to(images.device) for x in columns.result())
+    if top_columns is not None:
+        column_values, column_index = (x.to(images.device) for x in top_columns)
     else:
         column_index = torch.zeros((n_texts, 0), dtype=torch.long, device=images.device)
         column_values = images.new_zeros((n_texts, 0))

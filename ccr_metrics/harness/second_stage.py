@@ -31,6 +31,7 @@ from ..core._cascade import (
     fine_part,
 )
 from ..core._counting import count_against
+from ..core._pairs import shared_pairs
 from ..core._positives import Counts, counts_from_positives
 from ..core._selection import select_top
 from ..core._validation import InputError, check_choice, check_positive_int, dtype_str, shape_str
@@ -297,7 +298,6 @@ def pair_scores(
     language: str,
     i2t: FirstStage,
     t2i: FirstStage,
-    n_texts: int,
     batch_size: int,
     progress: bool,
     image_offset: int = 0,
@@ -308,47 +308,46 @@ def pair_scores(
     Image-to-text rows pair an image (a query with a caption) with its candidate texts;
     text-to-image rows pair a text with its candidate images. A pair both need is scored
     once. Returns float64 ``fine`` ``[N, k]`` and ``[M, k']`` (0 for rows no query has).
-    The queries are images ``image_offset ..`` and texts ``text_offset ..`` of ``n_texts``
-    (a shard's, under :func:`~ccr_metrics.evaluate_sharded`); candidates are global.
+    The queries are images ``image_offset ..`` and texts ``text_offset ..`` (a shard's,
+    under :func:`~ccr_metrics.evaluate_sharded`); candidates are global.
     """
     device = i2t.candidates.device
     images = image_offset + torch.arange(i2t.candidates.shape[0], device=device)
     texts = text_offset + torch.arange(t2i.candidates.shape[0], device=device)
-    # Pair keys image * n_texts + text. The image-to-text keys come out sorted (rows in
-    # order, each row's candidates in index order), so the text-to-image pairs are
-    # looked up among them by binary search: no sort over all pairs.
-    keys_i2t = (images[:, None] * n_texts + i2t.candidates)[i2t.is_query].reshape(-1)
-    order = None
-    if not bool((keys_i2t[1:] > keys_i2t[:-1]).all()):
-        keys_i2t, order = torch.sort(keys_i2t)
-    keys_t2i = (t2i.candidates * n_texts + texts[:, None]).reshape(-1)
-    at = torch.searchsorted(keys_i2t, keys_t2i).clamp_(max=max(keys_i2t.shape[0] - 1, 0))
-    shared = keys_i2t[at] == keys_t2i if keys_i2t.shape[0] else torch.zeros_like(keys_t2i).bool()
-    # Each text-to-image slot reads a shared pair's score, or one of its own after them.
-    own = ~shared
-    at = torch.where(shared, at, keys_i2t.shape[0] + torch.cumsum(own, 0) - 1)
-    wanted = torch.cat([keys_i2t, keys_t2i[own]])
-    values = torch.empty(wanted.shape[0], dtype=torch.float64, device=device)
-    batches = -(-wanted.shape[0] // batch_size)
+    # The image-to-text pairs row by row, then the text-to-image pairs no image asked
+    # for; each text-to-image slot reads its pair's score.
+    query_texts = i2t.candidates[i2t.is_query]
+    query_images = images[i2t.is_query]
+    at = shared_pairs(query_images, query_texts, t2i.candidates, text_offset).reshape(-1)
+    own = at < 0
+    n_i2t = query_texts.numel()
+    at = torch.where(own, n_i2t + torch.cumsum(own, 0) - 1, at)
+    pair_image = torch.cat(
+        [query_images.repeat_interleave(query_texts.shape[1]), t2i.candidates.reshape(-1)[own]]
+    )
+    pair_text = torch.cat(
+        [query_texts.reshape(-1), texts.repeat_interleave(t2i.candidates.shape[1])[own]]
+    )
+    values = torch.empty(pair_image.shape[0], dtype=torch.float64, device=device)
+    batches = -(-pair_image.shape[0] // batch_size)
     with progress_bar(progress, batches, unit="batch", desc=f"re-scoring {language}") as bar:
-        for a in range(0, wanted.shape[0], batch_size):
-            key = wanted[a : a + batch_size]
+        for a in range(0, pair_image.shape[0], batch_size):
+            image, text = pair_image[a : a + batch_size], pair_text[a : a + batch_size]
             values[a : a + batch_size] = _checked_scores(
-                scorer(language, key // n_texts, key % n_texts), key, n_texts, language
+                scorer(language, image, text), image, text, language
             )
             bar.update()
     fine_i2t = torch.zeros(i2t.candidates.shape, dtype=torch.float64, device=device)
-    at_i2t = values[: keys_i2t.shape[0]]
-    if order is not None:
-        at_i2t = torch.empty_like(at_i2t).index_copy_(0, order, at_i2t)
-    fine_i2t[i2t.is_query] = at_i2t.reshape(-1, i2t.candidates.shape[1])
+    fine_i2t[i2t.is_query] = values[:n_i2t].reshape(-1, i2t.candidates.shape[1])
     fine_t2i = values[at].reshape(t2i.candidates.shape)
     return fine_i2t, fine_t2i
 
 
-def _checked_scores(result: Any, key: torch.Tensor, n_texts: int, language: str) -> torch.Tensor:
+def _checked_scores(
+    result: Any, image: torch.Tensor, text: torch.Tensor, language: str
+) -> torch.Tensor:
     """Return the scorer's answer as float64 ``[n]``; refuse another shape or a non-finite."""
-    n = key.shape[0]
+    n = image.shape[0]
     try:
         scores, _ = to_tensor(result, "rerank")
     except InputError as exc:
@@ -368,13 +367,13 @@ def _checked_scores(result: Any, key: torch.Tensor, n_texts: int, language: str)
             f"for language {language!r}",
             argument="rerank",
         )
-    scores = scores.detach().to(device=key.device, dtype=torch.float64)
+    scores = scores.detach().to(device=image.device, dtype=torch.float64)
     bad = ~torch.isfinite(scores)
     if bool(bad.any()):
         at = int(bad.nonzero()[0, 0])
         raise InputError(
             f"rerank returned {float(scores[at])} for language {language!r}, image "
-            f"{int(key[at] // n_texts)}, text {int(key[at] % n_texts)}; scores must be finite",
+            f"{int(image[at])}, text {int(text[at])}; scores must be finite",
             argument="rerank",
         )
     return scores

@@ -452,7 +452,6 @@ def _sharded_reranked(
             language,
             i2t,
             t2i,
-            n_texts,
             second.batch_size,
             progress and rank == 0,
             image_offset=image_offsets[rank],
