@@ -13,7 +13,7 @@ Rows arrive as a tile-major block ``[T, R, W]`` (the harness's score tiles, see
 items:
 
 - with numba (the ``fast`` extra), float32 and float64 CPU blocks go through a compiled
-  loop (:mod:`ccr_metrics._selection_numba`) that reads each score once and keeps, per
+  loop (:mod:`ccr_metrics.core._selection_numba`) that reads each score once and keeps, per
   row, a buffer of contenders in index order: a score enters only when it is strictly
   above a threshold (first estimated from a sample of the row, then raised to the
   ``k``-th value whenever the full buffer is cut to its ``k`` best), so an equal score
