@@ -1,5 +1,8 @@
 import functools
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import early
 import pytest
@@ -28,6 +31,26 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: "early_work" in getattr(item, "fixturenames", ()))
 
 
+_WARMING: list[subprocess.Popen] = []
+
+
+def pytest_configure(config):
+    """Compile the numba loops into numba's cache in the background (see warm_kernels.py),
+    from the start: collection leaves the second core idle for seconds."""
+    if not config.option.collectonly:
+        here = Path(__file__).parent
+        paths = [str(here.parent), os.environ.get("PYTHONPATH", "")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+        _WARMING.append(
+            subprocess.Popen(
+                [sys.executable, str(here / "warm_kernels.py")],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+
+
 def pytest_collection_finish(session):
     """Start the slow work that the modules of the selected tests registered (see early.py)."""
     if not session.config.option.collectonly:
@@ -36,6 +59,9 @@ def pytest_collection_finish(session):
 
 def pytest_sessionfinish(session):
     early.stop()
+    for process in _WARMING:
+        process.kill()
+        process.wait()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The compiled selection loop of :mod:`ccr_metrics._selection` (imported only with numba).
+"""The compiled selection loops of :mod:`ccr_metrics.core._selection` (imported only with numba).
 
 Module-level functions, so that numba's cache keeps them between processes (functions
 closed over other compiled functions are compiled again in every process); the cache is
@@ -13,6 +13,14 @@ import numpy as np
 
 from ._jit import jit
 
+# The index of a word's lowest set bit: its isolated bit times a de Bruijn sequence
+# puts a distinct pattern in the top six bits (numba has no count-trailing-zeros).
+_DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_ALL = np.uint64(2**64 - 1)
+_BIT_AT = np.zeros(64, np.int64)
+for _i in range(64):
+    _BIT_AT[(((1 << _i) * 0x03F79D71B4CB0A89) & (2**64 - 1)) >> 58] = _i
+
 
 # nogil: the harness runs a row selection beside a column merge (two threads).
 @jit(boundscheck=False, nogil=True)
@@ -22,8 +30,9 @@ def select(scores: Any, lo: Any, hi: Any, first: Any, values: Any, index: Any) -
     # loop that vectorises). The threshold starts at the 8th largest of every
     # step-th score of the row (about 3k scores lie above it; fewer than k in about
     # one random row in 100, which is read again: a sample twice that size cost more
-    # than those re-reads), and each time the buffer fills it is cut to its k best and the threshold
-    # rises to the k-th value, which a later, higher-indexed item must beat. A row
+    # than those re-reads), and each time the buffer fills it is cut to its k best and
+    # the threshold rises to the k-th value, which a later, higher-indexed item must
+    # beat. A row
     # left with fewer than k contenders is read again, every item entering until the
     # first cut, so that a row of NaN or -inf still yields k items (its scores are
     # refused later, but must not send this loop out of bounds).
@@ -55,11 +64,19 @@ def select(scores: Any, lo: Any, hi: Any, first: Any, values: Any, index: Any) -
                 end = hi[t]
                 while c < end:
                     stop = min(c + 64, end)
+                    # The scores above the threshold as the bits of one word (a loop
+                    # that vectorises), then one step per entry (1-2% of them); on the
+                    # re-read, every score until the first cut. One path for both:
+                    # each call of `cut` is compiled again, and compiling took seconds.
                     if everything:
-                        for q in range(c, stop):
-                            x = row[q]
-                            if not (everything or x > threshold):
-                                continue
+                        mask = _ALL >> np.uint64(64 - (stop - c))
+                    else:
+                        mask = above_mask(row, c, stop, threshold)
+                    while mask:
+                        q = c + lowest_bit(mask)
+                        mask &= mask - np.uint64(1)
+                        x = row[q]
+                        if everything or x > threshold:  # the threshold may have risen
                             kept_v[size] = x
                             kept_i[size] = base + q
                             size += 1
@@ -67,27 +84,13 @@ def select(scores: Any, lo: Any, hi: Any, first: Any, values: Any, index: Any) -
                                 threshold = cut(kept_v, kept_i, size, k, scratch)
                                 size = k
                                 everything = False
-                    else:
-                        # The scores above the threshold as the bits of one word: a
-                        # loop that vectorises, then one step per entry (1-2% of them).
-                        mask = above_mask(row, c, stop, threshold)
-                        while mask:
-                            q = c + lowest_bit(mask)
-                            mask &= mask - np.uint64(1)
-                            x = row[q]
-                            if x > threshold:  # the threshold may have risen in this word
-                                kept_v[size] = x
-                                kept_i[size] = base + q
-                                size += 1
-                                if size == capacity:
-                                    threshold = cut(kept_v, kept_i, size, k, scratch)
-                                    size = k
                     c = stop
             if size >= k:
                 break
         cut(kept_v, kept_i, size, k, scratch)
-        values[r] = kept_v[:k]
-        index[r] = kept_i[:k]
+        for j in range(k):  # element by element: a slice assignment took 3 s to compile
+            values[r, j] = kept_v[j]
+            index[r, j] = kept_i[j]
 
 
 @jit(boundscheck=False)
@@ -173,14 +176,6 @@ def cut(kept_v: Any, kept_i: Any, size: int, k: int, scratch: Any) -> Any:
     return kth
 
 
-# The index of a word's lowest set bit: its isolated bit times a de Bruijn sequence
-# puts a distinct pattern in the top six bits (numba has no count-trailing-zeros).
-_DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
-_BIT_AT = np.zeros(64, np.int64)
-for _i in range(64):
-    _BIT_AT[(((1 << _i) * 0x03F79D71B4CB0A89) & (2**64 - 1)) >> 58] = _i
-
-
 @jit(boundscheck=False)
 def lowest_bit(mask: Any) -> Any:
     return _BIT_AT[((mask & (~mask + np.uint64(1))) * _DE_BRUIJN) >> np.uint64(58)]
@@ -239,7 +234,8 @@ def merge_columns(
             bar = threshold[f + g : f + g + width]
             if prime:
                 for e in range(n_sampled):
-                    strip[e, :width] = scores[t, r0 + 4 * e, g : g + width]
+                    for q in range(width):
+                        strip[e, q] = scores[t, r0 + 4 * e, g + q]
                 for q in range(width):
                     for e in range(n_sampled):
                         column[e] = strip[e, q]
@@ -318,5 +314,6 @@ def finish_columns(kept_v: Any, kept_i: Any, size: Any, k: int, values: Any, ind
         if n > 2 * k:  # the exact cut on fewer entries
             n = shrink(kept_v[j], kept_i[j], n, k, scratch, sample)[0]
         cut(kept_v[j], kept_i[j], n, k, scratch)
-        values[j] = kept_v[j, :k]
-        index[j] = kept_i[j, :k]
+        for e in range(k):
+            values[j, e] = kept_v[j, e]
+            index[j, e] = kept_i[j, e]
