@@ -97,3 +97,36 @@ def test_rows_of_nan_stay_in_bounds(kernel, monkeypatch):
     assert index.shape == (4, 128)
     assert ((index >= 0) & (index < 4000)).all()
     assert index[0].tolist() == oracle(rows[:1], 128)[0].tolist()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kth_largest_is_the_sorted_value_and_writes_only_its_scratch(dtype):
+    """The compiled quickselect behind every cut: ties, signed zeros, infinities, runs."""
+    if not numba_available():
+        pytest.skip("numba is not installed")
+    from ccr_metrics.core._selection_numba import kth_largest
+
+    rng = np.random.default_rng(3)
+    for size in [*range(1, 40), 255, 256, 513]:
+        kind = size % 4
+        if kind == 0:
+            source = rng.standard_normal(size)
+        elif kind == 1:
+            source = rng.integers(-2, 3, size).astype(float)
+        elif kind == 2:
+            source = np.where(rng.random(size) < 0.5, -0.0, 0.0)
+            source[rng.random(size) < 0.2] = np.inf
+            source[rng.random(size) < 0.2] = -np.inf
+        else:
+            source = np.sort(rng.integers(0, 5, size).astype(float))[::-1].copy()
+        source = source.astype(dtype)
+        before = source.copy()
+        guarded = np.full(2 * size + 2, 7.0, dtype)
+        for k in {1, size, (size + 1) // 2, int(rng.integers(1, size + 1))}:
+            got = kth_largest(source, size, k, guarded[1:-1])
+            assert got == np.sort(source)[::-1][k - 1], (size, kind, k)
+        assert guarded[0] == guarded[-1] == 7.0
+        assert source.tobytes() == before.tobytes()
+    # Out of contract (k above the size or below 1), it still ends.
+    for k in (0, 2, 5):
+        kth_largest(np.ones(1, dtype), 1, k, np.empty(2, dtype))

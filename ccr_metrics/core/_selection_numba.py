@@ -142,6 +142,8 @@ def kth_largest(source: Any, size: int, k: int, scratch: Any) -> Any:
             k -= n - n_below
             part, n = below, n_below
             above, below = below, above
+        if n == 0:  # k outside 1 .. size (a caller's bug): no answer, but the loop ends
+            return pivot
         pivot = part[n // 2]
         n_above = 0
         n_below = 0
