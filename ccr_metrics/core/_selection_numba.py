@@ -229,6 +229,9 @@ def merge_columns(
     sample = np.empty(capacity, kept_v.dtype)
     strip = np.empty((n_sampled, 64), kept_v.dtype)
     column = np.empty(n_sampled, kept_v.dtype)
+    # In the scores' dtype: a float64 -inf would make the step a float64 one, which the
+    # float32 threshold rounds back to the sampled value itself.
+    below = kept_v.dtype.type(-np.inf)
     for t in range(scores.shape[0]):
         f = first[t]
         for g in range(lo[t], hi[t], 64):
@@ -241,7 +244,7 @@ def merge_columns(
                 for q in range(width):
                     for e in range(n_sampled):
                         column[e] = strip[e, q]
-                    bar[q] = np.nextafter(kth_largest(column, n_sampled, rank, scratch), -np.inf)
+                    bar[q] = np.nextafter(kth_largest(column, n_sampled, rank, scratch), below)
             for r in range(r0, r1):
                 row = scores[t, r, g : g + width]
                 # The columns this row enters as the bits of one word (a loop that
