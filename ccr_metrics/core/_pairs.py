@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ._counting import kernel_choice, numba_available
+from ._counting import numba_available
 
 __all__ = ["shared_pairs"]
 
@@ -41,7 +41,7 @@ def shared_pairs(
     n_rows = images.shape[0]
     if texts.numel() == 0 or images.numel() == 0:
         return torch.full(images.shape, -1, dtype=torch.long, device=images.device)
-    if images.device.type == "cpu" and kernel_choice() != "torch" and numba_available():
+    if images.device.type == "cpu" and numba_available():
         at = torch.empty(images.shape, dtype=torch.long)
         n_image_ids = 1 + int(max(int(row_images.max()), int(images.max())))
         _compiled()(

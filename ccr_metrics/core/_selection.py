@@ -147,9 +147,8 @@ class ColumnTop:
                 return
             start = time.perf_counter()
             mid = [a + round(self._share * (b - a)) for a, b in zip(lo, hi, strict=True)]
-            queued = pool.submit(self._timed_merge, scores, rows, mid, hi, first, prime)
-            self._merge(scores, rows, lo, mid, first, prime)
-            here = time.perf_counter() - start
+            queued = pool.submit(self._merge, scores, rows, mid, hi, first, prime)
+            here = self._merge(scores, rows, lo, mid, first, prime) - start
             there = queued.result() - start
             # The next block's share here, such that both threads end together: the
             # worker's time includes what was queued before (the row selection).
@@ -162,18 +161,6 @@ class ColumnTop:
         item = torch.arange(base + r0, base + r1, device=scores.device)
         self._values, self._index = _merge_down(self._values, self._index, block, item, self.k)
 
-    def _timed_merge(
-        self,
-        scores: torch.Tensor,
-        rows: tuple[int, int, int],
-        lo: list[int],
-        hi: list[int],
-        first: list[int],
-        prime: bool,
-    ) -> float:
-        self._merge(scores, rows, lo, hi, first, prime)
-        return time.perf_counter()
-
     def _merge(
         self,
         scores: torch.Tensor,
@@ -182,8 +169,9 @@ class ColumnTop:
         hi: list[int],
         first: list[int],
         prime: bool,
-    ) -> None:
+    ) -> float:
         # The compiled merge releases the GIL; calls on disjoint columns may run at once.
+        # Returns when it ended, by which the caller balances the threads.
         _compiled_merge()(
             scores.numpy(),
             np.asarray(rows, np.int64),
@@ -197,6 +185,7 @@ class ColumnTop:
             self.k,
             prime,
         )
+        return time.perf_counter()
 
     def result(self, *, pool: Executor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(values, index)``, both ``[n_columns, k]``, each row in increasing index.

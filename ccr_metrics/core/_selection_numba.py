@@ -245,39 +245,37 @@ def merge_columns(
                     for e in range(n_sampled):
                         column[e] = strip[e, q]
                     bar[q] = np.nextafter(kth_largest(column, n_sampled, rank, scratch), below)
-            for r in range(r0, r1):
-                row = scores[t, r, g : g + width]
-                # The columns this row enters as the bits of one word (a loop that
-                # vectorises), then one step per entry.
-                mask = np.uint64(0)
-                for q in range(width):
-                    mask |= np.uint64(row[q] > bar[q]) << np.uint64(q)
-                while mask:
-                    q = lowest_bit(mask)
-                    mask &= mask - np.uint64(1)
-                    j = f + g + q
-                    n = size[j]
-                    kept_v[j, n] = row[q]
-                    kept_i[j, n] = base + r
-                    n += 1
-                    if n == capacity:
-                        n, bar[q] = shrink(kept_v[j], kept_i[j], n, k, scratch, sample)
-                    size[j] = n
-            if prime:
-                for q in range(width):
-                    j = f + g + q
-                    if size[j] < k:  # the estimate was too high: every score enters
-                        size[j], bar[q] = 0, -np.inf
-                        for r in range(r0, r1):
-                            x = scores[t, r, g + q]
-                            if x > bar[q]:
-                                n = size[j]
-                                kept_v[j, n] = x
-                                kept_i[j, n] = base + r
-                                n += 1
-                                if n == capacity:
-                                    n, bar[q] = shrink(kept_v[j], kept_i[j], n, k, scratch, sample)
-                                size[j] = n
+            # Every column on the first pass; with `prime`, a second pass for the
+            # columns left with fewer than k contenders, from -inf.
+            redo = _ALL
+            for attempt in range(2 if prime else 1):
+                if attempt == 1:
+                    redo = np.uint64(0)
+                    for q in range(width):
+                        if size[f + g + q] < k:  # the estimate was too high
+                            size[f + g + q], bar[q] = 0, -np.inf
+                            redo |= np.uint64(1) << np.uint64(q)
+                    if redo == 0:
+                        break
+                for r in range(r0, r1):
+                    row = scores[t, r, g : g + width]
+                    # The columns this row enters as the bits of one word (a loop that
+                    # vectorises), then one step per entry.
+                    mask = np.uint64(0)
+                    for q in range(width):
+                        mask |= np.uint64(row[q] > bar[q]) << np.uint64(q)
+                    mask &= redo
+                    while mask:
+                        q = lowest_bit(mask)
+                        mask &= mask - np.uint64(1)
+                        j = f + g + q
+                        n = size[j]
+                        kept_v[j, n] = row[q]
+                        kept_i[j, n] = base + r
+                        n += 1
+                        if n == capacity:
+                            n, bar[q] = shrink(kept_v[j], kept_i[j], n, k, scratch, sample)
+                        size[j] = n
 
 
 @jit(boundscheck=False)
